@@ -1,0 +1,188 @@
+"""Cross-validated objectives, their evaluation log, and ``cv_results_``.
+
+An *objective* maps log-hyperparameters ``theta`` to the mean validation loss
+over folds and its hypergradient. :class:`CVObjective` records every
+evaluation (the rows of ``cv_results_``) and prints progress; subclasses only
+implement ``_evaluate``.
+"""
+
+import time
+
+import numpy as np
+from joblib import Parallel, delayed
+
+from ._hypergradient import FoldState, fold_value_and_grad
+
+__all__ = ["CVObjective", "FoldsObjective", "build_cv_results"]
+
+
+class CVObjective:
+    """Base class: recording, progress printing and the common-scalar view.
+
+    Parameters
+    ----------
+    n_hyper : int
+        Number of hyperparameters.
+    n_splits : int
+        Number of validation splits (1 for leave-one-out, reported as one).
+    verbose : int, default=0
+        Print one line per hypergradient evaluation when > 0.
+    """
+
+    def __init__(self, n_hyper, n_splits, verbose=0):
+        self.n_hyper = n_hyper
+        self.n_splits = n_splits
+        self.verbose = verbose
+        self.rows = []  # (theta, f, split_losses, grad_norm, elapsed)
+        self.n_evaluations = 0
+        self._start = time.perf_counter()
+
+    def _evaluate(self, theta, need_grad):
+        """Return ``(f, grad or None, split_losses)``."""
+        raise NotImplementedError
+
+    def _log(self, theta, f, split_losses, grad):
+        elapsed = time.perf_counter() - self._start
+        grad_norm = np.nan if grad is None else float(np.linalg.norm(grad))
+        self.rows.append((theta.copy(), float(f), np.asarray(split_losses), grad_norm,
+                          elapsed))
+        if self.verbose > 0 and grad is not None:
+            values = np.exp(theta)
+            shown = (f"{values[0]:.4g}" if values.size == 1 else
+                     f"[min {values.min():.3g}, median {np.median(values):.3g}, "
+                     f"max {values.max():.3g}]")
+            print(f"[skbilevel] eval {len(self.rows):3d}  hyperparameter={shown}  "
+                  f"cv_loss={f:.6g}  |hypergradient|={grad_norm:.3g}  "
+                  f"time={elapsed:.2f}s", flush=True)
+
+    def __call__(self, theta, need_grad=True):
+        theta = np.asarray(theta, dtype=float)
+        f, grad, split_losses = self._evaluate(theta, need_grad)
+        self.n_evaluations += 1
+        self._log(theta, f, split_losses, grad)
+        return f, grad
+
+    # One shared value for every hyperparameter: the start of the outer loop.
+    def common(self, t, need_grad=True):
+        """Objective along ``theta = t * ones``, with its derivative in ``t``."""
+        f, grad = self(np.full(self.n_hyper, float(t)), need_grad)
+        return f, (None if grad is None else float(np.sum(grad)))
+
+    def common_scan(self, ts):
+        """Values of :meth:`common` at many points (subclasses may vectorize)."""
+        return np.array([self.common(t, False)[0] for t in ts])
+
+    def tighten(self, relative_gradient):
+        """Hook for the outer loop: the iterate's relative hypergradient norm."""
+
+
+class FoldsObjective(CVObjective):
+    """Generic K-fold objective: any inner problem, any hypergradient method.
+
+    Inner solutions and adjoints are warm-started from the previous
+    evaluation, and the iterative solvers' tolerances follow the outer
+    iterate: loose while the hypergradient is large, tight near the optimum.
+
+    Parameters
+    ----------
+    problems : list of InnerProblem
+        One per fold, each carrying its validation data.
+    method : str
+        Hypergradient method (see :mod:`skbilevel._hypergradient`).
+    adjoint_max_iter : int
+    n_jobs : int or None
+        Folds are evaluated in threads (the kernels release the GIL).
+    verbose : int
+    """
+
+    def __init__(self, problems, method, adjoint_max_iter, n_jobs=None, verbose=0):
+        super().__init__(problems[0].n_hyper, len(problems), verbose)
+        self.problems = problems
+        self.method = method
+        self.adjoint_max_iter = adjoint_max_iter
+        self.n_jobs = n_jobs
+        self.states = [FoldState() for _ in problems]
+        self.solutions = []  # per evaluation: list of per-fold w (for scoring)
+        self.tol = 1e-6
+
+    def tighten(self, relative_gradient):
+        self.tol = float(np.clip(0.1 * relative_gradient, 1e-10, 1e-6))
+
+    def _evaluate(self, theta, need_grad):
+        kwargs = dict(
+            method=self.method,
+            need_grad=need_grad,
+            inner_tol=self.tol,
+            adjoint_tol=self.tol,
+            adjoint_max_iter=self.adjoint_max_iter,
+        )
+        if self.n_jobs in (None, 1) or len(self.problems) == 1:
+            results = [
+                fold_value_and_grad(p, theta, s, **kwargs)
+                for p, s in zip(self.problems, self.states)
+            ]
+        else:
+            results = Parallel(n_jobs=self.n_jobs, prefer="threads")(
+                delayed(fold_value_and_grad)(p, theta, s, **kwargs)
+                for p, s in zip(self.problems, self.states)
+            )
+        losses = np.array([r[0] for r in results])
+        self.solutions.append([r[2] for r in results])
+        grad = None
+        if need_grad:
+            grad = np.mean([r[1] for r in results], axis=0)
+        return float(losses.mean()), grad, losses
+
+    def failures(self):
+        """Number of inner and adjoint solves that stopped before their tolerance."""
+        inner = sum(s.failures.count("inner") for s in self.states)
+        adjoint = sum(s.failures.count("adjoint") for s in self.states)
+        return inner, adjoint
+
+
+def build_cv_results(rows, param_name, to_param, split_scores):
+    """Assemble a GridSearchCV-shaped ``cv_results_`` dict.
+
+    Parameters
+    ----------
+    rows : list of tuple
+        ``(theta, f, split_losses, grad_norm, elapsed)`` per evaluation.
+    param_name : str
+        Name of the hyperparameter (``"alpha"``, ``"C"``).
+    to_param : callable
+        Maps ``theta`` to the user-facing value (float or ndarray).
+    split_scores : ndarray of shape (n_rows, n_splits)
+        Validation score of each row on each split (greater is better).
+
+    Returns
+    -------
+    cv_results : dict
+    """
+    n_rows = len(rows)
+    values = [to_param(r[0]) for r in rows]
+    param = np.ma.MaskedArray(np.empty(n_rows, dtype=object), mask=False)
+    for i, v in enumerate(values):
+        param[i] = v
+    results = {
+        "params": [{param_name: v} for v in values],
+        f"param_{param_name}": param,
+    }
+    split_scores = np.asarray(split_scores, dtype=float).reshape(n_rows, -1)
+    for k in range(split_scores.shape[1]):
+        results[f"split{k}_test_score"] = split_scores[:, k]
+    mean = split_scores.mean(axis=1)
+    results["mean_test_score"] = mean
+    results["std_test_score"] = split_scores.std(axis=1)
+    # Ties share the best rank, as in GridSearchCV (NaN scores rank last).
+    filled = np.where(np.isnan(mean), -np.inf, mean)
+    order = np.argsort(-filled, kind="stable")
+    ranks = np.empty(n_rows, dtype=np.int32)
+    ranks[order] = np.arange(1, n_rows + 1)
+    for i in range(1, n_rows):
+        if filled[order[i]] == filled[order[i - 1]]:
+            ranks[order[i]] = ranks[order[i - 1]]
+    results["rank_test_score"] = ranks
+    results["iter"] = np.arange(n_rows)
+    results["time"] = np.array([r[4] for r in rows])
+    results["hypergradient_norm"] = np.array([r[3] for r in rows])
+    return results

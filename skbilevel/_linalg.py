@@ -1,0 +1,102 @@
+"""Small iterative linear-algebra routines shared by the problems and hypergradients."""
+
+import numpy as np
+
+__all__ = ["conjugate_gradient", "power_iteration"]
+
+
+def conjugate_gradient(matvec, rhs, x0=None, tol=1e-10, max_iter=1000):
+    """Solve ``A x = rhs`` for a symmetric positive definite ``A`` by CG.
+
+    Arrays of any shape are treated as one long vector (the Frobenius inner
+    product), which solves block-diagonal systems such as one ridge per
+    target in a single run.
+
+    Parameters
+    ----------
+    matvec : callable
+        ``matvec(x)`` returns ``A x`` with the shape of ``x``.
+    rhs : ndarray
+        Right-hand side.
+    x0 : ndarray, default=None
+        Warm start; zeros when None.
+    tol : float, default=1e-10
+        Stop when ``||A x - rhs|| <= tol * ||rhs||``.
+    max_iter : int, default=1000
+        Maximum number of iterations.
+
+    Returns
+    -------
+    x : ndarray
+        The approximate solution.
+    n_iter : int
+        Number of matrix-vector products.
+    converged : bool
+        Whether the tolerance was reached.
+    """
+    rhs_norm = np.linalg.norm(rhs)
+    if rhs_norm == 0.0:
+        return np.zeros_like(rhs), 0, True
+    if x0 is None:
+        x = np.zeros_like(rhs)
+        r = rhs.copy()
+        n_matvec = 0
+    else:
+        x = x0.copy()
+        r = rhs - matvec(x)
+        n_matvec = 1
+    threshold = tol * rhs_norm
+    rr = np.vdot(r, r)
+    if np.sqrt(rr) <= threshold:
+        return x, n_matvec, True
+    p = r.copy()
+    for _ in range(max_iter):
+        ap = matvec(p)
+        n_matvec += 1
+        pap = np.vdot(p, ap)
+        if not pap > 0.0:  # lost positive definiteness to round-off: stop here
+            break
+        step = rr / pap
+        x += step * p
+        r -= step * ap
+        rr_new = np.vdot(r, r)
+        if np.sqrt(rr_new) <= threshold:
+            return x, n_matvec, True
+        p *= rr_new / rr
+        p += r
+        rr = rr_new
+    return x, n_matvec, False
+
+
+def power_iteration(matvec, shape, n_iter=30, safety=1.05):
+    """Estimate the largest eigenvalue of a symmetric positive semi-definite operator.
+
+    A deterministic start (all ones plus a ramp) keeps results reproducible.
+
+    Parameters
+    ----------
+    matvec : callable
+        ``matvec(x)`` returns ``A x``.
+    shape : tuple
+        Shape of the vectors ``matvec`` takes.
+    n_iter : int, default=30
+        Number of iterations.
+    safety : float, default=1.05
+        Factor applied to the estimate, which power iteration approaches from below.
+
+    Returns
+    -------
+    lam : float
+        Estimate of the largest eigenvalue, inflated by ``safety``.
+    """
+    x = 1.0 + np.linspace(0.0, 1.0, int(np.prod(shape))).reshape(shape)
+    x /= np.linalg.norm(x)
+    lam = 0.0
+    for _ in range(n_iter):
+        y = matvec(x)
+        lam = float(np.vdot(x, y))
+        norm = np.linalg.norm(y)
+        if norm == 0.0:
+            return 0.0
+        x = y / norm
+    return safety * lam

@@ -1,0 +1,244 @@
+"""Outer loops: minimize the validation loss over log-hyperparameters in a box.
+
+* :func:`minimize_scalar` - one hyperparameter: a coarse scan of the box (to
+  avoid poor local minima of the non-convex validation loss), then a
+  safeguarded bracketing method on the derivative with cubic Hermite
+  interpolation (superlinear, never leaves the bracket).
+* :func:`minimize_box` - many hyperparameters: the projected (inexact)
+  hypergradient method, with Barzilai-Borwein step lengths and a non-monotone
+  Armijo backtracking along the projected direction (spectral projected
+  gradient).
+
+Both take ``fun(theta, need_grad) -> (f, grad)``. Convergence is measured in
+relative terms: the (projected) derivative in log-space, divided by ``|f|``.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["OuterResult", "minimize_scalar", "minimize_box"]
+
+_TINY = np.finfo(np.float64).tiny
+
+
+@dataclass
+class OuterResult:
+    """Outcome of an outer loop."""
+
+    theta: np.ndarray
+    f: float
+    n_iter: int
+    converged: bool
+
+
+def _cubic_min(t0, f0, g0, t1, f1, g1):
+    """Minimizer of the cubic Hermite interpolant, or None if it has none."""
+    d1 = g0 + g1 - 3.0 * (f0 - f1) / (t0 - t1)
+    disc = d1 * d1 - g0 * g1
+    if disc < 0.0:
+        return None
+    d2 = np.copysign(np.sqrt(disc), t1 - t0)
+    denom = g1 - g0 + 2.0 * d2
+    if denom == 0.0:
+        return None
+    return t1 - (t1 - t0) * (g1 + d2 - d1) / denom
+
+
+def _quadratic_min(t1, f1, g1, t2, f2):
+    """Minimizer of the parabola through (t1, f1, g1) and (t2, f2), or None."""
+    dt = t2 - t1
+    curvature = (f2 - f1 - g1 * dt) / (dt * dt)
+    if not curvature > 0.0:
+        return None
+    return t1 - g1 / (2.0 * curvature)
+
+
+def minimize_scalar(fun, lo, hi, *, x0=None, scan=None, n_scan=13, tol=1e-4,
+                    max_iter=50, on_gradient=None):
+    """Minimize a scalar function of one log-hyperparameter on ``[lo, hi]``.
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(t, need_grad)`` returns ``(f, df/dt)`` (``df/dt`` may be None
+        when ``need_grad`` is False).
+    lo, hi : float
+        Bounds of the box.
+    x0 : float, default=None
+        Warm start. When given, the scan covers one decade on each side of
+        it (extended outwards while the values keep decreasing) instead of
+        the whole box.
+    scan : callable, default=None
+        ``scan(ts)`` returns the values at many points at once; by default
+        ``fun`` is called at each point.
+    n_scan : int, default=13
+        Number of points of the initial scan.
+    tol : float, default=1e-4
+        Stop when the bracket around the minimum guarantees (for a function
+        convex inside it) ``f - min f <= tol**2 * |f|``, that is when
+        ``|df/dt| * bracket_width <= tol**2 * |f|``, or when the bracket is
+        narrower than ``1e-2 * tol``.
+    max_iter : int, default=50
+        Maximum number of refinement steps after the scan.
+    on_gradient : callable, default=None
+        Called with the relative derivative after each evaluation (used to
+        tighten the inner tolerances as the iterate settles).
+
+    Returns
+    -------
+    result : OuterResult
+    """
+    def values(points):
+        if scan is not None:
+            return np.asarray(scan(points), dtype=float)
+        return np.array([fun(t, False)[0] for t in points])
+
+    if x0 is None:
+        ts = np.linspace(lo, hi, max(int(n_scan), 2))
+    else:
+        ts = np.unique(np.clip(float(x0) + np.log(10.0) * np.array([-1.0, 0.0, 1.0]),
+                               lo, hi))
+    fs = values(ts)
+    # Walk outwards while the minimum sits on an end of the scan inside the box.
+    stride = np.log(10.0)
+    while True:
+        i = int(np.nanargmin(fs))
+        if i == 0 and ts[0] > lo:
+            new = max(ts[0] - stride, lo)
+            ts, fs = np.r_[new, ts], np.r_[values(np.array([new])), fs]
+        elif i == len(ts) - 1 and ts[-1] < hi:
+            new = min(ts[-1] + stride, hi)
+            ts, fs = np.r_[ts, new], np.r_[fs, values(np.array([new]))]
+        else:
+            break
+        stride *= 2.0
+    i = int(np.nanargmin(fs))
+
+    def evaluate(t):
+        f, g = fun(t, True)
+        if on_gradient is not None:
+            on_gradient(abs(g) / max(abs(f), _TINY))
+        return f, g
+
+    fm, gm = evaluate(ts[i])
+    n_iter = 1
+    best_t, best_f = ts[i], fm
+    ftol = tol * tol
+    if gm == 0.0 or (i == 0 and gm > 0) or (i == len(ts) - 1 and gm < 0):
+        # The minimum is on the boundary of the box: the projection stops us.
+        return OuterResult(np.array([ts[i]]), fm, n_iter, True)
+    # Bracket [left, right]; each end is (t, f, g) with g possibly unknown.
+    if gm > 0:
+        left, right = (ts[i - 1], fs[i - 1], None), (ts[i], fm, gm)
+    else:
+        left, right = (ts[i], fm, gm), (ts[i + 1], fs[i + 1], None)
+    converged = False
+    xtol = 1e-2 * tol
+    last_g, last_f = gm, fm
+    while n_iter < max_iter:
+        width = right[0] - left[0]
+        if width <= xtol or abs(last_g) * width <= ftol * max(abs(last_f), _TINY):
+            converged = True
+            break
+        candidate = None
+        if left[2] is not None and right[2] is not None:
+            candidate = _cubic_min(*left, *right)
+        elif left[2] is not None:
+            candidate = _quadratic_min(*left, right[0], right[1])
+        elif right[2] is not None:
+            candidate = _quadratic_min(*right, left[0], left[1])
+        margin = 0.05 * width
+        if (
+            candidate is None
+            or not np.isfinite(candidate)
+            or candidate < left[0] + margin
+            or candidate > right[0] - margin
+        ):
+            candidate = 0.5 * (left[0] + right[0])
+        fc, gc = evaluate(candidate)
+        n_iter += 1
+        if fc < best_f:
+            best_t, best_f = candidate, fc
+        last_g, last_f = gc, fc
+        if gc > 0 or fc > left[1]:
+            right = (candidate, fc, gc)
+        else:
+            left = (candidate, fc, gc)
+    return OuterResult(np.array([best_t]), best_f, n_iter, converged)
+
+
+def minimize_box(fun, theta0, lo, hi, *, tol=1e-4, max_iter=100, memory=5,
+                 on_gradient=None):
+    """Projected inexact hypergradient method (spectral projected gradient).
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(theta, need_grad)`` returns ``(f, grad)``.
+    theta0 : ndarray of shape (n_hyper,)
+        Starting point (projected onto the box).
+    lo, hi : float or ndarray of shape (n_hyper,)
+        Box bounds in log-space.
+    tol : float, default=1e-4
+        Stop when the projected gradient's largest entry is at most
+        ``tol * |f|``, or when ``f`` decreased by less than ``tol * |f|``
+        over the last ``memory`` iterations.
+    max_iter : int, default=100
+        Maximum number of outer iterations.
+    memory : int, default=5
+        Length of the non-monotone window of the Armijo test.
+    on_gradient : callable, default=None
+        Called with the relative projected-gradient norm after each iterate.
+
+    Returns
+    -------
+    result : OuterResult
+    """
+    theta = np.clip(np.asarray(theta0, dtype=float), lo, hi)
+    f, g = fun(theta, True)
+    best = (theta.copy(), f)
+    history = [f]
+    step = 1.0 / max(np.max(np.abs(g)), _TINY)
+    converged = False
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):  # noqa: B007
+        scale = max(abs(f), _TINY)
+        pg = np.clip(theta - g, lo, hi) - theta
+        rel = np.max(np.abs(pg)) / scale
+        if on_gradient is not None:
+            on_gradient(rel)
+        if rel <= tol:
+            converged = True
+            break
+        if len(history) > memory and history[-memory - 1] - min(history[-memory:]) <= tol * scale:
+            converged = True
+            break
+        direction = np.clip(theta - step * g, lo, hi) - theta
+        slope = float(g @ direction)
+        f_ref = max(history[-memory:])
+        t = 1.0
+        while True:
+            candidate = theta + t * direction
+            fc, gc = fun(candidate, True)
+            if fc <= f_ref + 1e-4 * t * slope:
+                break
+            denom = 2.0 * (fc - f - t * slope)
+            t_new = -slope * t * t / denom if denom > 0 else 0.5 * t
+            t = float(np.clip(t_new, 0.1 * t, 0.5 * t))
+            if t < 1e-10:
+                break
+        if not fc <= f_ref + 1e-4 * t * slope:
+            # No decrease along the projected direction: we are at the
+            # precision limit of the (inexact) hypergradient.
+            break
+        s = candidate - theta
+        y = gc - g
+        sy = float(s @ y)
+        step = float(s @ s) / sy if sy > 0 else 1e3 / max(np.max(np.abs(gc)), _TINY)
+        step = float(np.clip(step, 1e-10, 1e10))
+        theta, f, g = candidate, fc, gc
+        history.append(f)
+        if f < best[1]:
+            best = (theta.copy(), f)
+    return OuterResult(best[0], best[1], n_iter, converged)

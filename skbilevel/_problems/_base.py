@@ -1,0 +1,93 @@
+"""The inner-problem protocol that every hypergradient method is written against."""
+
+import numpy as np
+
+__all__ = ["InnerProblem", "penalty_weights"]
+
+
+def penalty_weights(theta, group_idx):
+    """Map log-hyperparameters to the per-coefficient L2 weights.
+
+    Parameters
+    ----------
+    theta : ndarray of shape (n_hyper,)
+        Log-regularization strengths, one per hyperparameter group.
+    group_idx : ndarray of shape (n_features, n_targets), dtype int64
+        Hyperparameter group of every coefficient.
+
+    Returns
+    -------
+    weights : ndarray of shape (n_features, n_targets)
+        ``exp(theta)[group_idx]``.
+    """
+    return np.exp(theta)[group_idx]
+
+
+class InnerProblem:
+    """One training problem ``w(theta) = argmin_w L(w, theta)`` plus its validation loss.
+
+    Coefficients ``w`` are arrays of shape (n_features, n_targets) and the
+    penalty is ``0.5 * sum(exp(theta)[group_idx] * w ** 2)``. Subclasses
+    implement the data-fit part; the penalty's contribution to the
+    cross-derivative is shared here because it is the same for every model:
+    ``d/dtheta_g (dL/dw) = exp(theta_g) * w`` on the coefficients of group g.
+
+    The validation loss ``E(w)`` does not depend on ``theta`` directly, so the
+    hypergradient is ``-cross(w, theta, v)`` with ``H v = grad E``.
+    """
+
+    group_idx = None  # ndarray of shape (n_features, n_targets)
+    n_hyper = 0
+
+    def value(self, w, theta):
+        """Training objective ``L(w, theta)``."""
+        raise NotImplementedError
+
+    def gradient(self, w, theta):
+        """``dL/dw`` at ``w``, shape (n_features, n_targets)."""
+        raise NotImplementedError
+
+    def hvp(self, w, theta, v):
+        """Hessian-vector product ``d2L/dw2 @ v``."""
+        raise NotImplementedError
+
+    def hessian_solve(self, w, theta, rhs):
+        """``(d2L/dw2)^{-1} @ rhs`` by a factorization; may raise NotImplementedError."""
+        raise NotImplementedError
+
+    def lipschitz(self, w, theta):
+        """An upper estimate of the largest eigenvalue of the Hessian."""
+        raise NotImplementedError
+
+    def solve(self, theta, w0=None, tol=1e-10, method="direct"):
+        """Minimize ``L(., theta)``, warm-started from ``w0``.
+
+        Returns
+        -------
+        w : ndarray of shape (n_features, n_targets)
+        converged : bool
+        """
+        raise NotImplementedError
+
+    def outer_loss_grad(self, w):
+        """Validation loss ``E(w)`` and its gradient in ``w``."""
+        raise NotImplementedError
+
+    def cross(self, w, theta, v):
+        """``(d2L / dw dtheta)^T v``: one number per hyperparameter group.
+
+        Parameters
+        ----------
+        w, v : ndarray of shape (n_features, n_targets)
+        theta : ndarray of shape (n_hyper,)
+
+        Returns
+        -------
+        out : ndarray of shape (n_hyper,)
+        """
+        weights = penalty_weights(theta, self.group_idx)
+        return np.bincount(
+            self.group_idx.ravel(),
+            weights=(weights * w * v).ravel(),
+            minlength=self.n_hyper,
+        )

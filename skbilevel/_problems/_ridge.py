@@ -1,0 +1,454 @@
+"""Weighted ridge regression as an inner problem, and its spectral shortcuts.
+
+The training problem of one fold is
+
+    L(w, theta) = 0.5 * ||sqrt(sw) * (Y - X w - b)||^2 + 0.5 * sum(p * w ** 2)
+
+with ``p = exp(theta)[group_idx]`` and an unpenalized intercept ``b``. The
+intercept is eliminated by centering X and Y with their weighted means, so
+``w`` holds only penalized coefficients. Centering of sparse X is implicit.
+
+Two representations are provided:
+
+* :class:`RidgeProblem` implements the generic protocol (any penalty
+  grouping, every hypergradient method) on a Gram matrix when it is small,
+  or on the design matrix itself (Numba kernels, dense or CSR) otherwise.
+* :func:`spectral_holdout_folds` / :func:`spectral_loo` exploit that a
+  penalty shared by all features of a target commutes with the Gram matrix:
+  one eigendecomposition per fold makes every later evaluation of the
+  validation loss and of its exact derivative cost O(n_val * rank).
+"""
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+
+from .._kernels import (
+    as_float_c,
+    as_index_c,
+    csr_centered_gram_matvec,
+    dense_centered_gram_matvec,
+    spectral_holdout_loss_grad,
+)
+from .._linalg import conjugate_gradient, power_iteration
+from ._base import InnerProblem, penalty_weights
+
+__all__ = [
+    "RidgeProblem",
+    "SpectralFold",
+    "spectral_holdout_folds",
+    "spectral_loo",
+    "GRAM_MAX_DIM",
+    "DENSE_MAX_ENTRIES",
+]
+
+# Largest side of a Gram/kernel matrix we form and factorize (8000**2 doubles
+# = 512 MB). Past that, only the iterative (CG) path is used.
+GRAM_MAX_DIM = 8000
+# Largest sparse matrix we densify for a factorization (200 MB of doubles).
+DENSE_MAX_ENTRIES = 25_000_000
+
+
+def weighted_means(X, Y, sw, fit_intercept):
+    """Weighted column means of X and Y (zeros when there is no intercept)."""
+    n_features = X.shape[1]
+    if not fit_intercept:
+        return np.zeros(n_features), np.zeros(Y.shape[1])
+    total = sw.sum()
+    xbar = np.asarray(X.T @ sw).ravel() / total
+    ybar = sw @ Y / total
+    return xbar, ybar
+
+
+def _csr_arrays(X):
+    return as_float_c(X.data), as_index_c(X.indices), as_index_c(X.indptr)
+
+
+def _drop_null_directions(s2, vectors):
+    """Keep the eigenpairs of a PSD matrix that are not round-off zeros."""
+    s2 = np.maximum(s2, 0.0)
+    keep = s2 > s2.max(initial=0.0) * max(vectors.shape) * np.finfo(np.float64).eps
+    return s2[keep], np.ascontiguousarray(vectors[:, keep])
+
+
+class RidgeProblem(InnerProblem):
+    """Weighted ridge training problem of one fold (see module docstring).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features) or CSR matrix
+        Training rows, float64 (C-contiguous when dense).
+    Y : ndarray of shape (n_samples, n_targets)
+    sw : ndarray of shape (n_samples,)
+    group_idx : ndarray of shape (n_features, n_targets), dtype int64
+    n_hyper : int
+        Number of hyperparameter groups.
+    fit_intercept : bool
+    gram : ndarray of shape (n_features, n_features), default=None
+        The centered, weighted Gram matrix if the caller already has it.
+    X_val, Y_val, sw_val : arrays, default=None
+        Validation rows; needed only for :meth:`outer_loss_grad`.
+    """
+
+    def __init__(
+        self,
+        X,
+        Y,
+        sw,
+        group_idx,
+        n_hyper,
+        fit_intercept,
+        *,
+        gram=None,
+        X_val=None,
+        Y_val=None,
+        sw_val=None,
+    ):
+        self.X = X
+        self.sparse = sp.issparse(X)
+        self.sw = sw
+        self.group_idx = group_idx
+        self.n_hyper = n_hyper
+        self.n_samples, self.n_features = X.shape
+        self.n_targets = Y.shape[1]
+        self.xbar, self.ybar = weighted_means(X, Y, sw, fit_intercept)
+        Yc = Y - self.ybar
+        # Xc^T S Yc equals X^T S Yc because S Yc sums to zero column-wise.
+        self.b = np.asarray(X.T @ (sw[:, None] * Yc))
+        if not fit_intercept:
+            self.b = np.ascontiguousarray(self.b)
+        self.c0 = 0.5 * float(np.sum(sw[:, None] * Yc**2))
+        self._gram = gram
+        self.shared_penalty = bool(np.all(group_idx == group_idx[:, :1]))
+        self._factor_key = None
+        self._factors = None
+        self._lipschitz_gram = None
+        if X_val is not None:
+            self.X_val = X_val
+            self.Y_val = Y_val
+            self.sw_val = sw_val
+            self._val_scale = 2.0 / (sw_val.sum() * self.n_targets)
+
+    # ----------------------------------------------------------------- algebra
+    @property
+    def use_gram(self):
+        """Whether the Hessian's data part is held as a d x d matrix."""
+        if self._gram is not None:
+            return True
+        return self.n_features <= min(self.n_samples, GRAM_MAX_DIM)
+
+    def gram(self):
+        """Centered weighted Gram matrix ``Xc^T S Xc``, formed on first use."""
+        if self._gram is None:
+            X, sw, xbar = self.X, self.sw, self.xbar
+            if self.sparse:
+                G = (X.T @ X.multiply(sw[:, None]).tocsr()).toarray()
+            else:
+                G = X.T @ (X * sw[:, None])
+            G -= sw.sum() * np.outer(xbar, xbar)
+            self._gram = G
+        return self._gram
+
+    def data_matvec(self, V):
+        """``Xc^T S Xc @ V`` for V of shape (n_features, n_targets)."""
+        if self.use_gram:
+            return self.gram() @ V
+        V = as_float_c(V)
+        if self.sparse:
+            data, indices, indptr = _csr_arrays(self.X)
+            return csr_centered_gram_matvec(
+                data, indices, indptr, self.sw, self.xbar, V
+            )
+        return dense_centered_gram_matvec(self.X, self.sw, self.xbar, V)
+
+    def value(self, w, theta):
+        p = penalty_weights(theta, self.group_idx)
+        return float(
+            0.5 * np.sum(w * self.data_matvec(w))
+            - np.sum(self.b * w)
+            + self.c0
+            + 0.5 * np.sum(p * w**2)
+        )
+
+    def gradient(self, w, theta):
+        p = penalty_weights(theta, self.group_idx)
+        return self.data_matvec(w) - self.b + p * w
+
+    def hvp(self, w, theta, v):
+        p = penalty_weights(theta, self.group_idx)
+        return self.data_matvec(v) + p * v
+
+    def lipschitz(self, w, theta):
+        if self._lipschitz_gram is None:
+            self._lipschitz_gram = power_iteration(
+                lambda v: self.data_matvec(v), (self.n_features, 1)
+            )
+        return self._lipschitz_gram + float(np.exp(np.max(theta)))
+
+    # ---------------------------------------------------------- factorizations
+    def _dense_centered_design(self):
+        X = self.X.toarray() if self.sparse else self.X
+        return np.sqrt(self.sw)[:, None] * (X - self.xbar)
+
+    def _can_factorize(self):
+        small = min(self.n_samples, self.n_features) <= GRAM_MAX_DIM
+        if self.sparse and self.n_features > self.n_samples:
+            small = small and self.n_samples * self.n_features <= DENSE_MAX_ENTRIES
+        return small
+
+    def _factor(self, p_col):
+        """Factorization of the Hessian for one column of penalty weights."""
+        if self.use_gram:
+            H = self.gram().copy()
+            H[np.diag_indices_from(H)] += p_col
+            return ("primal", scipy.linalg.cho_factor(H, check_finite=False))
+        # Dual form (n < d): H^{-1} = D^{-1} - D^{-1} Xc^T M^{-1} Xc D^{-1},
+        # with M = I + Xc D^{-1} Xc^T, n x n instead of d x d.
+        if not self._can_factorize():
+            raise NotImplementedError(
+                "The problem is too large to factorize; use hypergradient='cg'."
+            )
+        if not hasattr(self, "_Xc"):
+            self._Xc = self._dense_centered_design()
+        Xc_scaled = self._Xc / p_col
+        M = Xc_scaled @ self._Xc.T
+        M[np.diag_indices_from(M)] += 1.0
+        return ("dual", scipy.linalg.cho_factor(M, check_finite=False))
+
+    def _apply_factor(self, factor, p_col, rhs):
+        kind, cho = factor
+        if kind == "primal":
+            return scipy.linalg.cho_solve(cho, rhs, check_finite=False)
+        scaled = rhs / p_col[:, None]
+        return scaled - (
+            self._Xc.T @ scipy.linalg.cho_solve(cho, self._Xc @ scaled, check_finite=False)
+        ) / p_col[:, None]
+
+    def hessian_solve(self, w, theta, rhs):
+        p = penalty_weights(theta, self.group_idx)
+        key = theta.tobytes()
+        if key != self._factor_key:
+            self._factor_key = key
+            if self.shared_penalty:
+                self._factors = [self._factor(p[:, 0])]
+            else:
+                self._factors = [self._factor(p[:, t]) for t in range(self.n_targets)]
+        if self.shared_penalty:
+            return self._apply_factor(self._factors[0], p[:, 0], rhs)
+        out = np.empty_like(rhs)
+        for t in range(self.n_targets):
+            out[:, t] = self._apply_factor(self._factors[t], p[:, t], rhs[:, t : t + 1])[
+                :, 0
+            ]
+        return out
+
+    def solve(self, theta, w0=None, tol=1e-10, method="direct", max_iter=1000):
+        if method == "direct":
+            return self.hessian_solve(None, theta, self.b), True
+        p = penalty_weights(theta, self.group_idx)
+        w, _, converged = conjugate_gradient(
+            lambda v: self.data_matvec(v) + p * v,
+            self.b,
+            x0=w0,
+            tol=tol,
+            max_iter=max_iter,
+        )
+        return w, converged
+
+    # ---------------------------------------------------------------- outputs
+    def intercept(self, w):
+        """Unpenalized intercept that goes with coefficients ``w``."""
+        return self.ybar - self.xbar @ w
+
+    def outer_loss_grad(self, w):
+        """Weighted validation MSE (averaged over targets) and its gradient in w."""
+        residual = (
+            np.asarray(self.X_val @ w) - self.xbar @ w + self.ybar - self.Y_val
+        )
+        weighted = self.sw_val[:, None] * residual
+        loss = 0.5 * self._val_scale * float(np.sum(weighted * residual))
+        grad = self._val_scale * (
+            np.asarray(self.X_val.T @ weighted) - np.outer(self.xbar, weighted.sum(0))
+        )
+        return loss, grad
+
+
+# --------------------------------------------------------------------------
+# Spectral shortcuts for a penalty shared by all features of each target.
+# --------------------------------------------------------------------------
+
+
+class SpectralFold:
+    """One hold-out fold in eigen-coordinates (see ``spectral_holdout_loss_grad``).
+
+    Validation predictions at per-target strengths ``alpha`` are
+    ``A @ (Z / (s2 + alpha)) + ybar``.
+
+    Attributes
+    ----------
+    A : ndarray of shape (n_val, rank)
+    Z : ndarray of shape (rank, n_targets)
+    s2 : ndarray of shape (rank,)
+    ybar : ndarray of shape (n_targets,)
+        Weighted mean of the training targets (the intercept's share).
+    Y_val : ndarray of shape (n_val, n_targets)
+    sw : ndarray of shape (n_val,)
+    """
+
+    def __init__(self, A, Z, s2, ybar, Y_val, sw):
+        self.A = as_float_c(A)
+        self.Z = as_float_c(Z)
+        self.s2 = as_float_c(s2)
+        self.ybar = ybar
+        self.Y_val = Y_val
+        self.res0 = as_float_c(ybar - Y_val)
+        self.sw = as_float_c(sw)
+        self.scale = 1.0 / (sw.sum() * Y_val.shape[1])
+
+    def predict(self, alpha):
+        """Validation predictions for per-target strengths ``alpha`` of shape (n_targets,)."""
+        return self.A @ (self.Z / (self.s2[:, None] + alpha[None, :])) + self.ybar
+
+    def loss_grad(self, alpha):
+        """Validation MSE (mean over targets) and its derivative per target in log(alpha)."""
+        loss, grad = spectral_holdout_loss_grad(
+            self.A, self.Z, self.s2, alpha, self.res0, self.sw
+        )
+        return self.scale * loss.sum(), self.scale * grad
+
+    def scan(self, alphas):
+        """Validation MSE for many shared strengths at once (matrix products).
+
+        Parameters
+        ----------
+        alphas : ndarray of shape (n_alphas,)
+
+        Returns
+        -------
+        losses : ndarray of shape (n_alphas,)
+        """
+        inv = 1.0 / (self.s2[:, None] + alphas[None, :])  # rank x n_alphas
+        out = np.zeros(alphas.shape[0])
+        for t in range(self.Z.shape[1]):
+            resid = self.A @ (self.Z[:, t : t + 1] * inv) + self.res0[:, t : t + 1]
+            out += self.sw @ resid**2
+        return out * self.scale
+
+
+def _gram_moments(X, Y, sw):
+    """Uncentered weighted Gram, cross-moments and sums of a block of rows."""
+    if sp.issparse(X):
+        Xw = X.multiply(sw[:, None]).tocsr()
+        G = (X.T @ Xw).toarray()
+        xs = np.asarray(Xw.sum(axis=0)).ravel()
+        xy = np.asarray(Xw.T @ Y)
+    else:
+        Xw = X * sw[:, None]
+        G = X.T @ Xw
+        xs = Xw.sum(axis=0)
+        xy = Xw.T @ Y
+    return G, xs, xy, sw @ Y, sw.sum()
+
+
+def spectral_holdout_folds(X, Y, sw, folds, fit_intercept, mode):
+    """Eigen-coordinates of every hold-out fold, sharing work across folds.
+
+    In ``mode="primal"`` (n_features small) the full weighted Gram matrix is
+    formed once and each fold's training Gram is obtained by subtracting the
+    validation rows' contribution. In ``mode="dual"`` (n_samples small) the
+    full kernel ``X X^T`` is formed once and every fold reads its blocks.
+
+    Parameters
+    ----------
+    X : ndarray or CSR matrix of shape (n_samples, n_features)
+    Y : ndarray of shape (n_samples, n_targets)
+    sw : ndarray of shape (n_samples,)
+    folds : list of (train_idx, val_idx)
+    fit_intercept : bool
+    mode : {"primal", "dual"}
+
+    Returns
+    -------
+    folds : list of SpectralFold
+    full_gram : ndarray or None
+        Uncentered weighted Gram of all rows in primal mode (reused for the
+        final refit), else None.
+    """
+    out = []
+    if mode == "primal":
+        G, xs, xy, ys, total = _gram_moments(X, Y, sw)
+        for train, val in folds:
+            Xv, Yv, swv = X[val], Y[val], sw[val]
+            Gv, xsv, xyv, ysv, totv = _gram_moments(Xv, Yv, swv)
+            tot_t = total - totv
+            G_t = G - Gv
+            xy_t = xy - xyv
+            if fit_intercept:
+                xbar = (xs - xsv) / tot_t
+                ybar = (ys - ysv) / tot_t
+                G_t -= tot_t * np.outer(xbar, xbar)
+                xy_t -= tot_t * np.outer(xbar, ybar)
+            else:
+                xbar = np.zeros(X.shape[1])
+                ybar = np.zeros(Y.shape[1])
+            s2, V = _drop_null_directions(*np.linalg.eigh(G_t))
+            A = np.asarray(Xv @ V) - xbar @ V
+            out.append(SpectralFold(A, V.T @ xy_t, s2, ybar, Yv, swv))
+        return out, (G, xs, xy, ys, total)
+
+    K = np.asarray((X @ X.T).toarray() if sp.issparse(X) else X @ X.T)
+    for train, val in folds:
+        swt = sw[train]
+        Ktt = K[np.ix_(train, train)]
+        Kvt = K[np.ix_(val, train)]
+        Yt = Y[train]
+        if fit_intercept:
+            tot_t = swt.sum()
+            kt = Ktt @ swt / tot_t  # X_t xbar
+            kv = Kvt @ swt / tot_t  # X_v xbar
+            xx = swt @ kt / tot_t  # ||xbar||^2
+            Ktt = Ktt - kt[:, None] - kt[None, :] + xx
+            Kvt = Kvt - kv[:, None] - kt[None, :] + xx
+            ybar = swt @ Yt / tot_t
+        else:
+            ybar = np.zeros(Y.shape[1])
+        root = np.sqrt(swt)
+        s2, U = _drop_null_directions(*np.linalg.eigh(root[:, None] * Ktt * root))
+        A = (Kvt * root) @ U
+        Z = U.T @ (root[:, None] * (Yt - ybar))
+        out.append(SpectralFold(A, Z, s2, ybar, Y[val], sw[val]))
+    return out, None
+
+
+def spectral_loo(X, Y, sw, fit_intercept, mode):
+    """Quantities for the exact leave-one-out loss (see ``spectral_loo_loss_grad``).
+
+    Returns
+    -------
+    P : ndarray of shape (n_samples, rank)
+    Z : ndarray of shape (rank, n_targets)
+    s2 : ndarray of shape (rank,)
+    y_tilde : ndarray of shape (n_samples, n_targets)
+    q2 : ndarray of shape (n_samples,)
+    moments : tuple or None
+        Uncentered Gram moments in primal mode, for the final refit.
+    """
+    xbar, ybar = weighted_means(X, Y, sw, fit_intercept)
+    root = np.sqrt(sw)
+    y_tilde = root[:, None] * (Y - ybar)
+    q2 = sw / sw.sum() if fit_intercept else np.zeros_like(sw)
+    if mode == "primal":
+        moments = _gram_moments(X, Y, sw)
+        G = moments[0] - sw.sum() * np.outer(xbar, xbar)
+        s2, V = _drop_null_directions(*np.linalg.eigh(G))
+        P = root[:, None] * (np.asarray(X @ V) - xbar @ V)
+        Z = P.T @ y_tilde
+        return P, Z, s2, y_tilde, q2, moments
+    K = np.asarray((X @ X.T).toarray() if sp.issparse(X) else X @ X.T)
+    if fit_intercept:
+        k = K @ sw / sw.sum()
+        K = K - k[:, None] - k[None, :] + sw @ k / sw.sum()
+    s2, U = _drop_null_directions(*np.linalg.eigh(root[:, None] * K * root))
+    P = U * np.sqrt(s2)
+    Z = P.T @ y_tilde
+    return P, Z, s2, y_tilde, q2, None

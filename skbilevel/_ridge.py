@@ -1,0 +1,572 @@
+"""BilevelRidgeCV: ridge regression whose L2 strengths are tuned by hypergradient."""
+
+import numbers
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, MultiOutputMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import check_scoring
+from sklearn.model_selection import check_cv
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from ._cv import FoldsObjective, build_cv_results
+from ._hypergradient import HYPERGRADIENT_METHODS
+from ._kernels import as_float_c, as_index_c
+from ._outer import minimize_box, minimize_scalar
+from ._problems import RidgeProblem
+from ._problems._ridge import (
+    DENSE_MAX_ENTRIES,
+    GRAM_MAX_DIM,
+    spectral_holdout_folds,
+    spectral_loo,
+)
+from ._problems._ridge_cv import (
+    DirectLOOObjective,
+    SpectralHoldoutObjective,
+    SpectralLOOObjective,
+)
+from ._validation import check_bounds, check_hypergradient, check_penalty
+
+__all__ = ["BilevelRidgeCV"]
+
+
+class _PredictionsAsInput(RegressorMixin, BaseEstimator):
+    """Stand-in estimator whose ``predict`` returns its input.
+
+    Lets any scikit-learn scorer score predictions we computed ourselves
+    (validation predictions in eigen-coordinates, leave-one-out predictions).
+    """
+
+    def fit(self, X, y=None):
+        return self
+
+    def predict(self, X):
+        return X
+
+
+class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
+    """Ridge regression with L2 strengths tuned by hypergradient descent.
+
+    The cross-validated mean squared error is minimized over the
+    regularization strengths ``alpha`` by differentiating it through the
+    ridge solution of every fold (implicit differentiation). One strength
+    (``penalty="scalar"``) is found with a coarse scan followed by a
+    superlinear 1-D search; many strengths (one per feature, per target or
+    per group of features) by the projected hypergradient method started at
+    the best scalar. The intercept is never penalized. The model is refit on
+    all the data at the chosen strengths.
+
+    The objective is scikit-learn's :class:`~sklearn.linear_model.Ridge`
+    objective ``||y - Xw - b||^2_sw + sum_j alpha_{g(j)} w_j^2``.
+
+    Parameters
+    ----------
+    penalty : {"scalar", "per_feature", "per_target"} or array-like of shape \
+            (n_features,), default="scalar"
+        How strengths are shared: one for all coefficients, one per feature,
+        one per target (multi-output ``y``), or one per group of features
+        given by an array of group ids.
+    alpha_init : float or array-like, default=None
+        Starting strength(s). None scans the whole box first, which guards
+        against poor local minima of the (non-convex) validation loss.
+    alpha_bounds : (float, float), default=None
+        Box of admissible strengths. None means ``(1e-6, 1e6)`` times the
+        mean eigenvalue of the centered, weighted training Gram matrix
+        (``trace(X_c^T S X_c) / n_features``), which makes the box follow
+        the scale of the data.
+    fit_intercept : bool, default=True
+        Whether to fit an (unpenalized) intercept.
+    cv : int, cross-validation generator, iterable or None, default=5
+        None uses exact leave-one-out with its closed-form hypergradient.
+        An int is the number of folds of :class:`~sklearn.model_selection.KFold`.
+        A splitter or an iterable of ``(train, test)`` index arrays is used
+        as given; ``groups`` passed to :meth:`fit` reach the splitter.
+    scoring : str or callable, default=None
+        What ``cv_results_`` and ``best_score_`` report (greater is better).
+        None reports the negative mean squared error. The criterion that is
+        minimized is always the validation mean squared error.
+    hypergradient : {"auto", "direct", "cg", "fixed_point", "neumann", "itd"}, \
+            default="auto"
+        How the hypergradient is computed. "direct" factorizes the Hessian
+        (with one eigendecomposition per fold reused across all iterations
+        when the penalty is shared by all features of a target); "cg",
+        "fixed_point" and "neumann" solve the adjoint system iteratively
+        (conjugate gradient, fixed-point iteration, truncated Neumann
+        series); "itd" differentiates through unrolled gradient-descent
+        steps. "auto" picks "direct" unless the problem is too large to
+        factorize, then "cg". With ``cv=None`` only "auto"/"direct" apply.
+    adjoint_max_iter : int, default=200
+        Iteration cap of the "cg" and "fixed_point" adjoint solvers; number
+        of series terms for "neumann" and of unrolled steps for "itd".
+    max_iter : int, default=100
+        Maximum number of outer iterations (after the initial scan).
+    tol : float, default=1e-4
+        Outer stopping tolerance on the hypergradient in log-space,
+        relative to the validation loss.
+    n_jobs : int, default=None
+        Number of threads over folds (joblib). None means 1.
+    verbose : int, default=0
+        Print one line per hypergradient evaluation when > 0.
+    warm_start : bool, default=False
+        Start from the previous ``alpha_`` when refitting.
+
+    Attributes
+    ----------
+    alpha_ : float or ndarray
+        Chosen strength(s): a float for ``penalty="scalar"``, otherwise an
+        array with one entry per feature, per target or per group (in the
+        order of ``penalty_groups_``).
+    coef_ : ndarray of shape (n_features,) or (n_targets, n_features)
+    intercept_ : float or ndarray of shape (n_targets,)
+    best_score_ : float
+        Cross-validated score of the chosen strength(s) (see ``scoring``).
+    best_index_ : int
+        Row of ``cv_results_`` of the chosen strength(s).
+    n_iter_ : int
+        Number of outer iterations (scan excluded).
+    n_splits_ : int
+        Number of cross-validation splits (1 for leave-one-out).
+    cv_results_ : dict of ndarray
+        One row per evaluated point (the initial scan included), with
+        GridSearchCV's keys (``params``, ``param_alpha``,
+        ``split{k}_test_score``, ``mean_test_score``, ``std_test_score``,
+        ``rank_test_score``) and ``iter``, ``time`` (seconds since the start
+        of fit) and ``hypergradient_norm`` (NaN at scan points). Leave-one-out
+        reports no ``split{k}`` columns and a NaN ``std_test_score``.
+    penalty_groups_ : ndarray or None
+        Distinct group ids when ``penalty`` is an array.
+    hypergradient_ : str
+        The method that was used.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Defined only when X has feature names that are all strings.
+
+    See Also
+    --------
+    sklearn.linear_model.RidgeCV : Ridge with a grid of strengths.
+
+    Notes
+    -----
+    Computations run in float64; ``coef_`` has the dtype of ``X``.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_diabetes
+    >>> from skbilevel import BilevelRidgeCV
+    >>> X, y = load_diabetes(return_X_y=True)
+    >>> reg = BilevelRidgeCV(cv=5).fit(X, y)
+    >>> bool(0.01 < reg.alpha_ < 1.0)
+    True
+    >>> round(reg.score(X, y), 2)
+    0.51
+    """
+
+    def __init__(
+        self,
+        *,
+        penalty="scalar",
+        alpha_init=None,
+        alpha_bounds=None,
+        fit_intercept=True,
+        cv=5,
+        scoring=None,
+        hypergradient="auto",
+        adjoint_max_iter=200,
+        max_iter=100,
+        tol=1e-4,
+        n_jobs=None,
+        verbose=0,
+        warm_start=False,
+    ):
+        self.penalty = penalty
+        self.alpha_init = alpha_init
+        self.alpha_bounds = alpha_bounds
+        self.fit_intercept = fit_intercept
+        self.cv = cv
+        self.scoring = scoring
+        self.hypergradient = hypergradient
+        self.adjoint_max_iter = adjoint_max_iter
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+        self.warm_start = warm_start
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.target_tags.multi_output = True
+        return tags
+
+    # ------------------------------------------------------------- validation
+    def _check_params(self):
+        method = check_hypergradient(self.hypergradient, HYPERGRADIENT_METHODS)
+        for name in ("max_iter", "adjoint_max_iter"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) \
+                    or value < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+        if not isinstance(self.tol, numbers.Real) or not self.tol > 0:
+            raise ValueError(f"tol must be a positive number; got {self.tol!r}.")
+        if not isinstance(self.fit_intercept, (bool, np.bool_)):
+            raise TypeError(
+                f"fit_intercept must be a bool; got {type(self.fit_intercept).__name__}."
+            )
+        if self.alpha_bounds is not None:
+            check_bounds(self.alpha_bounds, "alpha_bounds")
+        if self.cv is None and method not in ("auto", "direct"):
+            raise ValueError(
+                "cv=None uses the closed-form leave-one-out hypergradient: "
+                f"hypergradient must be 'auto' or 'direct', got {method!r}."
+            )
+        return method
+
+    def _validate_input(self, X, y, sample_weight):
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse=["csr", "csc", "coo"],
+            dtype=[np.float64, np.float32],
+            multi_output=True,
+            y_numeric=True,
+        )
+        dtype = X.dtype
+        if sp.issparse(X):
+            X = sp.csr_matrix(X, dtype=np.float64)
+            X.data = as_float_c(X.data)
+            X.indices, X.indptr = as_index_c(X.indices), as_index_c(X.indptr)
+        else:
+            X = as_float_c(X)
+        y = np.asarray(y, dtype=np.float64)
+        if not np.all(np.isfinite(y)):
+            raise ValueError("Input y contains NaN or infinity.")
+        Y = as_float_c(y.reshape(-1, 1) if y.ndim == 1 else y)
+        sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        if np.any(sw < 0):
+            raise ValueError("sample_weight must be non-negative.")
+        if not sw.sum() > 0:
+            raise ValueError("sample_weight must have a positive sum.")
+        return X, y, Y, as_float_c(sw), dtype
+
+    def _log_bounds(self, X, sw):
+        if self.alpha_bounds is not None:
+            return check_bounds(self.alpha_bounds, "alpha_bounds")
+        total = sw.sum()
+        if sp.issparse(X):
+            mean = np.asarray(X.T @ sw).ravel() / total
+            sq = np.asarray(X.multiply(X).T @ sw).ravel()
+        else:
+            mean = sw @ X / total
+            sq = sw @ X**2
+        if self.fit_intercept:
+            sq = sq - total * mean**2
+        scale = float(np.mean(np.maximum(sq, 0.0))) if sq.size else 0.0
+        if not scale > 0 or not np.isfinite(scale):
+            scale = 1.0
+        return float(np.log(1e-6 * scale)), float(np.log(1e6 * scale))
+
+    # -------------------------------------------------------------------- fit
+    def fit(self, X, y, sample_weight=None, groups=None):
+        """Tune the strengths by hypergradient descent, then refit on all data.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data.
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+            Target values.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative sample weights, used in training and validation
+            losses alike.
+        groups : array-like of shape (n_samples,), default=None
+            Group labels for a group-aware ``cv`` splitter.
+
+        Returns
+        -------
+        self : object
+            Fitted estimator.
+        """
+        method = self._check_params()
+        X, y, Y, sw, dtype = self._validate_input(X, y, sample_weight)
+        n_samples, n_features = X.shape
+        n_targets = Y.shape[1]
+        group_idx, n_hyper, labels = check_penalty(
+            self.penalty, n_features, n_targets, "per_target"
+        )
+        shared = bool(np.all(group_idx == group_idx[:1, :]))  # same in every row
+        lo, hi = self._log_bounds(X, sw)
+        self.penalty_groups_ = labels
+
+        if self.cv is None:
+            objective, method = self._loo_objective(X, Y, sw, group_idx, n_hyper, shared)
+            folds = None
+        else:
+            cv = check_cv(self.cv, y, classifier=False)
+            folds = [(np.asarray(tr), np.asarray(te)) for tr, te in cv.split(X, y, groups)]
+            self._check_folds(folds, sw)
+            objective, method = self._holdout_objective(
+                X, Y, sw, folds, group_idx, n_hyper, shared, method
+            )
+        self.hypergradient_ = method
+
+        theta0 = self._initial_theta(n_hyper, lo, hi)
+        result = self._run_outer(objective, theta0, n_hyper, lo, hi)
+        theta = self._finish(objective, result, Y, sw, folds, n_hyper)
+        self._refit(X, Y, sw, theta, group_idx, n_hyper, dtype, y.ndim)
+        return self
+
+    def _check_folds(self, folds, sw):
+        for k, (train, test) in enumerate(folds):
+            if len(train) == 0 or len(test) == 0:
+                raise ValueError(f"cv split {k} has an empty training or test part.")
+            if not sw[train].sum() > 0 or not sw[test].sum() > 0:
+                raise ValueError(
+                    f"cv split {k} has zero total sample_weight in its training or "
+                    "test part; its loss is undefined."
+                )
+
+    def _loo_objective(self, X, Y, sw, group_idx, n_hyper, shared):
+        n_samples, n_features = X.shape
+        if n_samples < 2:
+            raise ValueError(
+                f"Leave-one-out (cv=None) needs at least 2 samples, got {n_samples} "
+                "sample."
+            )
+        if min(n_samples, n_features) > GRAM_MAX_DIM:
+            raise ValueError(
+                f"Leave-one-out (cv=None) factorizes a {GRAM_MAX_DIM}-sized matrix at "
+                f"most; with {n_samples} samples and {n_features} features use "
+                "cv=5 instead."
+            )
+        if shared:
+            mode = "primal" if n_features <= n_samples else "dual"
+            P, Z, s2, y_tilde, q2, self._moments = spectral_loo(
+                X, Y, sw, self.fit_intercept, mode
+            )
+            objective = SpectralLOOObjective(
+                P, Z, s2, y_tilde, q2, sw, group_idx[0], n_hyper, self.verbose
+            )
+        else:
+            self._moments = None
+            if sp.issparse(X):
+                if n_samples * n_features > DENSE_MAX_ENTRIES:
+                    raise ValueError(
+                        "Leave-one-out with a per-feature or grouped penalty needs a "
+                        "dense copy of X, which is too large here; use cv=5."
+                    )
+                X = X.toarray()
+            objective = DirectLOOObjective(
+                X, Y, sw, self.fit_intercept, group_idx[:, 0], n_hyper, self.verbose
+            )
+        return objective, "direct"
+
+    def _holdout_objective(self, X, Y, sw, folds, group_idx, n_hyper, shared, method):
+        n_samples, n_features = X.shape
+        n_train = min(len(tr) for tr, _ in folds)
+        factorizable = min(n_train, n_features) <= GRAM_MAX_DIM and not (
+            sp.issparse(X)
+            and n_features > n_train
+            and n_train * n_features > DENSE_MAX_ENTRIES
+        )
+        if method == "auto":
+            method = "direct" if factorizable else "cg"
+        if method == "direct" and not factorizable:
+            raise ValueError(
+                "hypergradient='direct' needs a factorization that is too large for "
+                f"{n_train} training samples and {n_features} features; use 'cg'."
+            )
+        self._moments = None
+        if method == "direct" and shared and min(n_samples, n_features) <= GRAM_MAX_DIM:
+            mode = "primal" if n_features <= n_samples else "dual"
+            spectral, moments = spectral_holdout_folds(
+                X, Y, sw, folds, self.fit_intercept, mode
+            )
+            self._moments = moments
+            objective = SpectralHoldoutObjective(
+                spectral, group_idx[0], n_hyper, self.n_jobs, self.verbose
+            )
+            return objective, method
+        problems = [
+            RidgeProblem(
+                X[train], Y[train], sw[train], group_idx, n_hyper, self.fit_intercept,
+                X_val=X[test], Y_val=Y[test], sw_val=sw[test],
+            )
+            for train, test in folds
+        ]
+        objective = FoldsObjective(
+            problems, method, self.adjoint_max_iter, self.n_jobs, self.verbose
+        )
+        return objective, method
+
+    def _initial_theta(self, n_hyper, lo, hi):
+        if self.warm_start and hasattr(self, "alpha_"):
+            previous = np.ravel(self.alpha_)
+            if previous.size == n_hyper:
+                return np.clip(np.log(previous), lo, hi)
+        if self.alpha_init is None:
+            return None
+        init = np.asarray(self.alpha_init, dtype=float).ravel()
+        if init.size not in (1, n_hyper):
+            raise ValueError(
+                f"alpha_init must be a scalar or hold {n_hyper} values; "
+                f"got {init.size}."
+            )
+        if not np.all(np.isfinite(init)) or np.any(init <= 0):
+            raise ValueError("alpha_init must hold positive, finite values.")
+        return np.clip(np.log(np.broadcast_to(init, (n_hyper,))), lo, hi)
+
+    def _run_outer(self, objective, theta0, n_hyper, lo, hi):
+        # Stop refining where the box has no room: lo == hi.
+        n_scan = int(np.ceil((hi - lo) / np.log(10.0) * 4)) + 1  # 4 per decade
+        if not isinstance(objective, SpectralHoldoutObjective):
+            n_scan = int(np.ceil((hi - lo) / np.log(10.0) / 2)) + 1  # 1 per 2 decades
+        scalar_start = None
+        if theta0 is not None:
+            if n_hyper > 1 and not np.allclose(theta0, theta0[0]):
+                return minimize_box(
+                    objective, theta0, lo, hi, tol=self.tol, max_iter=self.max_iter,
+                    on_gradient=objective.tighten,
+                )
+            scalar_start = float(theta0[0])
+        first = minimize_scalar(
+            objective.common, lo, hi, x0=scalar_start, scan=objective.common_scan,
+            n_scan=n_scan, tol=self.tol, max_iter=self.max_iter,
+            on_gradient=objective.tighten,
+        )
+        if n_hyper == 1:
+            return first
+        second = minimize_box(
+            objective, np.full(n_hyper, first.theta[0]), lo, hi, tol=self.tol,
+            max_iter=self.max_iter, on_gradient=objective.tighten,
+        )
+        second.n_iter += first.n_iter
+        return second
+
+    # ---------------------------------------------------------------- results
+    def _split_scores(self, objective, folds, Y, sw, sample_weight_given):
+        rows = objective.rows
+        if self.scoring is None:
+            return np.array([-r[2] for r in rows])
+        scorer = check_scoring(self, scoring=self.scoring)
+        passthrough = _PredictionsAsInput()
+        single = Y.shape[1] == 1
+
+        def score(pred, y_true, weights):
+            if single:
+                pred, y_true = pred[:, 0], y_true[:, 0]
+            kwargs = {"sample_weight": weights} if sample_weight_given else {}
+            return scorer(passthrough, pred, y_true, **kwargs)
+
+        out = np.empty((len(rows), 1 if folds is None else len(folds)))
+        for i, row in enumerate(rows):
+            theta = row[0]
+            if folds is None:
+                root = np.sqrt(sw)
+                resid = objective.loo_residuals(theta)
+                loo = np.divide(resid, root[:, None], out=np.zeros_like(resid),
+                                where=root[:, None] > 0)
+                out[i, 0] = score(Y - loo, Y, sw)
+            elif isinstance(objective, SpectralHoldoutObjective):
+                for k, (fold, (_, test)) in enumerate(zip(objective.folds, folds)):
+                    pred = fold.predict(np.exp(theta)[objective.target_group])
+                    out[i, k] = score(pred, Y[test], sw[test])
+            else:
+                for k, (problem, w) in enumerate(
+                    zip(objective.problems, objective.solutions[i])
+                ):
+                    pred = np.asarray(problem.X_val @ w) + problem.intercept(w)
+                    out[i, k] = score(pred, problem.Y_val, problem.sw_val)
+        return out
+
+    def _finish(self, objective, result, Y, sw, folds, n_hyper):
+        """Warnings and the search's attributes; returns the chosen theta."""
+        rows = objective.rows
+        losses = np.array([r[1] for r in rows])
+        best_index = int(np.argmin(losses))
+        theta = rows[best_index][0]
+        if not result.converged:
+            warnings.warn(
+                f"The outer loop did not converge in {self.max_iter} iterations "
+                f"(tol={self.tol}); the best point found is used. Increase max_iter "
+                "or tol.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        if isinstance(objective, FoldsObjective):
+            inner, adjoint = objective.failures()
+            if inner or adjoint:
+                warnings.warn(
+                    f"{inner} inner solves and {adjoint} adjoint solves stopped at "
+                    "their iteration cap before reaching their tolerance; the "
+                    "hypergradient was approximate. Increase adjoint_max_iter.",
+                    ConvergenceWarning,
+                    stacklevel=3,
+                )
+
+        def to_param(t):
+            values = np.exp(t)
+            return float(values[0]) if (n_hyper == 1 and self.penalty == "scalar") \
+                else values
+
+        split_scores = self._split_scores(
+            objective, folds, Y, sw, sample_weight_given=not np.all(sw == 1.0)
+        )
+        results = build_cv_results(rows, "alpha", to_param, split_scores)
+        if folds is None:
+            for key in [k for k in results if k.startswith("split")]:
+                del results[key]
+            results["std_test_score"] = np.full(len(rows), np.nan)
+        self.cv_results_ = results
+        self.best_index_ = best_index
+        self.best_score_ = float(results["mean_test_score"][best_index])
+        self.alpha_ = to_param(theta)
+        self.n_iter_ = int(result.n_iter)
+        self.n_splits_ = 1 if folds is None else len(folds)
+        return theta
+
+    def _refit(self, X, Y, sw, theta, group_idx, n_hyper, dtype, y_ndim):
+        gram = None
+        if self._moments is not None:
+            G, xs, _, _, total = self._moments
+            gram = G - (total * np.outer(xs / total, xs / total) if self.fit_intercept
+                        else 0.0)
+        problem = RidgeProblem(X, Y, sw, group_idx, n_hyper, self.fit_intercept,
+                               gram=gram)
+        if problem._can_factorize():
+            w, converged = problem.solve(theta, method="direct")
+        else:
+            w, converged = problem.solve(theta, tol=1e-10, method="cg",
+                                         max_iter=max(1000, 10 * X.shape[1]))
+            if not converged:
+                warnings.warn(
+                    "The final refit's conjugate gradient did not reach its tolerance.",
+                    ConvergenceWarning,
+                    stacklevel=4,
+                )
+        del self._moments
+        coef = w.T.astype(dtype, copy=False)
+        intercept = problem.intercept(w)
+        if y_ndim == 1:
+            self.coef_, self.intercept_ = coef[0], float(intercept[0])
+        else:
+            self.coef_, self.intercept_ = coef, intercept
+
+    # ------------------------------------------------------------- prediction
+    def predict(self, X):
+        """Predict with the refit ridge model.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets)
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse=["csr", "csc", "coo"],
+                          dtype=[np.float64, np.float32], reset=False)
+        return np.asarray(X @ self.coef_.T) + self.intercept_

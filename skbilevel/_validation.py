@@ -1,0 +1,83 @@
+"""Checks and conversions shared by the estimators."""
+
+import numbers
+
+import numpy as np
+
+__all__ = ["check_penalty", "check_bounds", "check_hypergradient"]
+
+
+def check_penalty(penalty, n_features, n_targets, per_output_name):
+    """Turn ``penalty`` into a coefficient-to-hyperparameter map.
+
+    Parameters
+    ----------
+    penalty : {"scalar", "per_feature", per_output_name} or array-like
+        Array-like: group id of every feature (any hashable values).
+    n_features, n_targets : int
+    per_output_name : str
+        ``"per_target"`` for regressors, ``"per_class"`` for classifiers.
+
+    Returns
+    -------
+    group_idx : ndarray of shape (n_features, n_targets), dtype int64
+    n_hyper : int
+    group_labels : ndarray or None
+        The distinct group ids (in the order of the hyperparameters) for an
+        array penalty, else None.
+    """
+    labels = None
+    if isinstance(penalty, str):
+        if penalty == "scalar":
+            feature_group = np.zeros(n_features, dtype=np.int64)
+        elif penalty == "per_feature":
+            feature_group = np.arange(n_features, dtype=np.int64)
+        elif penalty == per_output_name:
+            group_idx = np.tile(np.arange(n_targets, dtype=np.int64), (n_features, 1))
+            return group_idx, n_targets, None
+        else:
+            raise ValueError(
+                f"penalty must be 'scalar', 'per_feature', '{per_output_name}' or an "
+                f"array of group ids of length n_features; got {penalty!r}."
+            )
+    else:
+        groups = np.asarray(penalty)
+        if groups.ndim != 1 or groups.shape[0] != n_features:
+            raise ValueError(
+                "penalty given as an array must hold one group id per feature: "
+                f"expected shape ({n_features},), got {groups.shape}."
+            )
+        if groups.dtype.kind == "f" and not np.all(np.isfinite(groups)):
+            raise ValueError("penalty group ids must be finite.")
+        labels, feature_group = np.unique(groups, return_inverse=True)
+        feature_group = feature_group.astype(np.int64)
+    n_hyper = int(feature_group.max()) + 1 if n_features else 1
+    group_idx = np.repeat(feature_group[:, None], n_targets, axis=1)
+    return np.ascontiguousarray(group_idx), n_hyper, labels
+
+
+def check_bounds(bounds, name):
+    """Validate a ``(low, high)`` pair of positive strengths; return their logs."""
+    try:
+        low, high = bounds
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{name} must be a (low, high) pair of positive numbers; got {bounds!r}."
+        ) from None
+    for value in (low, high):
+        if not isinstance(value, numbers.Real) or isinstance(value, bool):
+            raise TypeError(f"{name} must hold real numbers; got {bounds!r}.")
+    if not (np.isfinite(low) and np.isfinite(high) and 0 < low <= high):
+        raise ValueError(
+            f"{name} must satisfy 0 < low <= high with finite values; got {bounds!r}."
+        )
+    return float(np.log(low)), float(np.log(high))
+
+
+def check_hypergradient(method, allowed):
+    """Validate the ``hypergradient`` parameter."""
+    if not isinstance(method, str) or method not in ("auto", *allowed):
+        raise ValueError(
+            f"hypergradient must be 'auto' or one of {list(allowed)}; got {method!r}."
+        )
+    return method
