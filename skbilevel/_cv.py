@@ -44,16 +44,23 @@ class CVObjective:
     def _log(self, theta, f, split_losses, grad):
         elapsed = time.perf_counter() - self._start
         grad_norm = np.nan if grad is None else float(np.linalg.norm(grad))
-        self.rows.append((theta.copy(), float(f), np.asarray(split_losses), grad_norm,
-                          elapsed))
+        self.rows.append(
+            (theta.copy(), float(f), np.asarray(split_losses), grad_norm, elapsed)
+        )
         if self.verbose > 0 and grad is not None:
             values = np.exp(theta)
-            shown = (f"{values[0]:.4g}" if values.size == 1 else
-                     f"[min {values.min():.3g}, median {np.median(values):.3g}, "
-                     f"max {values.max():.3g}]")
-            print(f"[skbilevel] eval {len(self.rows):3d}  hyperparameter={shown}  "
-                  f"cv_loss={f:.6g}  |hypergradient|={grad_norm:.3g}  "
-                  f"time={elapsed:.2f}s", flush=True)
+            shown = (
+                f"{values[0]:.4g}"
+                if values.size == 1
+                else f"[min {values.min():.3g}, median {np.median(values):.3g}, "
+                f"max {values.max():.3g}]"
+            )
+            print(
+                f"[skbilevel] eval {len(self.rows):3d}  hyperparameter={shown}  "
+                f"cv_loss={f:.6g}  |hypergradient|={grad_norm:.3g}  "
+                f"time={elapsed:.2f}s",
+                flush=True,
+            )
 
     def __call__(self, theta, need_grad=True):
         theta = np.asarray(theta, dtype=float)
@@ -119,12 +126,12 @@ class FoldsObjective(CVObjective):
         if self.n_jobs in (None, 1) or len(self.problems) == 1:
             results = [
                 fold_value_and_grad(p, theta, s, **kwargs)
-                for p, s in zip(self.problems, self.states)
+                for p, s in zip(self.problems, self.states, strict=True)
             ]
         else:
             results = Parallel(n_jobs=self.n_jobs, prefer="threads")(
                 delayed(fold_value_and_grad)(p, theta, s, **kwargs)
-                for p, s in zip(self.problems, self.states)
+                for p, s in zip(self.problems, self.states, strict=True)
             )
         losses = np.array([r[0] for r in results])
         self.solutions.append([r[2] for r in results])

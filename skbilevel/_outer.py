@@ -54,8 +54,18 @@ def _quadratic_min(t1, f1, g1, t2, f2):
     return t1 - g1 / (2.0 * curvature)
 
 
-def minimize_scalar(fun, lo, hi, *, x0=None, scan=None, n_scan=13, tol=1e-4,
-                    max_iter=50, on_gradient=None):
+def minimize_scalar(
+    fun,
+    lo,
+    hi,
+    *,
+    x0=None,
+    scan=None,
+    n_scan=13,
+    tol=1e-4,
+    max_iter=50,
+    on_gradient=None,
+):
     """Minimize a scalar function of one log-hyperparameter on ``[lo, hi]``.
 
     Parameters
@@ -89,6 +99,7 @@ def minimize_scalar(fun, lo, hi, *, x0=None, scan=None, n_scan=13, tol=1e-4,
     -------
     result : OuterResult
     """
+
     def values(points):
         if scan is not None:
             return np.asarray(scan(points), dtype=float)
@@ -97,8 +108,9 @@ def minimize_scalar(fun, lo, hi, *, x0=None, scan=None, n_scan=13, tol=1e-4,
     if x0 is None:
         ts = np.linspace(lo, hi, max(int(n_scan), 2))
     else:
-        ts = np.unique(np.clip(float(x0) + np.log(10.0) * np.array([-1.0, 0.0, 1.0]),
-                               lo, hi))
+        ts = np.unique(
+            np.clip(float(x0) + np.log(10.0) * np.array([-1.0, 0.0, 1.0]), lo, hi)
+        )
     fs = values(ts)
     # Walk outwards while the minimum sits on an end of the scan inside the box.
     stride = np.log(10.0)
@@ -168,8 +180,9 @@ def minimize_scalar(fun, lo, hi, *, x0=None, scan=None, n_scan=13, tol=1e-4,
     return OuterResult(np.array([best_t]), best_f, n_iter, converged)
 
 
-def minimize_box(fun, theta0, lo, hi, *, tol=1e-4, max_iter=100, memory=5,
-                 on_gradient=None):
+def minimize_box(
+    fun, theta0, lo, hi, *, tol=1e-4, max_iter=100, memory=5, on_gradient=None
+):
     """Projected inexact hypergradient method (spectral projected gradient).
 
     Parameters
@@ -181,8 +194,8 @@ def minimize_box(fun, theta0, lo, hi, *, tol=1e-4, max_iter=100, memory=5,
     lo, hi : float or ndarray of shape (n_hyper,)
         Box bounds in log-space.
     tol : float, default=1e-4
-        Stop when the projected gradient's largest entry is at most
-        ``tol * |f|``, or when ``f`` decreased by less than ``tol * |f|``
+        Stop when the l1 norm of the projected gradient is at most
+        ``tol * |f|``, or when ``f`` decreased by less than ``1e-2 * tol * |f|``
         over the last ``memory`` iterations.
     max_iter : int, default=100
         Maximum number of outer iterations.
@@ -205,13 +218,20 @@ def minimize_box(fun, theta0, lo, hi, *, tol=1e-4, max_iter=100, memory=5,
     for n_iter in range(1, max_iter + 1):  # noqa: B007
         scale = max(abs(f), _TINY)
         pg = np.clip(theta - g, lo, hi) - theta
-        rel = np.max(np.abs(pg)) / scale
+        # l1 norm: the first-order decrease available from moving every
+        # hyperparameter by one unit, so it does not shrink with their number.
+        rel = np.sum(np.abs(pg)) / scale
         if on_gradient is not None:
             on_gradient(rel)
         if rel <= tol:
             converged = True
             break
-        if len(history) > memory and history[-memory - 1] - min(history[-memory:]) <= tol * scale:
+        stalled = (
+            history[-memory - 1] - min(history[-memory:])
+            if len(history) > memory
+            else np.inf
+        )
+        if stalled <= 1e-2 * tol * scale:
             converged = True
             break
         direction = np.clip(theta - step * g, lo, hi) - theta

@@ -9,7 +9,11 @@ from sklearn.base import BaseEstimator, MultiOutputMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import check_cv
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    validate_data,
+)
 
 from ._cv import FoldsObjective, build_cv_results
 from ._hypergradient import HYPERGRADIENT_METHODS
@@ -205,14 +209,18 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
         method = check_hypergradient(self.hypergradient, HYPERGRADIENT_METHODS)
         for name in ("max_iter", "adjoint_max_iter"):
             value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) \
-                    or value < 1:
+            if (
+                not isinstance(value, numbers.Integral)
+                or isinstance(value, bool)
+                or value < 1
+            ):
                 raise ValueError(f"{name} must be a positive integer; got {value!r}.")
         if not isinstance(self.tol, numbers.Real) or not self.tol > 0:
             raise ValueError(f"tol must be a positive number; got {self.tol!r}.")
         if not isinstance(self.fit_intercept, (bool, np.bool_)):
             raise TypeError(
-                f"fit_intercept must be a bool; got {type(self.fit_intercept).__name__}."
+                "fit_intercept must be a bool; got "
+                f"{type(self.fit_intercept).__name__}."
             )
         if self.alpha_bounds is not None:
             check_bounds(self.alpha_bounds, "alpha_bounds")
@@ -301,11 +309,15 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
         self.penalty_groups_ = labels
 
         if self.cv is None:
-            objective, method = self._loo_objective(X, Y, sw, group_idx, n_hyper, shared)
+            objective, method = self._loo_objective(
+                X, Y, sw, group_idx, n_hyper, shared
+            )
             folds = None
         else:
             cv = check_cv(self.cv, y, classifier=False)
-            folds = [(np.asarray(tr), np.asarray(te)) for tr, te in cv.split(X, y, groups)]
+            folds = [
+                (np.asarray(tr), np.asarray(te)) for tr, te in cv.split(X, y, groups)
+            ]
             self._check_folds(folds, sw)
             objective, method = self._holdout_objective(
                 X, Y, sw, folds, group_idx, n_hyper, shared, method
@@ -391,8 +403,15 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
             return objective, method
         problems = [
             RidgeProblem(
-                X[train], Y[train], sw[train], group_idx, n_hyper, self.fit_intercept,
-                X_val=X[test], Y_val=Y[test], sw_val=sw[test],
+                X[train],
+                Y[train],
+                sw[train],
+                group_idx,
+                n_hyper,
+                self.fit_intercept,
+                X_val=X[test],
+                Y_val=Y[test],
+                sw_val=sw[test],
             )
             for train, test in folds
         ]
@@ -427,22 +446,39 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
         if theta0 is not None:
             if n_hyper > 1 and not np.allclose(theta0, theta0[0]):
                 return minimize_box(
-                    objective, theta0, lo, hi, tol=self.tol, max_iter=self.max_iter,
+                    objective,
+                    theta0,
+                    lo,
+                    hi,
+                    tol=self.tol,
+                    max_iter=self.max_iter,
                     on_gradient=objective.tighten,
                 )
             scalar_start = float(theta0[0])
         first = minimize_scalar(
-            objective.common, lo, hi, x0=scalar_start, scan=objective.common_scan,
-            n_scan=n_scan, tol=self.tol, max_iter=self.max_iter,
+            objective.common,
+            lo,
+            hi,
+            x0=scalar_start,
+            scan=objective.common_scan,
+            n_scan=n_scan,
+            tol=self.tol,
+            max_iter=self.max_iter,
             on_gradient=objective.tighten,
         )
         if n_hyper == 1:
             return first
         second = minimize_box(
-            objective, np.full(n_hyper, first.theta[0]), lo, hi, tol=self.tol,
-            max_iter=self.max_iter, on_gradient=objective.tighten,
+            objective,
+            np.full(n_hyper, first.theta[0]),
+            lo,
+            hi,
+            tol=self.tol,
+            max_iter=self.max_iter,
+            on_gradient=objective.tighten,
         )
         second.n_iter += first.n_iter
+        second.converged = second.converged and first.converged
         return second
 
     # ---------------------------------------------------------------- results
@@ -466,16 +502,21 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
             if folds is None:
                 root = np.sqrt(sw)
                 resid = objective.loo_residuals(theta)
-                loo = np.divide(resid, root[:, None], out=np.zeros_like(resid),
-                                where=root[:, None] > 0)
+                loo = np.divide(
+                    resid,
+                    root[:, None],
+                    out=np.zeros_like(resid),
+                    where=root[:, None] > 0,
+                )
                 out[i, 0] = score(Y - loo, Y, sw)
             elif isinstance(objective, SpectralHoldoutObjective):
-                for k, (fold, (_, test)) in enumerate(zip(objective.folds, folds)):
+                pairs = zip(objective.folds, folds, strict=True)
+                for k, (fold, (_, test)) in enumerate(pairs):
                     pred = fold.predict(np.exp(theta)[objective.target_group])
                     out[i, k] = score(pred, Y[test], sw[test])
             else:
                 for k, (problem, w) in enumerate(
-                    zip(objective.problems, objective.solutions[i])
+                    zip(objective.problems, objective.solutions[i], strict=True)
                 ):
                     pred = np.asarray(problem.X_val @ w) + problem.intercept(w)
                     out[i, k] = score(pred, problem.Y_val, problem.sw_val)
@@ -508,8 +549,11 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
 
         def to_param(t):
             values = np.exp(t)
-            return float(values[0]) if (n_hyper == 1 and self.penalty == "scalar") \
+            return (
+                float(values[0])
+                if (n_hyper == 1 and self.penalty == "scalar")
                 else values
+            )
 
         split_scores = self._split_scores(
             objective, folds, Y, sw, sample_weight_given=not np.all(sw == 1.0)
@@ -531,15 +575,18 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
         gram = None
         if self._moments is not None:
             G, xs, _, _, total = self._moments
-            gram = G - (total * np.outer(xs / total, xs / total) if self.fit_intercept
-                        else 0.0)
-        problem = RidgeProblem(X, Y, sw, group_idx, n_hyper, self.fit_intercept,
-                               gram=gram)
+            gram = G - (
+                total * np.outer(xs / total, xs / total) if self.fit_intercept else 0.0
+            )
+        problem = RidgeProblem(
+            X, Y, sw, group_idx, n_hyper, self.fit_intercept, gram=gram
+        )
         if problem._can_factorize():
             w, converged = problem.solve(theta, method="direct")
         else:
-            w, converged = problem.solve(theta, tol=1e-10, method="cg",
-                                         max_iter=max(1000, 10 * X.shape[1]))
+            w, converged = problem.solve(
+                theta, tol=1e-10, method="cg", max_iter=max(1000, 10 * X.shape[1])
+            )
             if not converged:
                 warnings.warn(
                     "The final refit's conjugate gradient did not reach its tolerance.",
@@ -567,6 +614,11 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
         y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets)
         """
         check_is_fitted(self)
-        X = validate_data(self, X, accept_sparse=["csr", "csc", "coo"],
-                          dtype=[np.float64, np.float32], reset=False)
+        X = validate_data(
+            self,
+            X,
+            accept_sparse=["csr", "csc", "coo"],
+            dtype=[np.float64, np.float32],
+            reset=False,
+        )
         return np.asarray(X @ self.coef_.T) + self.intercept_

@@ -24,7 +24,7 @@ def penalty_weights(theta, group_idx):
 
 
 class InnerProblem:
-    """One training problem ``w(theta) = argmin_w L(w, theta)`` plus its validation loss.
+    """A training problem ``w(theta) = argmin_w L(w, theta)`` and its validation loss.
 
     Coefficients ``w`` are arrays of shape (n_features, n_targets) and the
     penalty is ``0.5 * sum(exp(theta)[group_idx] * w ** 2)``. Subclasses
@@ -52,7 +52,7 @@ class InnerProblem:
         raise NotImplementedError
 
     def hessian_solve(self, w, theta, rhs):
-        """``(d2L/dw2)^{-1} @ rhs`` by a factorization; may raise NotImplementedError."""
+        """``(d2L/dw2)^{-1} @ rhs`` by a factorization (or NotImplementedError)."""
         raise NotImplementedError
 
     def lipschitz(self, w, theta):

@@ -220,9 +220,14 @@ class RidgeProblem(InnerProblem):
         if kind == "primal":
             return scipy.linalg.cho_solve(cho, rhs, check_finite=False)
         scaled = rhs / p_col[:, None]
-        return scaled - (
-            self._Xc.T @ scipy.linalg.cho_solve(cho, self._Xc @ scaled, check_finite=False)
-        ) / p_col[:, None]
+        return (
+            scaled
+            - (
+                self._Xc.T
+                @ scipy.linalg.cho_solve(cho, self._Xc @ scaled, check_finite=False)
+            )
+            / p_col[:, None]
+        )
 
     def hessian_solve(self, w, theta, rhs):
         p = penalty_weights(theta, self.group_idx)
@@ -237,9 +242,9 @@ class RidgeProblem(InnerProblem):
             return self._apply_factor(self._factors[0], p[:, 0], rhs)
         out = np.empty_like(rhs)
         for t in range(self.n_targets):
-            out[:, t] = self._apply_factor(self._factors[t], p[:, t], rhs[:, t : t + 1])[
-                :, 0
-            ]
+            out[:, t] = self._apply_factor(
+                self._factors[t], p[:, t], rhs[:, t : t + 1]
+            )[:, 0]
         return out
 
     def solve(self, theta, w0=None, tol=1e-10, method="direct", max_iter=1000):
@@ -262,9 +267,7 @@ class RidgeProblem(InnerProblem):
 
     def outer_loss_grad(self, w):
         """Weighted validation MSE (averaged over targets) and its gradient in w."""
-        residual = (
-            np.asarray(self.X_val @ w) - self.xbar @ w + self.ybar - self.Y_val
-        )
+        residual = np.asarray(self.X_val @ w) - self.xbar @ w + self.ybar - self.Y_val
         weighted = self.sw_val[:, None] * residual
         loss = 0.5 * self._val_scale * float(np.sum(weighted * residual))
         grad = self._val_scale * (
@@ -306,11 +309,11 @@ class SpectralFold:
         self.scale = 1.0 / (sw.sum() * Y_val.shape[1])
 
     def predict(self, alpha):
-        """Validation predictions for per-target strengths ``alpha`` of shape (n_targets,)."""
+        """Validation predictions at per-target strengths ``alpha`` (n_targets,)."""
         return self.A @ (self.Z / (self.s2[:, None] + alpha[None, :])) + self.ybar
 
     def loss_grad(self, alpha):
-        """Validation MSE (mean over targets) and its derivative per target in log(alpha)."""
+        """Validation MSE and its derivative in log(alpha) of each target."""
         loss, grad = spectral_holdout_loss_grad(
             self.A, self.Z, self.s2, alpha, self.res0, self.sw
         )
@@ -377,7 +380,7 @@ def spectral_holdout_folds(X, Y, sw, folds, fit_intercept, mode):
     out = []
     if mode == "primal":
         G, xs, xy, ys, total = _gram_moments(X, Y, sw)
-        for train, val in folds:
+        for _, val in folds:
             Xv, Yv, swv = X[val], Y[val], sw[val]
             Gv, xsv, xyv, ysv, totv = _gram_moments(Xv, Yv, swv)
             tot_t = total - totv

@@ -57,7 +57,7 @@ class SpectralHoldoutObjective(CVObjective):
     def common_scan(self, ts):
         split_losses = np.column_stack([fold.scan(np.exp(ts)) for fold in self.folds])
         f = split_losses.mean(axis=1)
-        for t, row_f, row_split in zip(ts, f, split_losses):
+        for t, row_f, row_split in zip(ts, f, split_losses, strict=True):
             self._log(np.full(self.n_hyper, t), row_f, row_split, None)
         return f
 
@@ -93,15 +93,16 @@ class SpectralLOOObjective(CVObjective):
             self.P, self.Z, self.s2, alpha, self.y_tilde, self.q2
         )
         f = self.scale * loss.sum()
-        grad = np.bincount(self.target_group, weights=self.scale * grad,
-                           minlength=self.n_hyper)
+        grad = np.bincount(
+            self.target_group, weights=self.scale * grad, minlength=self.n_hyper
+        )
         return f, (grad if need_grad else None), np.array([f])
 
     def common_scan(self, ts):
         f = np.empty(len(ts))
         for i, t in enumerate(ts):
             f[i] = self._evaluate(np.full(self.n_hyper, t), False)[0]
-            self._log(np.full(self.n_hyper, t), f[i], f[i:i + 1], None)
+            self._log(np.full(self.n_hyper, t), f[i], f[i : i + 1], None)
         return f
 
     def loo_residuals(self, theta):
@@ -175,9 +176,11 @@ class DirectLOOObjective(CVObjective):
         if need_grad:
             term1 = p * np.sum(w * (B.T @ (e / den[:, None])), axis=1)
             term2 = -p * ((B**2).T @ (np.sum(e**2, axis=1) / den))
-            grad = np.bincount(self.feature_group,
-                               weights=2.0 * self.scale * (term1 + term2),
-                               minlength=self.n_hyper)
+            grad = np.bincount(
+                self.feature_group,
+                weights=2.0 * self.scale * (term1 + term2),
+                minlength=self.n_hyper,
+            )
         return f, grad, np.array([f])
 
     def loo_residuals(self, theta):

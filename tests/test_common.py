@@ -1,0 +1,18 @@
+"""scikit-learn's estimator checks, with no expected failures."""
+
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skbilevel import BilevelRidgeCV
+
+ESTIMATORS = [
+    BilevelRidgeCV(),
+    BilevelRidgeCV(cv=None),
+    BilevelRidgeCV(penalty="per_feature"),
+    BilevelRidgeCV(penalty="per_feature", cv=None),
+    BilevelRidgeCV(hypergradient="cg"),
+]
+
+
+@parametrize_with_checks(ESTIMATORS)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
