@@ -355,14 +355,14 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
             )
         if shared:
             mode = "primal" if n_features <= n_samples else "dual"
-            P, Z, s2, y_tilde, q2, self._moments = spectral_loo(
+            P, Z, s2, y_tilde, q2, self._precomputed = spectral_loo(
                 X, Y, sw, self.fit_intercept, mode
             )
             objective = SpectralLOOObjective(
                 P, Z, s2, y_tilde, q2, sw, group_idx[0], n_hyper, self.verbose
             )
         else:
-            self._moments = None
+            self._precomputed = {}
             if sp.issparse(X):
                 if n_samples * n_features > DENSE_MAX_ENTRIES:
                     raise ValueError(
@@ -390,13 +390,12 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
                 "hypergradient='direct' needs a factorization that is too large for "
                 f"{n_train} training samples and {n_features} features; use 'cg'."
             )
-        self._moments = None
+        self._precomputed = {}
         if method == "direct" and shared and min(n_samples, n_features) <= GRAM_MAX_DIM:
             mode = "primal" if n_features <= n_samples else "dual"
-            spectral, moments = spectral_holdout_folds(
+            spectral, self._precomputed = spectral_holdout_folds(
                 X, Y, sw, folds, self.fit_intercept, mode
             )
-            self._moments = moments
             objective = SpectralHoldoutObjective(
                 spectral, group_idx[0], n_hyper, self.n_jobs, self.verbose
             )
@@ -572,15 +571,10 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
         return theta
 
     def _refit(self, X, Y, sw, theta, group_idx, n_hyper, dtype, y_ndim):
-        gram = None
-        if self._moments is not None:
-            G, xs, _, _, total = self._moments
-            gram = G - (
-                total * np.outer(xs / total, xs / total) if self.fit_intercept else 0.0
-            )
         problem = RidgeProblem(
-            X, Y, sw, group_idx, n_hyper, self.fit_intercept, gram=gram
+            X, Y, sw, group_idx, n_hyper, self.fit_intercept, **self._precomputed
         )
+        del self._precomputed
         if problem._can_factorize():
             w, converged = problem.solve(theta, method="direct")
         else:
@@ -593,7 +587,6 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
                     ConvergenceWarning,
                     stacklevel=4,
                 )
-        del self._moments
         coef = w.T.astype(dtype, copy=False)
         intercept = problem.intercept(w)
         if y_ndim == 1:

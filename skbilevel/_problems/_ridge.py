@@ -86,6 +86,14 @@ class RidgeProblem(InnerProblem):
     fit_intercept : bool
     gram : ndarray of shape (n_features, n_features), default=None
         The centered, weighted Gram matrix if the caller already has it.
+    kernel : ndarray of shape (n_samples, n_samples), default=None
+        The centered, weighted kernel matrix ``Xc Xc^T`` if the caller
+        already has it (used by direct solves with a shared penalty, n < d).
+    eigen : tuple (s2, vectors), default=None
+        Eigendecomposition (null directions dropped) of the centered,
+        weighted Gram matrix (``vectors`` of shape (n_features, rank)) or of
+        the kernel matrix (shape (n_samples, rank)). Direct solves with a
+        shared penalty then cost a few matrix-vector products.
     X_val, Y_val, sw_val : arrays, default=None
         Validation rows; needed only for :meth:`outer_loss_grad`.
     """
@@ -100,6 +108,8 @@ class RidgeProblem(InnerProblem):
         fit_intercept,
         *,
         gram=None,
+        kernel=None,
+        eigen=None,
         X_val=None,
         Y_val=None,
         sw_val=None,
@@ -113,12 +123,16 @@ class RidgeProblem(InnerProblem):
         self.n_targets = Y.shape[1]
         self.xbar, self.ybar = weighted_means(X, Y, sw, fit_intercept)
         Yc = Y - self.ybar
+        self._Yc = Yc
         # Xc^T S Yc equals X^T S Yc because S Yc sums to zero column-wise.
         self.b = np.asarray(X.T @ (sw[:, None] * Yc))
         if not fit_intercept:
             self.b = np.ascontiguousarray(self.b)
         self.c0 = 0.5 * float(np.sum(sw[:, None] * Yc**2))
         self._gram = gram
+        self._kernel = kernel
+        self._eigen = eigen
+        self._root_sw = np.sqrt(sw)
         self.shared_penalty = bool(np.all(group_idx == group_idx[:, :1]))
         self._factor_key = None
         self._factors = None
@@ -188,7 +202,16 @@ class RidgeProblem(InnerProblem):
     # ---------------------------------------------------------- factorizations
     def _dense_centered_design(self):
         X = self.X.toarray() if self.sparse else self.X
-        return np.sqrt(self.sw)[:, None] * (X - self.xbar)
+        return self._root_sw[:, None] * (X - self.xbar)
+
+    def _xc_matvec(self, V):
+        """``Xc @ V`` with ``Xc = sqrt(sw) * (X - xbar)`` never formed."""
+        return self._root_sw[:, None] * (np.asarray(self.X @ V) - self.xbar @ V)
+
+    def _xc_rmatvec(self, U):
+        """``Xc^T @ U`` with ``Xc`` never formed."""
+        scaled = self._root_sw[:, None] * U
+        return np.asarray(self.X.T @ scaled) - np.outer(self.xbar, scaled.sum(0))
 
     def _can_factorize(self):
         small = min(self.n_samples, self.n_features) <= GRAM_MAX_DIM
@@ -198,6 +221,8 @@ class RidgeProblem(InnerProblem):
 
     def _factor(self, p_col):
         """Factorization of the Hessian for one column of penalty weights."""
+        if self._eigen is not None and np.all(p_col == p_col[0]):
+            return ("eigen", None)
         if self.use_gram:
             H = self.gram().copy()
             H[np.diag_indices_from(H)] += p_col
@@ -208,48 +233,78 @@ class RidgeProblem(InnerProblem):
             raise NotImplementedError(
                 "The problem is too large to factorize; use hypergradient='cg'."
             )
-        if not hasattr(self, "_Xc"):
-            self._Xc = self._dense_centered_design()
-        Xc_scaled = self._Xc / p_col
-        M = Xc_scaled @ self._Xc.T
+        if np.all(p_col == p_col[0]):
+            # Shared strength: M = I + K / p with the kernel K = Xc Xc^T.
+            if self._kernel is None:
+                Xc = self._dense_centered_design()
+                self._kernel = Xc @ Xc.T
+            M = self._kernel / p_col[0]
+        else:
+            Xc = self._dense_centered_design()
+            M = (Xc / p_col) @ Xc.T
         M[np.diag_indices_from(M)] += 1.0
         return ("dual", scipy.linalg.cho_factor(M, check_finite=False))
 
-    def _apply_factor(self, factor, p_col, rhs):
+    def _apply_factor(self, factor, p_col, rhs, y_tilde=None):
+        """Apply the inverse Hessian of one penalty column to ``rhs``.
+
+        When ``y_tilde`` is given, ``rhs`` is ``Xc^T y_tilde`` (the ridge
+        solution's right-hand side) and kernel forms solve in sample space,
+        ``w = D^{-1} Xc^T M^{-1} y_tilde``: unlike the general Woodbury
+        formula, this has no cancellation when the strengths are tiny.
+        """
         kind, cho = factor
         if kind == "primal":
             return scipy.linalg.cho_solve(cho, rhs, check_finite=False)
-        scaled = rhs / p_col[:, None]
-        return (
-            scaled
-            - (
-                self._Xc.T
-                @ scipy.linalg.cho_solve(cho, self._Xc @ scaled, check_finite=False)
-            )
-            / p_col[:, None]
-        )
+        if kind == "eigen":
+            s2, vectors = self._eigen
+            p = p_col[0]
 
-    def hessian_solve(self, w, theta, rhs):
+            def shifted_inverse(v):  # (vectors diag(s2) vectors^T + p I)^{-1} v
+                coef = vectors.T @ v
+                return vectors @ (coef / (s2 + p)[:, None]) + (v - vectors @ coef) / p
+
+            if vectors.shape[0] == self.n_features:
+                return shifted_inverse(rhs)
+            if y_tilde is not None:
+                return self._xc_rmatvec(shifted_inverse(y_tilde))
+            return (rhs - self._xc_rmatvec(shifted_inverse(self._xc_matvec(rhs)))) / p
+        if y_tilde is not None:
+            inner = scipy.linalg.cho_solve(cho, y_tilde, check_finite=False)
+            return self._xc_rmatvec(inner) / p_col[:, None]
+        scaled = rhs / p_col[:, None]
+        inner = scipy.linalg.cho_solve(cho, self._xc_matvec(scaled), check_finite=False)
+        return scaled - self._xc_rmatvec(inner) / p_col[:, None]
+
+    def _solve_factored(self, theta, rhs, y_tilde=None):
         p = penalty_weights(theta, self.group_idx)
         key = theta.tobytes()
         if key != self._factor_key:
             self._factor_key = key
-            if self.shared_penalty:
-                self._factors = [self._factor(p[:, 0])]
-            else:
-                self._factors = [self._factor(p[:, t]) for t in range(self.n_targets)]
+            columns = [0] if self.shared_penalty else range(self.n_targets)
+            self._factors = [self._factor(p[:, t]) for t in columns]
         if self.shared_penalty:
-            return self._apply_factor(self._factors[0], p[:, 0], rhs)
+            return self._apply_factor(self._factors[0], p[:, 0], rhs, y_tilde)
         out = np.empty_like(rhs)
         for t in range(self.n_targets):
-            out[:, t] = self._apply_factor(
-                self._factors[t], p[:, t], rhs[:, t : t + 1]
-            )[:, 0]
+            column = slice(t, t + 1)
+            out[:, column] = self._apply_factor(
+                self._factors[t],
+                p[:, t],
+                rhs[:, column],
+                None if y_tilde is None else y_tilde[:, column],
+            )
         return out
+
+    def hessian_solve(self, w, theta, rhs):
+        return self._solve_factored(theta, rhs)
 
     def solve(self, theta, w0=None, tol=1e-10, method="direct", max_iter=1000):
         if method == "direct":
-            return self.hessian_solve(None, theta, self.b), True
+            y_tilde = None
+            if not self.use_gram:
+                y_tilde = self._root_sw[:, None] * self._Yc
+            return self._solve_factored(theta, self.b, y_tilde), True
         p = penalty_weights(theta, self.group_idx)
         w, _, converged = conjugate_gradient(
             lambda v: self.data_matvec(v) + p * v,
@@ -338,6 +393,20 @@ class SpectralFold:
         return out * self.scale
 
 
+def centered_kernel(K, sw, fit_intercept):
+    """``sqrt(S) (X - xbar)(X - xbar)^T sqrt(S)`` from the raw kernel ``K = X X^T``."""
+    if fit_intercept:
+        total = sw.sum()
+        k = K @ sw / total  # X xbar
+        K = K - k[:, None] - k[None, :] + sw @ k / total
+    root = np.sqrt(sw)
+    return root[:, None] * K * root
+
+
+def _raw_kernel(X):
+    return np.asarray((X @ X.T).toarray() if sp.issparse(X) else X @ X.T)
+
+
 def _gram_moments(X, Y, sw):
     """Uncentered weighted Gram, cross-moments and sums of a block of rows."""
     if sp.issparse(X):
@@ -373,9 +442,10 @@ def spectral_holdout_folds(X, Y, sw, folds, fit_intercept, mode):
     Returns
     -------
     folds : list of SpectralFold
-    full_gram : ndarray or None
-        Uncentered weighted Gram of all rows in primal mode (reused for the
-        final refit), else None.
+    precomputed : dict
+        ``{"gram": ...}`` or ``{"kernel": ...}``: the centered, weighted
+        matrix of all rows, for :class:`RidgeProblem` to refit without
+        forming it again.
     """
     out = []
     if mode == "primal":
@@ -397,9 +467,11 @@ def spectral_holdout_folds(X, Y, sw, folds, fit_intercept, mode):
             s2, V = _drop_null_directions(*np.linalg.eigh(G_t))
             A = np.asarray(Xv @ V) - xbar @ V
             out.append(SpectralFold(A, V.T @ xy_t, s2, ybar, Yv, swv))
-        return out, (G, xs, xy, ys, total)
+        if fit_intercept:
+            G -= np.outer(xs, xs) / total
+        return out, {"gram": G}
 
-    K = np.asarray((X @ X.T).toarray() if sp.issparse(X) else X @ X.T)
+    K = _raw_kernel(X)
     for train, val in folds:
         swt = sw[train]
         Ktt = K[np.ix_(train, train)]
@@ -410,17 +482,18 @@ def spectral_holdout_folds(X, Y, sw, folds, fit_intercept, mode):
             kt = Ktt @ swt / tot_t  # X_t xbar
             kv = Kvt @ swt / tot_t  # X_v xbar
             xx = swt @ kt / tot_t  # ||xbar||^2
-            Ktt = Ktt - kt[:, None] - kt[None, :] + xx
             Kvt = Kvt - kv[:, None] - kt[None, :] + xx
             ybar = swt @ Yt / tot_t
         else:
             ybar = np.zeros(Y.shape[1])
         root = np.sqrt(swt)
-        s2, U = _drop_null_directions(*np.linalg.eigh(root[:, None] * Ktt * root))
+        s2, U = _drop_null_directions(
+            *np.linalg.eigh(centered_kernel(Ktt, swt, fit_intercept))
+        )
         A = (Kvt * root) @ U
         Z = U.T @ (root[:, None] * (Yt - ybar))
         out.append(SpectralFold(A, Z, s2, ybar, Y[val], sw[val]))
-    return out, None
+    return out, {"kernel": centered_kernel(K, sw, fit_intercept)}
 
 
 def spectral_loo(X, Y, sw, fit_intercept, mode):
@@ -433,25 +506,21 @@ def spectral_loo(X, Y, sw, fit_intercept, mode):
     s2 : ndarray of shape (rank,)
     y_tilde : ndarray of shape (n_samples, n_targets)
     q2 : ndarray of shape (n_samples,)
-    moments : tuple or None
-        Uncentered Gram moments in primal mode, for the final refit.
+    precomputed : dict
+        ``{"gram": ...}`` or ``{"kernel": ...}`` for the final refit.
     """
     xbar, ybar = weighted_means(X, Y, sw, fit_intercept)
     root = np.sqrt(sw)
     y_tilde = root[:, None] * (Y - ybar)
     q2 = sw / sw.sum() if fit_intercept else np.zeros_like(sw)
     if mode == "primal":
-        moments = _gram_moments(X, Y, sw)
-        G = moments[0] - sw.sum() * np.outer(xbar, xbar)
+        G = _gram_moments(X, Y, sw)[0] - sw.sum() * np.outer(xbar, xbar)
         s2, V = _drop_null_directions(*np.linalg.eigh(G))
         P = root[:, None] * (np.asarray(X @ V) - xbar @ V)
         Z = P.T @ y_tilde
-        return P, Z, s2, y_tilde, q2, moments
-    K = np.asarray((X @ X.T).toarray() if sp.issparse(X) else X @ X.T)
-    if fit_intercept:
-        k = K @ sw / sw.sum()
-        K = K - k[:, None] - k[None, :] + sw @ k / sw.sum()
-    s2, U = _drop_null_directions(*np.linalg.eigh(root[:, None] * K * root))
+        return P, Z, s2, y_tilde, q2, {"gram": G, "eigen": (s2, V)}
+    K = centered_kernel(_raw_kernel(X), sw, fit_intercept)
+    s2, U = _drop_null_directions(*np.linalg.eigh(K))
     P = U * np.sqrt(s2)
     Z = P.T @ y_tilde
-    return P, Z, s2, y_tilde, q2, None
+    return P, Z, s2, y_tilde, q2, {"kernel": K, "eigen": (s2, U)}
