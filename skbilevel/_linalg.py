@@ -1,8 +1,9 @@
 """Small iterative linear-algebra routines shared by the problems and hypergradients."""
 
 import numpy as np
+import scipy.linalg
 
-__all__ = ["conjugate_gradient", "power_iteration"]
+__all__ = ["conjugate_gradient", "power_iteration", "robust_cho_factor"]
 
 
 def conjugate_gradient(matvec, rhs, x0=None, tol=1e-10, max_iter=1000):
@@ -100,3 +101,37 @@ def power_iteration(matvec, shape, n_iter=30, safety=1.05):
             return 0.0
         x = y / norm
     return safety * lam
+
+
+def robust_cho_factor(H):
+    """Cholesky factorization of a symmetric positive (semi-)definite matrix.
+
+    A matrix that is positive definite in exact arithmetic can fail to
+    factorize when round-off exceeds its smallest eigenvalue (collinear
+    columns with a tiny penalty). We then add a diagonal shift of the order of
+    the round-off, growing it until the factorization succeeds: the change is
+    below the precision the matrix is known to anyway.
+
+    Parameters
+    ----------
+    H : ndarray of shape (n, n)
+        Overwritten.
+
+    Returns
+    -------
+    factor : tuple
+        As returned by :func:`scipy.linalg.cho_factor`.
+    """
+    try:
+        return scipy.linalg.cho_factor(H, check_finite=False)
+    except np.linalg.LinAlgError:
+        pass
+    scale = max(float(np.max(np.abs(np.diag(H)))), np.finfo(float).tiny)
+    for exponent in range(-15, -5):
+        shifted = H.copy()
+        shifted[np.diag_indices_from(shifted)] += scale * 10.0**exponent * H.shape[0]
+        try:
+            return scipy.linalg.cho_factor(shifted, check_finite=False)
+        except np.linalg.LinAlgError:
+            continue
+    raise np.linalg.LinAlgError("The Hessian is not positive definite.")

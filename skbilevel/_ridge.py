@@ -76,10 +76,11 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
         Starting strength(s). None scans the whole box first, which guards
         against poor local minima of the (non-convex) validation loss.
     alpha_bounds : (float, float), default=None
-        Box of admissible strengths. None means ``(1e-6, 1e6)`` times the
-        mean eigenvalue of the centered, weighted training Gram matrix
-        (``trace(X_c^T S X_c) / n_features``), which makes the box follow
-        the scale of the data.
+        Box of admissible strengths. None follows the scale of the data:
+        with ``ss_j`` the weighted sum of squares of centered column ``j``,
+        the box is ``(max(1e-6 * min_j ss_j, 1e-14 * max_j ss_j),
+        1e6 * max_j ss_j)``, so that every feature can be left nearly
+        unpenalized or shrunk to zero whatever its units.
     fit_intercept : bool, default=True
         Whether to fit an (unpenalized) intercept.
     cv : int, cross-validation generator, iterable or None, default=5
@@ -263,18 +264,26 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
         if self.alpha_bounds is not None:
             return check_bounds(self.alpha_bounds, "alpha_bounds")
         total = sw.sum()
+        mean = np.asarray(X.T @ sw).ravel() / total
+        if not self.fit_intercept:
+            mean[:] = 0.0
         if sp.issparse(X):
-            mean = np.asarray(X.T @ sw).ravel() / total
-            sq = np.asarray(X.multiply(X).T @ sw).ravel()
+            sq = np.asarray(X.multiply(X).T @ sw).ravel() - total * mean**2
         else:
-            mean = sw @ X / total
-            sq = sw @ X**2
-        if self.fit_intercept:
-            sq = sq - total * mean**2
-        scale = float(np.mean(np.maximum(sq, 0.0))) if sq.size else 0.0
-        if not scale > 0 or not np.isfinite(scale):
-            scale = 1.0
-        return float(np.log(1e-6 * scale)), float(np.log(1e6 * scale))
+            # Two passes, so that constant columns give (nearly) exact zeros.
+            sq = sw @ (X - mean) ** 2
+        # Per-column weighted sums of squares: a penalty alpha matters for a
+        # column when alpha is comparable to its sum of squares.
+        sq = sq[np.isfinite(sq)]
+        if sq.size == 0 or not sq.max() > 0:  # only constant columns
+            return float(np.log(1e-6)), float(np.log(1e6))
+        # Columns under 1e-20 of the largest are constants up to round-off.
+        sq = sq[sq > 1e-20 * sq.max()]
+        high = 1e6 * sq.max()
+        # Reach well below the smallest column, but not under the round-off
+        # level of the largest one (1e-14 relative) where solves lose meaning.
+        low = max(1e-6 * sq.min(), 1e-14 * sq.max())
+        return float(np.log(low)), float(np.log(high))
 
     # -------------------------------------------------------------------- fit
     def fit(self, X, y, sample_weight=None, groups=None):

@@ -30,7 +30,7 @@ from .._kernels import (
     dense_centered_gram_matvec,
     spectral_holdout_loss_grad,
 )
-from .._linalg import conjugate_gradient, power_iteration
+from .._linalg import conjugate_gradient, power_iteration, robust_cho_factor
 from ._base import InnerProblem, penalty_weights
 
 __all__ = [
@@ -226,7 +226,7 @@ class RidgeProblem(InnerProblem):
         if self.use_gram:
             H = self.gram().copy()
             H[np.diag_indices_from(H)] += p_col
-            return ("primal", scipy.linalg.cho_factor(H, check_finite=False))
+            return ("primal", robust_cho_factor(H))
         # Dual form (n < d): H^{-1} = D^{-1} - D^{-1} Xc^T M^{-1} Xc D^{-1},
         # with M = I + Xc D^{-1} Xc^T, n x n instead of d x d.
         if not self._can_factorize():
@@ -243,7 +243,7 @@ class RidgeProblem(InnerProblem):
             Xc = self._dense_centered_design()
             M = (Xc / p_col) @ Xc.T
         M[np.diag_indices_from(M)] += 1.0
-        return ("dual", scipy.linalg.cho_factor(M, check_finite=False))
+        return ("dual", robust_cho_factor(M))
 
     def _apply_factor(self, factor, p_col, rhs, y_tilde=None):
         """Apply the inverse Hessian of one penalty column to ``rhs``.
@@ -394,13 +394,22 @@ class SpectralFold:
 
 
 def centered_kernel(K, sw, fit_intercept):
-    """``sqrt(S) (X - xbar)(X - xbar)^T sqrt(S)`` from the raw kernel ``K = X X^T``."""
+    """``sqrt(S) (X - xbar)(X - xbar)^T sqrt(S)`` from the raw kernel ``K = X X^T``.
+
+    Works on one copy of ``K`` (these matrices are the large ones).
+    """
+    K = np.array(K, dtype=np.float64, order="C")
     if fit_intercept:
         total = sw.sum()
         k = K @ sw / total  # X xbar
-        K = K - k[:, None] - k[None, :] + sw @ k / total
-    root = np.sqrt(sw)
-    return root[:, None] * K * root
+        K -= k[:, None]
+        K -= k[None, :]
+        K += sw @ k / total
+    if np.any(sw != 1.0):
+        root = np.sqrt(sw)
+        K *= root[:, None]
+        K *= root[None, :]
+    return K
 
 
 def _raw_kernel(X):

@@ -14,6 +14,7 @@ from joblib import Parallel, delayed
 
 from .._cv import CVObjective
 from .._kernels import spectral_loo_loss_grad
+from .._linalg import robust_cho_factor
 from ._ridge import weighted_means
 
 __all__ = ["SpectralHoldoutObjective", "SpectralLOOObjective", "DirectLOOObjective"]
@@ -152,12 +153,12 @@ class DirectLOOObjective(CVObjective):
         if self.primal:
             H = self.gram.copy()
             H[np.diag_indices_from(H)] += p
-            cho = scipy.linalg.cho_factor(H, check_finite=False)
+            cho = robust_cho_factor(H)
             return scipy.linalg.cho_solve(cho, self.Xc.T, check_finite=False).T
         Xs = self.Xc / p
         M = Xs @ self.Xc.T
         M[np.diag_indices_from(M)] += 1.0
-        cho = scipy.linalg.cho_factor(M, check_finite=False)
+        cho = robust_cho_factor(M)
         return scipy.linalg.cho_solve(cho, Xs, check_finite=False)
 
     def _parts(self, theta):
