@@ -29,6 +29,9 @@ class CVObjective:
         Print one line per hypergradient evaluation when > 0.
     """
 
+    # Whether many evaluations of the common scalar cost little (closed forms).
+    cheap_scan = False
+
     def __init__(self, n_hyper, n_splits, verbose=0):
         self.n_hyper = n_hyper
         self.n_splits = n_splits
