@@ -83,6 +83,18 @@ def compile_times():
     return runs
 
 
+def report(name, cv, ref_t, our_t, ref, ours):
+    """One line: times, speed-up, both CV MSEs and (ours - RidgeCV) / RidgeCV."""
+    ref_mse, our_mse = -ref.best_score_, -ours.best_score_
+    print(
+        f"{name:<26} {cv:<6} {ref_t:>10.3f} {our_t:>9.4f} "
+        f"{ref_t / our_t:>8.1f}x {ref_mse:>13.7g} {our_mse:>13.7g} "
+        f"{(our_mse - ref_mse) / ref_mse:>10.1e} {ref.alpha_:>13.4g} "
+        f"{ours.alpha_:>11.4g}",
+        flush=True,
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller datasets")
