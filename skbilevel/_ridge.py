@@ -407,7 +407,7 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
         if method == "direct" and shared and min(n_samples, n_features) <= GRAM_MAX_DIM:
             mode = "primal" if n_features <= n_samples else "dual"
             spectral, self._precomputed = spectral_holdout_folds(
-                X, Y, sw, folds, self.fit_intercept, mode
+                X, Y, sw, folds, self.fit_intercept, mode, self.n_jobs
             )
             objective = SpectralHoldoutObjective(
                 spectral, group_idx[0], n_hyper, self.n_jobs, self.verbose

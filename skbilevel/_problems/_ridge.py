@@ -23,6 +23,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
+from .._cv import map_folds
 from .._kernels import (
     as_float_c,
     as_index_c,
@@ -431,13 +432,14 @@ def _gram_moments(X, Y, sw):
     return G, xs, xy, sw @ Y, sw.sum()
 
 
-def spectral_holdout_folds(X, Y, sw, folds, fit_intercept, mode):
+def spectral_holdout_folds(X, Y, sw, folds, fit_intercept, mode, n_jobs=None):
     """Eigen-coordinates of every hold-out fold, sharing work across folds.
 
     In ``mode="primal"`` (n_features small) the full weighted Gram matrix is
     formed once and each fold's training Gram is obtained by subtracting the
     validation rows' contribution. In ``mode="dual"`` (n_samples small) the
     full kernel ``X X^T`` is formed once and every fold reads its blocks.
+    The per-fold eigendecompositions run in ``n_jobs`` threads.
 
     Parameters
     ----------
@@ -447,6 +449,7 @@ def spectral_holdout_folds(X, Y, sw, folds, fit_intercept, mode):
     folds : list of (train_idx, val_idx)
     fit_intercept : bool
     mode : {"primal", "dual"}
+    n_jobs : int, default=None
 
     Returns
     -------
@@ -456,10 +459,11 @@ def spectral_holdout_folds(X, Y, sw, folds, fit_intercept, mode):
         matrix of all rows, for :class:`RidgeProblem` to refit without
         forming it again.
     """
-    out = []
     if mode == "primal":
         G, xs, xy, ys, total = _gram_moments(X, Y, sw)
-        for _, val in folds:
+
+        def primal_fold(fold):
+            val = fold[1]
             Xv, Yv, swv = X[val], Y[val], sw[val]
             Gv, xsv, xyv, ysv, totv = _gram_moments(Xv, Yv, swv)
             tot_t = total - totv
@@ -475,13 +479,17 @@ def spectral_holdout_folds(X, Y, sw, folds, fit_intercept, mode):
                 ybar = np.zeros(Y.shape[1])
             s2, V = _drop_null_directions(*np.linalg.eigh(G_t))
             A = np.asarray(Xv @ V) - xbar @ V
-            out.append(SpectralFold(A, V.T @ xy_t, s2, ybar, Yv, swv))
+            return SpectralFold(A, V.T @ xy_t, s2, ybar, Yv, swv)
+
+        out = map_folds(primal_fold, folds, n_jobs)
         if fit_intercept:
             G -= np.outer(xs, xs) / total
         return out, {"gram": G}
 
     K = _raw_kernel(X)
-    for train, val in folds:
+
+    def dual_fold(fold):
+        train, val = fold
         swt = sw[train]
         Ktt = K[np.ix_(train, train)]
         Kvt = K[np.ix_(val, train)]
@@ -501,7 +509,9 @@ def spectral_holdout_folds(X, Y, sw, folds, fit_intercept, mode):
         )
         A = (Kvt * root) @ U
         Z = U.T @ (root[:, None] * (Yt - ybar))
-        out.append(SpectralFold(A, Z, s2, ybar, Y[val], sw[val]))
+        return SpectralFold(A, Z, s2, ybar, Y[val], sw[val])
+
+    out = map_folds(dual_fold, folds, n_jobs)
     return out, {"kernel": centered_kernel(K, sw, fit_intercept)}
 
 

@@ -10,9 +10,8 @@
 
 import numpy as np
 import scipy.linalg
-from joblib import Parallel, delayed
 
-from .._cv import CVObjective
+from .._cv import CVObjective, map_folds
 from .._kernels import spectral_loo_loss_grad
 from .._linalg import robust_cho_factor
 from ._ridge import weighted_means
@@ -43,12 +42,7 @@ class SpectralHoldoutObjective(CVObjective):
 
     def _evaluate(self, theta, need_grad):
         alpha = np.exp(theta)[self.target_group]
-        if self.n_jobs in (None, 1):
-            results = [fold.loss_grad(alpha) for fold in self.folds]
-        else:
-            results = Parallel(n_jobs=self.n_jobs, prefer="threads")(
-                delayed(fold.loss_grad)(alpha) for fold in self.folds
-            )
+        results = map_folds(lambda fold: fold.loss_grad(alpha), self.folds, self.n_jobs)
         losses = np.array([r[0] for r in results])
         grad = np.bincount(
             self.target_group,
