@@ -106,7 +106,7 @@ def main():
 
     header = (
         f"{'dataset':<26} {'cv':<6} {'RidgeCV s':>10} {'ours s':>9} "
-        f"{'speed-up':>9} {'RidgeCV MSE':>13} {'ours MSE':>13} "
+        f"{'speed-up':>9} {'RidgeCV MSE':>13} {'ours MSE':>13} {'rel. diff':>10} "
         f"{'alpha RidgeCV':>13} {'alpha ours':>11}"
     )
     print(header)
@@ -122,24 +122,14 @@ def main():
         our_t, ours = best_time(
             lambda X=X, y=y, folds=folds: BilevelRidgeCV(cv=folds).fit(X, y), repeat
         )
-        print(
-            f"{name:<26} {'5-fold':<6} {ref_t:>10.3f} {our_t:>9.4f} "
-            f"{ref_t / our_t:>8.1f}x {-ref.best_score_:>13.6g} "
-            f"{-ours.best_score_:>13.6g} {ref.alpha_:>13.4g} {ours.alpha_:>11.4g}",
-            flush=True,
-        )
+        report(name, "5-fold", ref_t, our_t, ref, ours)
         ref_t, ref = best_time(
             lambda X=X, y=y: RidgeCV(alphas=ALPHAS).fit(X, y), repeat
         )
         our_t, ours = best_time(
             lambda X=X, y=y: BilevelRidgeCV(cv=None).fit(X, y), repeat
         )
-        print(
-            f"{name:<26} {'LOO':<6} {ref_t:>10.3f} {our_t:>9.4f} "
-            f"{ref_t / our_t:>8.2f}x {-ref.best_score_:>13.6g} "
-            f"{-ours.best_score_:>13.6g} {ref.alpha_:>13.4g} {ours.alpha_:>11.4g}",
-            flush=True,
-        )
+        report(name, "LOO", ref_t, our_t, ref, ours)
 
     (imp_cold, first_cold), (imp_warm, first_warm) = compile_times()
     print()

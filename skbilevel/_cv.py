@@ -52,14 +52,15 @@ class CVObjective:
         self.verbose = verbose
         self.rows = []  # (theta, f, split_losses, grad_norm, elapsed)
         self.n_evaluations = 0
-        self._start = time.perf_counter()
+        # Clock of the ``time`` column; estimators reset it to the start of fit.
+        self.start_time = time.perf_counter()
 
     def _evaluate(self, theta, need_grad):
         """Return ``(f, grad or None, split_losses)``."""
         raise NotImplementedError
 
     def _log(self, theta, f, split_losses, grad):
-        elapsed = time.perf_counter() - self._start
+        elapsed = time.perf_counter() - self.start_time
         grad_norm = np.nan if grad is None else float(np.linalg.norm(grad))
         self.rows.append(
             (theta.copy(), float(f), np.asarray(split_losses), grad_norm, elapsed)

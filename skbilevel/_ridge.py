@@ -1,6 +1,7 @@
 """BilevelRidgeCV: ridge regression whose L2 strengths are tuned by hypergradient."""
 
 import numbers
+import time
 import warnings
 
 import numpy as np
@@ -310,6 +311,7 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
         self : object
             Fitted estimator.
         """
+        start_time = time.perf_counter()
         method = self._check_params()
         X, y, Y, sw, dtype = self._validate_input(X, y, sample_weight)
         n_samples, n_features = X.shape
@@ -336,6 +338,7 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
                 X, Y, sw, folds, group_idx, n_hyper, shared, method
             )
         self.hypergradient_ = method
+        objective.start_time = start_time
 
         theta0 = self._initial_theta(n_hyper, lo, hi)
         result = self._run_outer(objective, theta0, n_hyper, lo, hi)
