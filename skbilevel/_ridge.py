@@ -1,6 +1,5 @@
 """BilevelRidgeCV: ridge regression whose L2 strengths are tuned by hypergradient."""
 
-import numbers
 import time
 import warnings
 
@@ -16,10 +15,9 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._cv import FoldsObjective, build_cv_results
-from ._hypergradient import HYPERGRADIENT_METHODS
+from ._cv import FoldsObjective
+from ._estimator import BilevelSearchMixin
 from ._kernels import as_float_c, as_index_c
-from ._outer import minimize_box, minimize_scalar
 from ._problems import RidgeProblem
 from ._problems._ridge import (
     DENSE_MAX_ENTRIES,
@@ -32,13 +30,9 @@ from ._problems._ridge_cv import (
     SpectralHoldoutObjective,
     SpectralLOOObjective,
 )
-from ._validation import check_bounds, check_hypergradient, check_penalty
+from ._validation import check_bounds, check_penalty
 
 __all__ = ["BilevelRidgeCV"]
-
-# Scalar values within this fraction of the best scalar loss may start the
-# many-hyperparameter search (see BilevelRidgeCV._box_start).
-START_TOLERANCE = 1e-2
 
 
 class _PredictionsAsInput(RegressorMixin, BaseEstimator):
@@ -55,7 +49,9 @@ class _PredictionsAsInput(RegressorMixin, BaseEstimator):
         return X
 
 
-class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
+class BilevelRidgeCV(
+    BilevelSearchMixin, MultiOutputMixin, RegressorMixin, BaseEstimator
+):
     """Ridge regression with L2 strengths tuned by hypergradient descent.
 
     The cross-validated mean squared error is minimized over the
@@ -212,22 +208,7 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------- validation
     def _check_params(self):
-        method = check_hypergradient(self.hypergradient, HYPERGRADIENT_METHODS)
-        for name in ("max_iter", "adjoint_max_iter"):
-            value = getattr(self, name)
-            if (
-                not isinstance(value, numbers.Integral)
-                or isinstance(value, bool)
-                or value < 1
-            ):
-                raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-        if not isinstance(self.tol, numbers.Real) or not self.tol > 0:
-            raise ValueError(f"tol must be a positive number; got {self.tol!r}.")
-        if not isinstance(self.fit_intercept, (bool, np.bool_)):
-            raise TypeError(
-                "fit_intercept must be a bool; got "
-                f"{type(self.fit_intercept).__name__}."
-            )
+        method = self._check_common_params()
         if self.alpha_bounds is not None:
             check_bounds(self.alpha_bounds, "alpha_bounds")
         if self.cv is None and method not in ("auto", "direct"):
@@ -342,7 +323,10 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
 
         theta0 = self._initial_theta(n_hyper, lo, hi)
         result = self._run_outer(objective, theta0, n_hyper, lo, hi)
-        theta = self._finish(objective, result, Y, sw, folds, n_hyper)
+        split_scores = self._split_scores(
+            objective, folds, Y, sw, sample_weight_given=not np.all(sw == 1.0)
+        )
+        theta = self._finish_search(objective, result, split_scores, folds is None)
         self._refit(X, Y, sw, theta, group_idx, n_hyper, dtype, y.ndim)
         return self
 
@@ -435,74 +419,6 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
         )
         return objective, method
 
-    def _initial_theta(self, n_hyper, lo, hi):
-        if self.warm_start and hasattr(self, "alpha_"):
-            previous = np.ravel(self.alpha_)
-            if previous.size == n_hyper:
-                return np.clip(np.log(previous), lo, hi)
-        if self.alpha_init is None:
-            return None
-        init = np.asarray(self.alpha_init, dtype=float).ravel()
-        if init.size not in (1, n_hyper):
-            raise ValueError(
-                f"alpha_init must be a scalar or hold {n_hyper} values; "
-                f"got {init.size}."
-            )
-        if not np.all(np.isfinite(init)) or np.any(init <= 0):
-            raise ValueError("alpha_init must hold positive, finite values.")
-        return np.clip(np.log(np.broadcast_to(init, (n_hyper,))), lo, hi)
-
-    def _run_outer(self, objective, theta0, n_hyper, lo, hi):
-        decades = (hi - lo) / np.log(10.0)
-        # A cheap objective is scanned finely (4 points a decade), one that
-        # solves linear systems coarsely (1 point every 2 decades).
-        per_decade = 4.0 if objective.cheap_scan else 0.5
-        n_scan = int(np.ceil(decades * per_decade)) + 1
-        box = dict(tol=self.tol, max_iter=self.max_iter, on_gradient=objective.tighten)
-        if theta0 is not None and n_hyper > 1 and not np.allclose(theta0, theta0[0]):
-            return minimize_box(objective, theta0, lo, hi, **box)
-        first = minimize_scalar(
-            objective.common,
-            lo,
-            hi,
-            x0=None if theta0 is None else float(theta0[0]),
-            scan=objective.common_scan,
-            n_scan=n_scan,
-            **box,
-        )
-        if n_hyper == 1:
-            return first
-        second = minimize_box(
-            objective,
-            np.full(n_hyper, self._box_start(objective, first)),
-            lo,
-            hi,
-            **box,
-        )
-        second.n_iter += first.n_iter
-        second.converged = second.converged and first.converged
-        return second
-
-    @staticmethod
-    def _box_start(objective, first):
-        """Common strength from which the many-hyperparameter search starts.
-
-        The validation loss is flat in ``log(alpha_j)`` wherever ``alpha_j``
-        is far below feature j's scale, so starting at a tiny best scalar
-        would leave every hypergradient near zero (and the search would stop
-        on that plateau). Among the scalar values whose loss is within 1% of
-        the best, we start from the largest, where the hypergradient sees
-        every feature. The best point overall,
-        scalar ones included, is what the estimator keeps.
-        """
-        tolerance = START_TOLERANCE * abs(first.f)
-        common = [
-            row[0][0]
-            for row in objective.rows
-            if np.all(row[0] == row[0][0]) and row[1] <= first.f + tolerance
-        ]
-        return max(common, default=float(first.theta[0]))
-
     # ---------------------------------------------------------------- results
     def _split_scores(self, objective, folds, Y, sw, sample_weight_given):
         rows = objective.rows
@@ -543,55 +459,6 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
                     pred = np.asarray(problem.X_val @ w) + problem.intercept(w)
                     out[i, k] = score(pred, problem.Y_val, problem.sw_val)
         return out
-
-    def _finish(self, objective, result, Y, sw, folds, n_hyper):
-        """Warnings and the search's attributes; returns the chosen theta."""
-        rows = objective.rows
-        losses = np.array([r[1] for r in rows])
-        best_index = int(np.argmin(losses))
-        theta = rows[best_index][0]
-        if not result.converged:
-            warnings.warn(
-                f"The outer loop did not converge in {self.max_iter} iterations "
-                f"(tol={self.tol}); the best point found is used. Increase max_iter "
-                "or tol.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        if isinstance(objective, FoldsObjective):
-            inner, adjoint = objective.failures()
-            if inner or adjoint:
-                warnings.warn(
-                    f"{inner} inner solves and {adjoint} adjoint solves stopped at "
-                    "their iteration cap before reaching their tolerance; the "
-                    "hypergradient was approximate. Increase adjoint_max_iter.",
-                    ConvergenceWarning,
-                    stacklevel=3,
-                )
-
-        def to_param(t):
-            values = np.exp(t)
-            return (
-                float(values[0])
-                if (n_hyper == 1 and self.penalty == "scalar")
-                else values
-            )
-
-        split_scores = self._split_scores(
-            objective, folds, Y, sw, sample_weight_given=not np.all(sw == 1.0)
-        )
-        results = build_cv_results(rows, "alpha", to_param, split_scores)
-        if folds is None:
-            for key in [k for k in results if k.startswith("split")]:
-                del results[key]
-            results["std_test_score"] = np.full(len(rows), np.nan)
-        self.cv_results_ = results
-        self.best_index_ = best_index
-        self.best_score_ = float(results["mean_test_score"][best_index])
-        self.alpha_ = to_param(theta)
-        self.n_iter_ = int(result.n_iter)
-        self.n_splits_ = 1 if folds is None else len(folds)
-        return theta
 
     def _refit(self, X, Y, sw, theta, group_idx, n_hyper, dtype, y_ndim):
         problem = RidgeProblem(

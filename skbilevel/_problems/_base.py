@@ -12,15 +12,19 @@ def penalty_weights(theta, group_idx):
     ----------
     theta : ndarray of shape (n_hyper,)
         Log-regularization strengths, one per hyperparameter group.
-    group_idx : ndarray of shape (n_features, n_targets), dtype int64
-        Hyperparameter group of every coefficient.
+    group_idx : ndarray of shape (n_params, n_outputs), dtype int64
+        Hyperparameter group of every coefficient; -1 marks an unpenalized
+        one (an intercept).
 
     Returns
     -------
-    weights : ndarray of shape (n_features, n_targets)
-        ``exp(theta)[group_idx]``.
+    weights : ndarray of shape (n_params, n_outputs)
+        ``exp(theta)[group_idx]``, and 0 where ``group_idx`` is -1.
     """
-    return np.exp(theta)[group_idx]
+    weights = np.exp(theta)[group_idx]
+    if group_idx.size and group_idx.min() < 0:
+        weights[group_idx < 0] = 0.0
+    return weights
 
 
 class InnerProblem:
@@ -86,8 +90,9 @@ class InnerProblem:
         out : ndarray of shape (n_hyper,)
         """
         weights = penalty_weights(theta, self.group_idx)
+        penalized = self.group_idx >= 0
         return np.bincount(
-            self.group_idx.ravel(),
-            weights=(weights * w * v).ravel(),
+            self.group_idx[penalized],
+            weights=(weights * w * v)[penalized],
             minlength=self.n_hyper,
         )

@@ -1,0 +1,170 @@
+"""What every skbilevel estimator shares: checks, the outer search, results.
+
+The estimator classes only say how to build their CV objective (from the
+inner problem of their model) and how to refit; this base class runs the
+search in log-space, raises the convergence warnings and assembles
+``cv_results_`` and the other fitted attributes, identically for all of them.
+"""
+
+import numbers
+import warnings
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+
+from ._cv import FoldsObjective, build_cv_results
+from ._hypergradient import HYPERGRADIENT_METHODS
+from ._outer import minimize_box, minimize_scalar
+from ._validation import check_hypergradient
+
+__all__ = ["BilevelSearchMixin", "START_TOLERANCE"]
+
+# Scalar values within this fraction of the best scalar loss may start the
+# many-hyperparameter search (see BilevelSearchMixin._box_start).
+START_TOLERANCE = 1e-2
+
+
+class BilevelSearchMixin:
+    """Shared machinery; subclasses set the class attributes below.
+
+    ``_param_name``: user-facing name of the hyperparameter (``"alpha"``,
+    ``"C"``); ``_param_sign``: +1 when ``theta = log(param)``, -1 when
+    ``theta = -log(param)`` (C is an inverse penalty strength).
+    """
+
+    _param_name = "alpha"
+    _param_sign = 1.0
+
+    def _check_common_params(self):
+        method = check_hypergradient(self.hypergradient, HYPERGRADIENT_METHODS)
+        for name in ("max_iter", "adjoint_max_iter"):
+            value = getattr(self, name)
+            if (
+                not isinstance(value, numbers.Integral)
+                or isinstance(value, bool)
+                or value < 1
+            ):
+                raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+        if not isinstance(self.tol, numbers.Real) or not self.tol > 0:
+            raise ValueError(f"tol must be a positive number; got {self.tol!r}.")
+        if not isinstance(self.fit_intercept, (bool, np.bool_)):
+            raise TypeError(
+                "fit_intercept must be a bool; got "
+                f"{type(self.fit_intercept).__name__}."
+            )
+        return method
+
+    # -------------------------------------------------------- parameter maps
+    def _to_param(self, theta):
+        values = np.exp(self._param_sign * np.asarray(theta, dtype=float))
+        if (
+            values.size == 1
+            and isinstance(self.penalty, str)
+            and self.penalty == "scalar"
+        ):
+            return float(values[0])
+        return values
+
+    def _initial_theta(self, n_hyper, lo, hi):
+        name = self._param_name
+        if self.warm_start and hasattr(self, f"{name}_"):
+            previous = np.ravel(getattr(self, f"{name}_"))
+            if previous.size == n_hyper:
+                return np.clip(self._param_sign * np.log(previous), lo, hi)
+        init = getattr(self, f"{name}_init")
+        if init is None:
+            return None
+        init = np.asarray(init, dtype=float).ravel()
+        if init.size not in (1, n_hyper):
+            raise ValueError(
+                f"{name}_init must be a scalar or hold {n_hyper} values; "
+                f"got {init.size}."
+            )
+        if not np.all(np.isfinite(init)) or np.any(init <= 0):
+            raise ValueError(f"{name}_init must hold positive, finite values.")
+        theta = self._param_sign * np.log(np.broadcast_to(init, (n_hyper,)))
+        return np.clip(theta, lo, hi)
+
+    # ---------------------------------------------------------- outer search
+    def _run_outer(self, objective, theta0, n_hyper, lo, hi):
+        decades = (hi - lo) / np.log(10.0)
+        # A cheap objective is scanned finely (4 points a decade), one that
+        # solves a training problem per point coarsely (1 every 2 decades).
+        per_decade = 4.0 if objective.cheap_scan else 0.5
+        n_scan = int(np.ceil(decades * per_decade)) + 1
+        box = dict(tol=self.tol, max_iter=self.max_iter, on_gradient=objective.tighten)
+        if theta0 is not None and n_hyper > 1 and not np.allclose(theta0, theta0[0]):
+            return minimize_box(objective, theta0, lo, hi, **box)
+        first = minimize_scalar(
+            objective.common,
+            lo,
+            hi,
+            x0=None if theta0 is None else float(theta0[0]),
+            scan=objective.common_scan,
+            n_scan=n_scan,
+            **box,
+        )
+        if n_hyper == 1:
+            return first
+        start = np.full(n_hyper, self._box_start(objective, first))
+        second = minimize_box(objective, start, lo, hi, **box)
+        second.n_iter += first.n_iter
+        second.converged = second.converged and first.converged
+        return second
+
+    @staticmethod
+    def _box_start(objective, first):
+        """Common value from which the many-hyperparameter search starts.
+
+        The validation loss is flat in ``theta_j`` wherever the penalty on
+        feature j is far below that feature's scale, so starting at a tiny
+        best scalar would leave every hypergradient near zero (and the search
+        would stop on that plateau). Among the scalar values whose loss is
+        within 1% of the best, we start from the largest penalty, where the
+        hypergradient sees every feature. The best point overall, scalar ones
+        included, is what the estimator keeps.
+        """
+        tolerance = START_TOLERANCE * abs(first.f)
+        common = [
+            row[0][0]
+            for row in objective.rows
+            if np.all(row[0] == row[0][0]) and row[1] <= first.f + tolerance
+        ]
+        return max(common, default=float(first.theta[0]))
+
+    # --------------------------------------------------------------- results
+    def _finish_search(self, objective, result, split_scores, leave_one_out):
+        """Warnings and the search's fitted attributes; returns the chosen theta."""
+        rows = objective.rows
+        best_index = int(np.argmin([r[1] for r in rows]))
+        if not result.converged:
+            warnings.warn(
+                f"The outer loop did not converge in {self.max_iter} iterations "
+                f"(tol={self.tol}); the best point found is used. Increase max_iter "
+                "or tol.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        if isinstance(objective, FoldsObjective):
+            inner, adjoint = objective.failures()
+            if inner or adjoint:
+                warnings.warn(
+                    f"{inner} inner solves and {adjoint} adjoint solves stopped at "
+                    "their iteration cap before reaching their tolerance; the "
+                    "hypergradient was approximate. Increase adjoint_max_iter.",
+                    ConvergenceWarning,
+                    stacklevel=3,
+                )
+        results = build_cv_results(rows, self._param_name, self._to_param, split_scores)
+        if leave_one_out:
+            for key in [k for k in results if k.startswith("split")]:
+                del results[key]
+            results["std_test_score"] = np.full(len(rows), np.nan)
+        theta = rows[best_index][0]
+        self.cv_results_ = results
+        self.best_index_ = best_index
+        self.best_score_ = float(results["mean_test_score"][best_index])
+        setattr(self, f"{self._param_name}_", self._to_param(theta))
+        self.n_iter_ = int(result.n_iter)
+        self.n_splits_ = split_scores.shape[1] if not leave_one_out else 1
+        return theta

@@ -1,0 +1,192 @@
+"""Numba kernels of (weighted, L2-penalized) logistic regression.
+
+Binary problems have one output column (sigmoid), multinomial ones K columns
+(softmax); the same kernels serve both, branching on the number of columns.
+Dense data goes through BLAS for ``X @ W`` and ``X.T @ G`` and through the
+per-sample kernels here; CSR data is handled by fused kernels that compute
+the linear predictions, the loss, the per-sample derivatives and ``X.T @ G``
+in one sweep over the rows. Inputs are C-contiguous float64 / int64.
+"""
+
+import numpy as np
+
+from ._numba import jit
+
+__all__ = [
+    "samplewise_loss_grad",
+    "samplewise_hvp",
+    "csr_loss_grad",
+    "csr_hvp",
+]
+
+
+@jit
+def _row_loss_grad(z, target, weight, g_out, p_out):
+    """Loss of one sample from its scores ``z``; fills its score gradient.
+
+    ``target`` is the class index (0/1 for binary). ``p_out`` receives the
+    probabilities (the curvature is derived from them).
+    """
+    n_out = z.shape[0]
+    if n_out == 1:
+        zi = z[0]
+        # log(1 + exp(z)) - y z, computed without overflow.
+        if zi > 0:
+            loss = zi + np.log1p(np.exp(-zi))
+            p = 1.0 / (1.0 + np.exp(-zi))
+        else:
+            ez = np.exp(zi)
+            loss = np.log1p(ez)
+            p = ez / (1.0 + ez)
+        if target == 1:
+            loss -= zi
+        p_out[0] = p
+        g_out[0] = weight * (p - target)
+        return weight * loss
+    top = z[0]
+    for k in range(1, n_out):
+        if z[k] > top:
+            top = z[k]
+    total = 0.0
+    for k in range(n_out):
+        p_out[k] = np.exp(z[k] - top)
+        total += p_out[k]
+    for k in range(n_out):
+        p_out[k] /= total
+        g_out[k] = weight * p_out[k]
+    g_out[target] -= weight
+    return weight * (top + np.log(total) - z[target])
+
+
+@jit
+def samplewise_loss_grad(Z, targets, sw):
+    """Weighted log-loss of scores ``Z`` and its gradient with respect to ``Z``.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n_samples, n_out)
+        Linear scores; ``n_out == 1`` means binary (sigmoid).
+    targets : ndarray of shape (n_samples,), dtype int64
+        Class index of every sample.
+    sw : ndarray of shape (n_samples,)
+
+    Returns
+    -------
+    loss : float
+        ``sum_i sw_i * logloss_i``.
+    G : ndarray of shape (n_samples, n_out)
+        ``d loss / d Z``.
+    P : ndarray of shape (n_samples, n_out)
+        Predicted probabilities (of class 1 when binary).
+    """
+    n, n_out = Z.shape
+    G = np.empty((n, n_out))
+    P = np.empty((n, n_out))
+    loss = 0.0
+    for i in range(n):
+        loss += _row_loss_grad(Z[i], targets[i], sw[i], G[i], P[i])
+    return loss, G, P
+
+
+@jit
+def samplewise_hvp(P, Zv, sw):
+    """Second derivative of the loss in ``Z`` applied to ``Zv``, sample by sample.
+
+    Binary: ``sw p (1 - p) zv``; multinomial: ``sw p_k (zv_k - sum_l p_l zv_l)``.
+    """
+    n, n_out = P.shape
+    R = np.empty((n, n_out))
+    for i in range(n):
+        if n_out == 1:
+            R[i, 0] = sw[i] * P[i, 0] * (1.0 - P[i, 0]) * Zv[i, 0]
+        else:
+            mean = 0.0
+            for k in range(n_out):
+                mean += P[i, k] * Zv[i, k]
+            for k in range(n_out):
+                R[i, k] = sw[i] * P[i, k] * (Zv[i, k] - mean)
+    return R
+
+
+@jit
+def csr_loss_grad(data, indices, indptr, W, intercept, targets, sw):
+    """Fused CSR pass: scores, weighted log-loss, and its gradient in (W, b).
+
+    Parameters
+    ----------
+    data, indices, indptr : CSR arrays of X (n_samples, n_features)
+    W : ndarray of shape (n_features, n_out)
+    intercept : ndarray of shape (n_out,)
+    targets : ndarray of shape (n_samples,), dtype int64
+    sw : ndarray of shape (n_samples,)
+
+    Returns
+    -------
+    loss : float
+    grad_W : ndarray of shape (n_features, n_out)
+    grad_b : ndarray of shape (n_out,)
+    P : ndarray of shape (n_samples, n_out)
+        Probabilities, kept for Hessian-vector products at this point.
+    """
+    n = indptr.shape[0] - 1
+    n_features, n_out = W.shape
+    grad_W = np.zeros((n_features, n_out))
+    grad_b = np.zeros(n_out)
+    P = np.empty((n, n_out))
+    z = np.empty(n_out)
+    g = np.empty(n_out)
+    loss = 0.0
+    for i in range(n):
+        for k in range(n_out):
+            z[k] = intercept[k]
+        for q in range(indptr[i], indptr[i + 1]):
+            j = indices[q]
+            for k in range(n_out):
+                z[k] += data[q] * W[j, k]
+        loss += _row_loss_grad(z, targets[i], sw[i], g, P[i])
+        for k in range(n_out):
+            grad_b[k] += g[k]
+        for q in range(indptr[i], indptr[i + 1]):
+            j = indices[q]
+            for k in range(n_out):
+                grad_W[j, k] += data[q] * g[k]
+    return loss, grad_W, grad_b, P
+
+
+@jit
+def csr_hvp(data, indices, indptr, V, v_intercept, P, sw):
+    """Fused CSR Hessian-vector product of the data term at probabilities ``P``.
+
+    Returns
+    -------
+    out_W : ndarray of shape (n_features, n_out)
+    out_b : ndarray of shape (n_out,)
+    """
+    n = indptr.shape[0] - 1
+    n_features, n_out = V.shape
+    out_W = np.zeros((n_features, n_out))
+    out_b = np.zeros(n_out)
+    zv = np.empty(n_out)
+    r = np.empty(n_out)
+    for i in range(n):
+        for k in range(n_out):
+            zv[k] = v_intercept[k]
+        for q in range(indptr[i], indptr[i + 1]):
+            j = indices[q]
+            for k in range(n_out):
+                zv[k] += data[q] * V[j, k]
+        if n_out == 1:
+            r[0] = sw[i] * P[i, 0] * (1.0 - P[i, 0]) * zv[0]
+        else:
+            mean = 0.0
+            for k in range(n_out):
+                mean += P[i, k] * zv[k]
+            for k in range(n_out):
+                r[k] = sw[i] * P[i, k] * (zv[k] - mean)
+        for k in range(n_out):
+            out_b[k] += r[k]
+        for q in range(indptr[i], indptr[i + 1]):
+            j = indices[q]
+            for k in range(n_out):
+                out_W[j, k] += data[q] * r[k]
+    return out_W, out_b

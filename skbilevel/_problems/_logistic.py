@@ -1,0 +1,283 @@
+"""Weighted L2-penalized logistic regression (binary or multinomial), inner problem.
+
+The training problem of one fold is
+
+    L(W, theta) = sum_i sw_i * logloss(y_i, x_i W + b) + 0.5 * sum(p * W ** 2)
+
+with ``p = exp(theta)[group_idx]`` (``p = 1 / C`` in scikit-learn's scale) and
+unpenalized intercepts ``b``, stored as the last row of ``W`` (group -1).
+Binary problems have one output column (sigmoid), multinomial ones one per
+class (softmax).
+
+The inner solver is Newton's method with a backtracking line search,
+warm-started across outer iterations. With a factorized Hessian (``direct``)
+its last factorization, taken at the returned point, also solves the adjoint
+system; the data part of the Hessian is kept so that the next evaluation, at
+new hyperparameters, starts with a free Newton step. Without factorization
+(``cg`` and the other iterative methods) Newton-CG is used with
+Hessian-vector products from fused kernels.
+"""
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+
+from .._kernels import as_float_c, as_index_c
+from .._linalg import conjugate_gradient, power_iteration, robust_cho_factor
+from .._logistic_kernels import (
+    csr_hvp,
+    csr_loss_grad,
+    samplewise_hvp,
+    samplewise_loss_grad,
+)
+from ._base import InnerProblem, penalty_weights
+
+__all__ = ["LogisticProblem", "DIRECT_MAX_PARAMS"]
+
+# Largest number of coefficients (features+intercept times outputs) for which
+# the Hessian is formed and factorized.
+DIRECT_MAX_PARAMS = 1500
+
+
+def _prepare_X(X):
+    if sp.issparse(X):
+        X = sp.csr_matrix(X)
+        return X, (as_float_c(X.data), as_index_c(X.indices), as_index_c(X.indptr))
+    return as_float_c(X), None
+
+
+def _loss_grad(X, csr, W, targets, sw, fit_intercept):
+    """Weighted log-loss, its gradient in W (intercept row last) and probabilities."""
+    n_features = X.shape[1]
+    coef = W[:n_features]
+    b = W[n_features] if fit_intercept else np.zeros(W.shape[1])
+    if csr is not None:
+        loss, g_coef, g_b, P = csr_loss_grad(*csr, as_float_c(coef), b, targets, sw)
+    else:
+        Z = X @ coef
+        Z += b
+        loss, G, P = samplewise_loss_grad(Z, targets, sw)
+        g_coef = X.T @ G
+        g_b = G.sum(axis=0)
+    grad = np.vstack([g_coef, g_b]) if fit_intercept else g_coef
+    return loss, grad, P
+
+
+class LogisticProblem(InnerProblem):
+    """Weighted logistic regression training problem of one fold.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features) or sparse matrix
+    targets : ndarray of shape (n_samples,), dtype int64
+        Class index of every sample (0/1 when binary).
+    sw : ndarray of shape (n_samples,)
+        Sample weights (class weights included).
+    n_out : int
+        1 for binary (sigmoid), the number of classes for multinomial.
+    group_idx : ndarray of shape (n_params, n_out), dtype int64
+        Hyperparameter group of each coefficient, -1 for the intercept row.
+    n_hyper : int
+    fit_intercept : bool
+    X_val, targets_val, sw_val : arrays, default=None
+        Validation rows, for :meth:`outer_loss_grad`.
+    """
+
+    def __init__(
+        self,
+        X,
+        targets,
+        sw,
+        n_out,
+        group_idx,
+        n_hyper,
+        fit_intercept,
+        *,
+        X_val=None,
+        targets_val=None,
+        sw_val=None,
+    ):
+        self.X, self._csr = _prepare_X(X)
+        self.targets = as_index_c(targets)
+        self.sw = as_float_c(sw)
+        self.n_out = n_out
+        self.group_idx = group_idx
+        self.n_hyper = n_hyper
+        self.fit_intercept = fit_intercept
+        self.n_features = self.X.shape[1]
+        self.n_params = self.n_features + int(fit_intercept)
+        self.total = float(self.sw.sum())
+        self._terms_key = None
+        self._terms = None
+        self._hessian_key = None
+        self._hessian = None
+        self._factor_key = None
+        self._factor = None
+        if X_val is not None:
+            self.X_val, self._csr_val = _prepare_X(X_val)
+            self.targets_val = as_index_c(targets_val)
+            self.sw_val = as_float_c(sw_val)
+            self.total_val = float(self.sw_val.sum())
+
+    @property
+    def can_factorize(self):
+        """Whether the Hessian is small enough to form and factorize."""
+        return self.n_params * self.n_out <= DIRECT_MAX_PARAMS
+
+    # ------------------------------------------------------------- data terms
+    def _data_terms(self, W):
+        key = W.tobytes()
+        if key != self._terms_key:
+            self._terms = _loss_grad(
+                self.X, self._csr, W, self.targets, self.sw, self.fit_intercept
+            )
+            self._terms_key = key
+        return self._terms
+
+    def value(self, W, theta):
+        p = penalty_weights(theta, self.group_idx)
+        return float(self._data_terms(W)[0] + 0.5 * np.sum(p * W**2))
+
+    def gradient(self, W, theta):
+        p = penalty_weights(theta, self.group_idx)
+        return self._data_terms(W)[1] + p * W
+
+    def _data_hvp(self, W, V):
+        P = self._data_terms(W)[2]
+        d = self.n_features
+        v_b = V[d] if self.fit_intercept else np.zeros(self.n_out)
+        if self._csr is not None:
+            out, out_b = csr_hvp(
+                *self._csr, as_float_c(V[:d]), as_float_c(v_b), P, self.sw
+            )
+        else:
+            Zv = self.X @ V[:d]
+            Zv += v_b
+            R = samplewise_hvp(P, Zv, self.sw)
+            out = self.X.T @ R
+            out_b = R.sum(axis=0)
+        return np.vstack([out, out_b]) if self.fit_intercept else out
+
+    def hvp(self, W, theta, V):
+        return self._data_hvp(W, V) + penalty_weights(theta, self.group_idx) * V
+
+    def lipschitz(self, W, theta):
+        return power_iteration(lambda v: self.hvp(W, theta, v), W.shape)
+
+    # ------------------------------------------------------------- direct path
+    def _design(self):
+        if not hasattr(self, "_Xa"):
+            X = self.X.toarray() if sp.issparse(self.X) else self.X
+            self._Xa = (
+                np.hstack([X, np.ones((X.shape[0], 1))]) if self.fit_intercept else X
+            )
+        return self._Xa
+
+    def _data_hessian(self, W):
+        """Hessian of the data term, coefficients ordered as ``W.ravel()``."""
+        key = W.tobytes()
+        if key == self._hessian_key:
+            return self._hessian
+        P = self._data_terms(W)[2]
+        Xa = self._design()
+        K = self.n_out
+        if K == 1:
+            H = Xa.T @ (Xa * (self.sw * P[:, 0] * (1.0 - P[:, 0]))[:, None])
+        else:
+            m = self.n_params
+            H4 = np.empty((m, K, m, K))
+            for k in range(K):
+                for j in range(k, K):
+                    c = self.sw * P[:, k] * ((k == j) - P[:, j])
+                    block = Xa.T @ (Xa * c[:, None])
+                    H4[:, k, :, j] = block
+                    H4[:, j, :, k] = block.T
+            H = H4.reshape(m * K, m * K)
+            if self.fit_intercept:
+                # The softmax is unchanged by adding one constant to every
+                # intercept: fill that null direction (which no gradient of
+                # this problem has a component along) so H is invertible.
+                u = np.zeros((m, K))
+                u[-1] = 1.0 / np.sqrt(K)
+                u = u.ravel()
+                H += np.mean(np.diag(H)) * np.outer(u, u)
+        self._hessian_key, self._hessian = key, H
+        return H
+
+    def _factorize(self, W, theta):
+        key = (W.tobytes(), theta.tobytes())
+        if key != self._factor_key:
+            H = self._data_hessian(W).copy()
+            H[np.diag_indices_from(H)] += penalty_weights(theta, self.group_idx).ravel()
+            self._factor_key, self._factor = key, robust_cho_factor(H)
+        return self._factor
+
+    def hessian_solve(self, W, theta, rhs):
+        factor = self._factorize(W, theta)
+        return scipy.linalg.cho_solve(factor, rhs.ravel(), check_finite=False).reshape(
+            rhs.shape
+        )
+
+    # ------------------------------------------------------------------ solver
+    def solve(self, theta, w0=None, tol=1e-10, method="direct", max_iter=100):
+        """Newton (``method="direct"``) or Newton-CG, warm-started at ``w0``.
+
+        Stops when the Newton decrement ``-grad . step`` (twice the predicted
+        decrease of the loss, a squared distance to the optimum in the
+        Hessian's norm) is at most ``tol**2 * sum(sw)``: ``tol`` is a relative
+        accuracy of the solution, like the other solvers' residual tolerance.
+        """
+        W = np.zeros((self.n_params, self.n_out)) if w0 is None else w0.copy()
+        p = penalty_weights(theta, self.group_idx)
+        scale = max(self.total, 1.0)
+        threshold = tol * tol * scale
+        for _ in range(max_iter):
+            loss, grad, _ = self._data_terms(W)
+            grad = grad + p * W
+            value = loss + 0.5 * np.sum(p * W**2)
+            if method == "direct":
+                step = -self.hessian_solve(W, theta, grad)
+            else:
+                g_norm = np.linalg.norm(grad)
+                forcing = min(0.5, np.sqrt(g_norm / max(self.total, 1.0)))
+                step, _, _ = conjugate_gradient(
+                    lambda v, W=W: self.hvp(W, theta, v),
+                    -grad,
+                    tol=forcing,
+                    max_iter=max(50, 2 * self.n_params),
+                )
+            decrement = -float(np.sum(grad * step))
+            if decrement <= threshold:
+                return W, True
+            if not decrement > 1e-20 * scale:  # round-off floor: as good as it gets
+                return W, True
+            t = 1.0
+            for _ in range(40):
+                candidate = W + t * step
+                if self.value(candidate, theta) <= value - 1e-4 * t * decrement:
+                    break
+                t *= 0.5
+            else:  # no decrease along a descent direction: round-off floor
+                return W, decrement <= 1e-12 * scale
+            W = candidate
+        return W, False
+
+    # ---------------------------------------------------------------- outputs
+    def outer_loss_grad(self, W):
+        """Weighted mean validation log-loss and its gradient in W."""
+        loss, grad, _ = _loss_grad(
+            self.X_val,
+            self._csr_val,
+            W,
+            self.targets_val,
+            self.sw_val,
+            self.fit_intercept,
+        )
+        return loss / self.total_val, grad / self.total_val
+
+    def decision(self, X, W):
+        """Scores ``X W + b`` of shape (n_samples, n_out)."""
+        scores = np.asarray(X @ W[: self.n_features])
+        if self.fit_intercept:
+            scores = scores + W[self.n_features]
+        return scores
