@@ -137,7 +137,9 @@ class FoldsObjective(CVObjective):
         kwargs = dict(
             method=self.method,
             need_grad=need_grad,
-            inner_tol=self.tol,
+            # A value alone (scan, line search) only has to rank points: a
+            # somewhat looser solve does.
+            inner_tol=self.tol if need_grad else max(self.tol, 1e-5),
             adjoint_tol=self.tol,
             adjoint_max_iter=self.adjoint_max_iter,
         )

@@ -10,6 +10,7 @@ import numbers
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 
 from ._cv import FoldsObjective, build_cv_results
@@ -84,6 +85,36 @@ class BilevelSearchMixin:
             raise ValueError(f"{name}_init must hold positive, finite values.")
         theta = self._param_sign * np.log(np.broadcast_to(init, (n_hyper,)))
         return np.clip(theta, lo, hi)
+
+    def _data_scaled_box(self, X, sw, *, scale, low, high, floor):
+        """Default box of log penalty strengths, following the data's units.
+
+        With ``ss_j`` the weighted sum of squares of centered column ``j``, a
+        penalty matters for feature j when it is comparable to
+        ``scale * ss_j`` (the data term's curvature). The box is
+        ``(max(low * min_j, floor * max_j), high * max_j)`` in those units,
+        so every feature can be left nearly unpenalized or shrunk away
+        whatever its units, without going under the round-off level of the
+        largest column (``floor``).
+        """
+        total = sw.sum()
+        mean = np.asarray(X.T @ sw).ravel() / total
+        if not self.fit_intercept:
+            mean[:] = 0.0
+        if sp.issparse(X):
+            sq = np.asarray(X.multiply(X).T @ sw).ravel() - total * mean**2
+        else:
+            # Two passes, so that constant columns give (nearly) exact zeros.
+            sq = sw @ (X - mean) ** 2
+        sq = scale * sq[np.isfinite(sq)]
+        if sq.size == 0 or not sq.max() > 0:  # only constant columns
+            return float(np.log(low)), float(np.log(high))
+        # Columns under 1e-20 of the largest are constants up to round-off.
+        sq = sq[sq > 1e-20 * sq.max()]
+        return (
+            float(np.log(max(low * sq.min(), floor * sq.max()))),
+            float(np.log(high * sq.max())),
+        )
 
     # ---------------------------------------------------------- outer search
     def _run_outer(self, objective, theta0, n_hyper, lo, hi):

@@ -4,7 +4,8 @@ Every method works on any :class:`~skbilevel._problems.InnerProblem`. For a
 fold with inner solution ``w`` and validation gradient ``g = dE/dw``:
 
 * ``direct``: solve ``H v = g`` with a factorization of the Hessian ``H``;
-* ``cg``: conjugate gradient on ``H v = g`` (AID-CG), warm-started;
+* ``cg``: conjugate gradient on ``H v = g`` (AID-CG), warm-started and
+  Jacobi-preconditioned when the problem knows its Hessian's diagonal;
 * ``fixed_point``: ``v <- v - eta (H v - g)`` with ``eta = 1 / L`` (AID-FP),
   warm-started, run to tolerance;
 * ``neumann``: the same series started from zero and truncated after
@@ -142,6 +143,7 @@ def fold_value_and_grad(
             x0=state.v,
             tol=adjoint_tol,
             max_iter=adjoint_max_iter,
+            diagonal=problem.hessian_diagonal(w, theta),
         )
         state.n_adjoint += n_iter
         if not ok:

@@ -32,10 +32,11 @@ def _row_loss_grad(z, target, weight, g_out, p_out):
         zi = z[0]
         # log(1 + exp(z)) - y z, computed without overflow.
         if zi > 0:
-            loss = zi + np.log1p(np.exp(-zi))
-            p = 1.0 / (1.0 + np.exp(-zi))
+            ez = np.exp(-zi) if zi < 700.0 else 0.0  # no denormals (see below)
+            loss = zi + np.log1p(ez)
+            p = 1.0 / (1.0 + ez)
         else:
-            ez = np.exp(zi)
+            ez = np.exp(zi) if zi > -700.0 else 0.0
             loss = np.log1p(ez)
             p = ez / (1.0 + ez)
         if target == 1:
@@ -49,7 +50,10 @@ def _row_loss_grad(z, target, weight, g_out, p_out):
             top = z[k]
     total = 0.0
     for k in range(n_out):
-        p_out[k] = np.exp(z[k] - top)
+        # Below exp(-700) the probability is flushed to zero: denormal numbers
+        # would slow every later product (Hessians) by orders of magnitude.
+        gap = z[k] - top
+        p_out[k] = np.exp(gap) if gap > -700.0 else 0.0
         total += p_out[k]
     for k in range(n_out):
         p_out[k] /= total

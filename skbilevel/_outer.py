@@ -81,7 +81,8 @@ def minimize_scalar(
         the whole box.
     scan : callable, default=None
         ``scan(ts)`` returns the values at many points at once; by default
-        ``fun`` is called at each point.
+        ``fun`` is called at each point, from the largest down, stopping
+        after two successive points 10% worse than the best.
     n_scan : int, default=13
         Number of points of the initial scan.
     tol : float, default=1e-4
@@ -103,7 +104,19 @@ def minimize_scalar(
     def values(points):
         if scan is not None:
             return np.asarray(scan(points), dtype=float)
-        return np.array([fun(t, False)[0] for t in points])
+        # From the largest penalty down: each solve warm-starts the next one
+        # along the regularization path, from the easiest problem. Once two
+        # successive values exceed the best by 10%, the weakest penalties
+        # (the slowest solves) are skipped: they are left at +inf.
+        out = np.full(len(points), np.inf)
+        rising = 0
+        for i in np.argsort(points)[::-1]:
+            out[i] = fun(points[i], False)[0]
+            best = np.min(out)
+            rising = rising + 1 if out[i] > best + 0.1 * abs(best) else 0
+            if rising == 2:
+                break
+        return out
 
     if x0 is None:
         ts = np.linspace(lo, hi, max(int(n_scan), 2))

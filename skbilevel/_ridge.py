@@ -249,27 +249,7 @@ class BilevelRidgeCV(
     def _log_bounds(self, X, sw):
         if self.alpha_bounds is not None:
             return check_bounds(self.alpha_bounds, "alpha_bounds")
-        total = sw.sum()
-        mean = np.asarray(X.T @ sw).ravel() / total
-        if not self.fit_intercept:
-            mean[:] = 0.0
-        if sp.issparse(X):
-            sq = np.asarray(X.multiply(X).T @ sw).ravel() - total * mean**2
-        else:
-            # Two passes, so that constant columns give (nearly) exact zeros.
-            sq = sw @ (X - mean) ** 2
-        # Per-column weighted sums of squares: a penalty alpha matters for a
-        # column when alpha is comparable to its sum of squares.
-        sq = sq[np.isfinite(sq)]
-        if sq.size == 0 or not sq.max() > 0:  # only constant columns
-            return float(np.log(1e-6)), float(np.log(1e6))
-        # Columns under 1e-20 of the largest are constants up to round-off.
-        sq = sq[sq > 1e-20 * sq.max()]
-        high = 1e6 * sq.max()
-        # Reach well below the smallest column, but not under the round-off
-        # level of the largest one (1e-14 relative) where solves lose meaning.
-        low = max(1e-6 * sq.min(), 1e-14 * sq.max())
-        return float(np.log(low)), float(np.log(high))
+        return self._data_scaled_box(X, sw, scale=1.0, low=1e-6, high=1e6, floor=1e-14)
 
     # -------------------------------------------------------------------- fit
     def fit(self, X, y, sample_weight=None, groups=None):

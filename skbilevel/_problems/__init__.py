@@ -7,6 +7,7 @@ the hyperparameters are tuned for.
 """
 
 from ._base import InnerProblem, penalty_weights
+from ._logistic import LogisticProblem
 from ._ridge import RidgeProblem
 
-__all__ = ["InnerProblem", "RidgeProblem", "penalty_weights"]
+__all__ = ["InnerProblem", "LogisticProblem", "RidgeProblem", "penalty_weights"]

@@ -55,6 +55,10 @@ class InnerProblem:
         """Hessian-vector product ``d2L/dw2 @ v``."""
         raise NotImplementedError
 
+    def hessian_diagonal(self, w, theta):
+        """Diagonal of the Hessian (a preconditioner), or None if unavailable."""
+        return None
+
     def hessian_solve(self, w, theta, rhs):
         """``(d2L/dw2)^{-1} @ rhs`` by a factorization (or NotImplementedError)."""
         raise NotImplementedError

@@ -5,7 +5,8 @@ The training problem of one fold is
     L(W, theta) = sum_i sw_i * logloss(y_i, x_i W + b) + 0.5 * sum(p * W ** 2)
 
 with ``p = exp(theta)[group_idx]`` (``p = 1 / C`` in scikit-learn's scale) and
-unpenalized intercepts ``b``, stored as the last row of ``W`` (group -1).
+intercepts ``b`` stored as the last row of ``W`` (group -1), outside the
+hyperparameters (they only carry a 1e-10 relative weight, see ``_penalty``).
 Binary problems have one output column (sigmoid), multinomial ones one per
 class (softmax).
 
@@ -107,6 +108,7 @@ class LogisticProblem(InnerProblem):
         self.n_features = self.X.shape[1]
         self.n_params = self.n_features + int(fit_intercept)
         self.total = float(self.sw.sum())
+        self.intercept_penalty = 1e-10 * self.total
         self._terms_key = None
         self._terms = None
         self._hessian_key = None
@@ -119,10 +121,32 @@ class LogisticProblem(InnerProblem):
             self.sw_val = as_float_c(sw_val)
             self.total_val = float(self.sw_val.sum())
 
+    def _penalty(self, theta):
+        """L2 weights of every coefficient; the intercepts get a tiny one.
+
+        ``1e-10 * sum(sw)`` on the intercepts changes predictions by about
+        1e-10 relative, and keeps an intercept finite when its class is
+        absent from a training fold (softmax) or perfectly separated.
+        """
+        p = penalty_weights(theta, self.group_idx)
+        if self.fit_intercept:
+            p[-1] = self.intercept_penalty
+        return p
+
     @property
     def can_factorize(self):
         """Whether the Hessian is small enough to form and factorize."""
         return self.n_params * self.n_out <= DIRECT_MAX_PARAMS
+
+    @property
+    def prefer_direct(self):
+        """Whether forming the Hessian beats Hessian-vector products.
+
+        Forming it costs ``n_out (n_out + 1) / 2`` products of shape
+        (n_params x n) (n x n_params), about ``(n_out + 1) n_params / 4``
+        Hessian-vector products; Newton-CG needs tens of those per step.
+        """
+        return self.can_factorize and (self.n_out + 1) * self.n_params <= 256
 
     # ------------------------------------------------------------- data terms
     def _data_terms(self, W):
@@ -135,11 +159,11 @@ class LogisticProblem(InnerProblem):
         return self._terms
 
     def value(self, W, theta):
-        p = penalty_weights(theta, self.group_idx)
+        p = self._penalty(theta)
         return float(self._data_terms(W)[0] + 0.5 * np.sum(p * W**2))
 
     def gradient(self, W, theta):
-        p = penalty_weights(theta, self.group_idx)
+        p = self._penalty(theta)
         return self._data_terms(W)[1] + p * W
 
     def _data_hvp(self, W, V):
@@ -159,7 +183,26 @@ class LogisticProblem(InnerProblem):
         return np.vstack([out, out_b]) if self.fit_intercept else out
 
     def hvp(self, W, theta, V):
-        return self._data_hvp(W, V) + penalty_weights(theta, self.group_idx) * V
+        return self._data_hvp(W, V) + self._penalty(theta) * V
+
+    def hessian_diagonal(self, W, theta):
+        P = self._data_terms(W)[2]
+        curvature = self.sw[:, None] * P * (1.0 - P)  # n x n_out
+        if not hasattr(self, "_X_squared"):
+            self._X_squared = (
+                self.X.multiply(self.X).tocsr() if sp.issparse(self.X) else self.X**2
+            )
+        diag = np.asarray(self._X_squared.T @ curvature)
+        if self.fit_intercept:
+            intercept = curvature.sum(axis=0)
+            if self.n_out > 1:
+                # One value for all classes: the preconditioner then keeps
+                # the iterates off the softmax's null direction (the same
+                # shift of every intercept), which a class-dependent scaling
+                # would excite, wrecking the iteration.
+                intercept[:] = intercept.mean()
+            diag = np.vstack([diag, intercept])
+        return diag + self._penalty(theta)
 
     def lipschitz(self, W, theta):
         return power_iteration(lambda v: self.hvp(W, theta, v), W.shape)
@@ -208,7 +251,7 @@ class LogisticProblem(InnerProblem):
         key = (W.tobytes(), theta.tobytes())
         if key != self._factor_key:
             H = self._data_hessian(W).copy()
-            H[np.diag_indices_from(H)] += penalty_weights(theta, self.group_idx).ravel()
+            H[np.diag_indices_from(H)] += self._penalty(theta).ravel()
             self._factor_key, self._factor = key, robust_cho_factor(H)
         return self._factor
 
@@ -228,7 +271,7 @@ class LogisticProblem(InnerProblem):
         accuracy of the solution, like the other solvers' residual tolerance.
         """
         W = np.zeros((self.n_params, self.n_out)) if w0 is None else w0.copy()
-        p = penalty_weights(theta, self.group_idx)
+        p = self._penalty(theta)
         scale = max(self.total, 1.0)
         threshold = tol * tol * scale
         for _ in range(max_iter):
@@ -245,6 +288,7 @@ class LogisticProblem(InnerProblem):
                     -grad,
                     tol=forcing,
                     max_iter=max(50, 2 * self.n_params),
+                    diagonal=self.hessian_diagonal(W, theta),
                 )
             decrement = -float(np.sum(grad * step))
             if decrement <= threshold:

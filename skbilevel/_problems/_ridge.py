@@ -193,6 +193,19 @@ class RidgeProblem(InnerProblem):
         p = penalty_weights(theta, self.group_idx)
         return self.data_matvec(v) + p * v
 
+    def hessian_diagonal(self, w, theta):
+        if not hasattr(self, "_gram_diagonal"):
+            if self.use_gram:
+                self._gram_diagonal = np.diag(self.gram()).copy()
+            elif self.sparse:
+                self._gram_diagonal = np.asarray(
+                    self.X.multiply(self.X).T @ self.sw
+                ).ravel() - self.sw.sum() * self.xbar**2
+            else:
+                self._gram_diagonal = self.sw @ (self.X - self.xbar) ** 2
+        p = penalty_weights(theta, self.group_idx)
+        return self._gram_diagonal[:, None] + p
+
     def lipschitz(self, w, theta):
         if self._lipschitz_gram is None:
             self._lipschitz_gram = power_iteration(
@@ -313,6 +326,7 @@ class RidgeProblem(InnerProblem):
             x0=w0,
             tol=tol,
             max_iter=max_iter,
+            diagonal=self.hessian_diagonal(None, theta),
         )
         return w, converged
 
