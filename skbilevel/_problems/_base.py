@@ -67,8 +67,20 @@ class InnerProblem:
         """An upper estimate of the largest eigenvalue of the Hessian."""
         raise NotImplementedError
 
-    def solve(self, theta, w0=None, tol=1e-10, method="direct"):
+    def solve(
+        self,
+        theta,
+        w0=None,
+        tol=1e-10,
+        method="direct",
+        max_iter=1000,
+        for_adjoint=True,
+    ):
         """Minimize ``L(., theta)``, warm-started from ``w0``.
+
+        ``for_adjoint=False`` says that only the validation loss will be
+        computed at the solution (no hypergradient), which some solvers use
+        to skip work the adjoint would need.
 
         Returns
         -------

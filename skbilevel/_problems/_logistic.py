@@ -208,13 +208,33 @@ class LogisticProblem(InnerProblem):
         return power_iteration(lambda v: self.hvp(W, theta, v), W.shape)
 
     # ------------------------------------------------------------- direct path
-    def _design(self):
-        if not hasattr(self, "_Xa"):
-            X = self.X.toarray() if sp.issparse(self.X) else self.X
-            self._Xa = (
-                np.hstack([X, np.ones((X.shape[0], 1))]) if self.fit_intercept else X
-            )
-        return self._Xa
+    def _dense_X(self):
+        if not hasattr(self, "_X_dense"):
+            self._X_dense = self.X.toarray() if sp.issparse(self.X) else self.X
+        return self._X_dense
+
+    def _weighted_gram(self, root):
+        """``[X, 1]^T diag(root**2) [X, 1]`` without forming ``[X, 1]``.
+
+        The product runs in float32 (BLAS syrk on ``B.T @ B``, B = root * X:
+        measured 7x faster than a float64 general product on 80000 x 100).
+        The Hessian is then exact to ~1e-7 relative: plenty for Newton
+        steps, and :meth:`hessian_solve` adds one step of iterative
+        refinement with exact Hessian-vector products for the adjoint.
+        """
+        if not hasattr(self, "_X32"):
+            self._X32 = np.ascontiguousarray(self._dense_X(), dtype=np.float32)
+        root32 = root.astype(np.float32)
+        B = self._X32 * root32[:, None]
+        gram = (B.T @ B).astype(np.float64)
+        if not self.fit_intercept:
+            return gram
+        m = self.n_params
+        out = np.empty((m, m))
+        out[:-1, :-1] = gram
+        out[:-1, -1] = out[-1, :-1] = B.T @ root32
+        out[-1, -1] = root @ root
+        return out
 
     def _data_hessian(self, W):
         """Hessian of the data term, coefficients ordered as ``W.ravel()``."""
@@ -222,11 +242,13 @@ class LogisticProblem(InnerProblem):
         if key == self._hessian_key:
             return self._hessian
         P = self._data_terms(W)[2]
-        Xa = self._design()
         K = self.n_out
         if K == 1:
-            H = Xa.T @ (Xa * (self.sw * P[:, 0] * (1.0 - P[:, 0]))[:, None])
+            H = self._weighted_gram(np.sqrt(self.sw * P[:, 0] * (1.0 - P[:, 0])))
         else:
+            Xa = self._dense_X()
+            if self.fit_intercept:
+                Xa = np.hstack([Xa, np.ones((Xa.shape[0], 1))])
             m = self.n_params
             H4 = np.empty((m, K, m, K))
             for k in range(K):
@@ -247,42 +269,65 @@ class LogisticProblem(InnerProblem):
         self._hessian_key, self._hessian = key, H
         return H
 
-    def _factorize(self, W, theta):
-        key = (W.tobytes(), theta.tobytes())
+    def _reference_solve(self, theta, rhs):
+        """Solve with the last formed data Hessian plus the penalty at ``theta``."""
+        key = (self._hessian_key, theta.tobytes())
         if key != self._factor_key:
-            H = self._data_hessian(W).copy()
+            H = self._hessian.copy()
             H[np.diag_indices_from(H)] += self._penalty(theta).ravel()
             self._factor_key, self._factor = key, robust_cho_factor(H)
-        return self._factor
+        return scipy.linalg.cho_solve(
+            self._factor, rhs.ravel(), check_finite=False
+        ).reshape(rhs.shape)
 
     def hessian_solve(self, W, theta, rhs):
-        factor = self._factorize(W, theta)
-        return scipy.linalg.cho_solve(factor, rhs.ravel(), check_finite=False).reshape(
-            rhs.shape
-        )
+        self._data_hessian(W)
+        solution = self._reference_solve(theta, rhs)
+        if self.n_out == 1:
+            # One step of iterative refinement: the float32 Hessian's error
+            # (~1e-7) becomes ~1e-14 (see _weighted_gram).
+            residual = rhs - self.hvp(W, theta, solution)
+            solution += self._reference_solve(theta, residual)
+        return solution
 
     # ------------------------------------------------------------------ solver
-    def solve(self, theta, w0=None, tol=1e-10, method="direct", max_iter=100):
+    def solve(
+        self, theta, w0=None, tol=1e-10, method="direct", max_iter=100, for_adjoint=True
+    ):
         """Newton (``method="direct"``) or Newton-CG, warm-started at ``w0``.
 
         Stops when the Newton decrement ``-grad . step`` (twice the predicted
         decrease of the loss, a squared distance to the optimum in the
         Hessian's norm) is at most ``tol**2 * sum(sw)``: ``tol`` is a relative
         accuracy of the solution, like the other solvers' residual tolerance.
+
+        The direct path reuses the last data Hessian it formed (typically at
+        the previous outer iterate's solution) while the steps it gives
+        contract fast (a chord method: each step costs one pass over the data
+        instead of a Hessian), forms a new one when they do not, and, when
+        ``for_adjoint``, forms one at the returned point, whose factorization
+        then also solves the adjoint system exactly.
         """
         W = np.zeros((self.n_params, self.n_out)) if w0 is None else w0.copy()
         p = self._penalty(theta)
         scale = max(self.total, 1.0)
         threshold = tol * tol * scale
+        refresh = self._hessian_key is None
+        previous = None
         for _ in range(max_iter):
             loss, grad, _ = self._data_terms(W)
             grad = grad + p * W
             value = loss + 0.5 * np.sum(p * W**2)
             if method == "direct":
-                step = -self.hessian_solve(W, theta, grad)
+                if refresh:
+                    self._data_hessian(W)
+                    refresh = False
+                fresh = self._hessian_key == W.tobytes()
+                step = -self._reference_solve(theta, grad)
             else:
+                fresh = True
                 g_norm = np.linalg.norm(grad)
-                forcing = min(0.5, np.sqrt(g_norm / max(self.total, 1.0)))
+                forcing = min(0.5, np.sqrt(g_norm / scale))
                 step, _, _ = conjugate_gradient(
                     lambda v, W=W: self.hvp(W, theta, v),
                     -grad,
@@ -291,10 +336,15 @@ class LogisticProblem(InnerProblem):
                     diagonal=self.hessian_diagonal(W, theta),
                 )
             decrement = -float(np.sum(grad * step))
-            if decrement <= threshold:
-                return W, True
-            if not decrement > 1e-20 * scale:  # round-off floor: as good as it gets
-                return W, True
+            # Below ~1e-12 |L| a decrease cannot be told from round-off.
+            if decrement <= max(threshold, 1e-12 * abs(value)):
+                if fresh or not for_adjoint:
+                    return W, True
+                refresh = True  # confirm with the Hessian at this point
+                continue
+            if previous is not None and decrement > 0.25 * previous:
+                refresh = True  # the stale Hessian contracts too slowly
+            previous = decrement
             t = 1.0
             for _ in range(40):
                 candidate = W + t * step
@@ -302,7 +352,12 @@ class LogisticProblem(InnerProblem):
                     break
                 t *= 0.5
             else:  # no decrease along a descent direction: round-off floor
+                if not fresh:
+                    refresh = True
+                    continue
                 return W, decrement <= 1e-12 * scale
+            if t < 1.0:
+                refresh = True
             W = candidate
         return W, False
 

@@ -198,9 +198,10 @@ class RidgeProblem(InnerProblem):
             if self.use_gram:
                 self._gram_diagonal = np.diag(self.gram()).copy()
             elif self.sparse:
-                self._gram_diagonal = np.asarray(
-                    self.X.multiply(self.X).T @ self.sw
-                ).ravel() - self.sw.sum() * self.xbar**2
+                self._gram_diagonal = (
+                    np.asarray(self.X.multiply(self.X).T @ self.sw).ravel()
+                    - self.sw.sum() * self.xbar**2
+                )
             else:
                 self._gram_diagonal = self.sw @ (self.X - self.xbar) ** 2
         p = penalty_weights(theta, self.group_idx)
@@ -313,7 +314,15 @@ class RidgeProblem(InnerProblem):
     def hessian_solve(self, w, theta, rhs):
         return self._solve_factored(theta, rhs)
 
-    def solve(self, theta, w0=None, tol=1e-10, method="direct", max_iter=1000):
+    def solve(
+        self,
+        theta,
+        w0=None,
+        tol=1e-10,
+        method="direct",
+        max_iter=1000,
+        for_adjoint=True,
+    ):
         if method == "direct":
             y_tilde = None
             if not self.use_gram:
