@@ -2,7 +2,7 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skbilevel import BilevelRidgeCV
+from skbilevel import BilevelLogisticCV, BilevelRidgeCV
 
 ESTIMATORS = [
     BilevelRidgeCV(),
@@ -10,6 +10,9 @@ ESTIMATORS = [
     BilevelRidgeCV(penalty="per_feature"),
     BilevelRidgeCV(penalty="per_feature", cv=None),
     BilevelRidgeCV(hypergradient="cg"),
+    BilevelLogisticCV(),
+    BilevelLogisticCV(penalty="per_feature"),
+    BilevelLogisticCV(hypergradient="cg"),
 ]
 
 

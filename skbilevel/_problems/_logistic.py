@@ -314,6 +314,7 @@ class LogisticProblem(InnerProblem):
         threshold = tol * tol * scale
         refresh = self._hessian_key is None
         previous = None
+        tiny_steps = 0
         for _ in range(max_iter):
             loss, grad, _ = self._data_terms(W)
             grad = grad + p * W
@@ -336,11 +337,23 @@ class LogisticProblem(InnerProblem):
                     diagonal=self.hessian_diagonal(W, theta),
                 )
             decrement = -float(np.sum(grad * step))
-            # Below ~1e-12 |L| a decrease cannot be told from round-off.
-            if decrement <= max(threshold, 1e-12 * abs(value)):
+            if decrement <= threshold:
                 if fresh or not for_adjoint:
                     return W, True
                 refresh = True  # confirm with the Hessian at this point
+                continue
+            if decrement <= 1e-12 * abs(value):
+                # Too small a decrease for a line search to tell from the
+                # loss's round-off: near the optimum, take full Newton steps
+                # (quadratic convergence), a few at most.
+                tiny_steps += 1
+                if tiny_steps > 3:
+                    if fresh or not for_adjoint:
+                        return W, True
+                    refresh = True
+                    continue
+                W = W + step
+                refresh = method == "direct"
                 continue
             if previous is not None and decrement > 0.25 * previous:
                 refresh = True  # the stale Hessian contracts too slowly

@@ -1,0 +1,226 @@
+"""BilevelLogisticCV: hypergradients, optimality, behaviour and errors."""
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.datasets import load_breast_cancer, load_iris, make_classification
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.preprocessing import StandardScaler
+
+from skbilevel import BilevelLogisticCV
+from skbilevel._cv import FoldsObjective
+from skbilevel._problems import LogisticProblem
+from skbilevel._validation import check_penalty
+
+from ._helpers import central_difference, penalty_array, relative_error
+
+# Same bounds as for ridge (see test_hypergradient.py).
+BOUNDS = {"direct": 1e-5, "cg": 1e-5, "fixed_point": 1e-5, "neumann": 1e-4, "itd": 1e-4}
+
+
+def _data(n_classes, sparse, weights, seed=0):
+    X, y = make_classification(
+        90,
+        6,
+        n_informative=4,
+        n_redundant=0,
+        n_classes=n_classes,
+        n_clusters_per_class=1,
+        random_state=seed,
+    )
+    sw = (
+        np.random.RandomState(seed).uniform(0.3, 2.0, len(y))
+        if weights
+        else np.ones(len(y))
+    )
+    if sparse:
+        X[np.abs(X) < 0.5] = 0.0
+        X = sp.csr_matrix(X)
+    return X, y, sw
+
+
+def _objective(X, y, sw, penalty, n_classes, fit_intercept, method):
+    n_out = 1 if n_classes == 2 else n_classes
+    groups, n_hyper, _ = check_penalty(
+        penalty_array(penalty, X.shape[1]), X.shape[1], n_out, "per_class"
+    )
+    if fit_intercept:
+        groups = np.vstack([groups, np.full((1, n_out), -1, np.int64)])
+    folds = list(StratifiedKFold(3).split(X, y))
+    problems = [
+        LogisticProblem(
+            X[tr],
+            y[tr],
+            sw[tr],
+            n_out,
+            groups,
+            n_hyper,
+            fit_intercept,
+            X_val=X[te],
+            targets_val=y[te],
+            sw_val=sw[te],
+        )
+        for tr, te in folds
+    ]
+    objective = FoldsObjective(problems, method, adjoint_max_iter=2000)
+    objective.tol = 1e-12
+    return objective, n_hyper
+
+
+@pytest.mark.parametrize("method", list(BOUNDS))
+@pytest.mark.parametrize("penalty", ["scalar", "per_feature", "per_class", "groups"])
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("weights", [False, True])
+def test_hypergradient_matches_finite_differences(
+    method, penalty, n_classes, sparse, fit_intercept, weights
+):
+    X, y, sw = _data(n_classes, sparse, weights)
+    objective, n_hyper = _objective(X, y, sw, penalty, n_classes, fit_intercept, method)
+    exact, _ = _objective(X, y, sw, penalty, n_classes, fit_intercept, "direct")
+    rng = np.random.RandomState(1)
+    theta = np.log(3.0) + 0.4 * rng.randn(n_hyper)
+    _, grad = objective(theta)
+    # Values with need_grad=True: solves at full accuracy (value-only
+    # evaluations are allowed a looser tolerance, see FoldsObjective).
+    fd = central_difference(lambda t: exact(t)[0], theta, h=1e-4)
+    assert relative_error(grad, fd) <= BOUNDS[method]
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_inner_solution_is_sklearn_logistic_regression(n_classes, sparse):
+    X, y, sw = _data(n_classes, sparse, weights=True)
+    n_out = 1 if n_classes == 2 else n_classes
+    groups = np.zeros((7, n_out), np.int64)
+    groups[-1] = -1
+    C = 0.7
+    W, ok = LogisticProblem(X, y, sw, n_out, groups, 1, True).solve(
+        np.array([np.log(1 / C)]), tol=1e-12
+    )
+    ref = LogisticRegression(C=C, tol=1e-12, max_iter=10_000).fit(
+        X, y, sample_weight=sw
+    )
+    assert ok
+    assert np.allclose(W[:6].T, ref.coef_, atol=1e-6)
+    assert np.allclose(W[6], ref.intercept_, atol=1e-6)
+
+
+def _cv_log_loss(X, y, C, folds):
+    """CV log-loss of sklearn's LogisticRegression at C (independent code)."""
+    losses = []
+    for tr, te in folds:
+        model = LogisticRegression(C=C, tol=1e-10, max_iter=10_000).fit(X[tr], y[tr])
+        proba = model.predict_proba(X[te])
+        losses.append(-np.mean(np.log(proba[np.arange(len(te)), y[te]])))
+    return float(np.mean(losses))
+
+
+@pytest.mark.parametrize("dataset", ["breast_cancer", "iris"])
+def test_scalar_C_beats_a_dense_grid(dataset):
+    X, y = (load_breast_cancer if dataset == "breast_cancer" else load_iris)(
+        return_X_y=True
+    )
+    X = StandardScaler().fit_transform(X)
+    folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))
+    clf = BilevelLogisticCV(cv=folds).fit(X, y)
+    ours = _cv_log_loss(X, y, clf.C_, folds)
+    assert ours == pytest.approx(-clf.best_score_, rel=1e-6)
+    grid = np.logspace(-3, 3, 61)
+    assert ours <= min(_cv_log_loss(X, y, C, folds) for C in grid) * (1 + 1e-7)
+
+
+def test_attributes_and_predictions():
+    X, y = load_iris(return_X_y=True)
+    labels = np.array(["setosa", "versicolor", "virginica"])[y]
+    clf = BilevelLogisticCV(cv=3).fit(X, labels)
+    assert list(clf.classes_) == list(labels[[0, 50, 100]])
+    assert clf.coef_.shape == (3, 4) and clf.intercept_.shape == (3,)
+    proba = clf.predict_proba(X)
+    assert np.allclose(proba.sum(1), 1.0)
+    assert np.allclose(np.exp(clf.predict_log_proba(X)), proba)
+    assert (clf.predict(X) == labels).mean() > 0.9
+    assert clf.decision_function(X).shape == (150, 3)
+    binary = BilevelLogisticCV().fit(X[:100], labels[:100])
+    assert binary.coef_.shape == (1, 4)
+    assert binary.decision_function(X[:100]).shape == (100,)
+    res = clf.cv_results_
+    assert res["params"][clf.best_index_] == {"C": clf.C_}
+    assert "param_C" in res and "split2_test_score" in res
+
+
+def test_per_feature_lowers_held_out_log_loss_with_useless_features():
+    X, y = make_classification(1200, 60, n_informative=5, n_redundant=0, random_state=0)
+    X_train, y_train, X_test, y_test = X[:600], y[:600], X[600:], y[600:]
+    scalar = BilevelLogisticCV().fit(X_train, y_train)
+    per = BilevelLogisticCV(penalty="per_feature").fit(X_train, y_train)
+
+    def held_out(model):
+        p = model.predict_proba(X_test)[np.arange(len(y_test)), y_test]
+        return -np.mean(np.log(p))
+
+    assert held_out(per) < held_out(scalar)
+
+
+def test_class_weight_and_scoring():
+    X, y = make_classification(300, 5, weights=[0.9], random_state=0)
+    balanced = BilevelLogisticCV(class_weight="balanced").fit(X, y)
+    plain = BilevelLogisticCV().fit(X, y)
+    assert balanced.predict(X).mean() > plain.predict(X).mean()
+    acc = BilevelLogisticCV(scoring="accuracy").fit(X, y)
+    assert 0.5 < acc.best_score_ <= 1.0
+    assert acc.score(X, y) == pytest.approx((acc.predict(X) == y).mean())
+
+
+def test_separable_data_tiny_classes_and_extreme_bounds_stay_finite():
+    rng = np.random.RandomState(0)
+    X = rng.randn(60, 3)
+    y = (X[:, 0] > 0).astype(int)  # perfectly separable
+    clf = BilevelLogisticCV(C_bounds=(1e-8, 1e8)).fit(X, y)
+    assert np.all(np.isfinite(clf.coef_)) and 1e-8 <= clf.C_ <= 1e8
+    y3 = y.copy()
+    y3[:3] = 2  # a class of 3 samples: some training folds miss it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sklearn warns about the tiny class
+        clf = BilevelLogisticCV(cv=3).fit(X, y3)
+    assert np.all(np.isfinite(clf.coef_)) and np.all(np.isfinite(clf.predict_proba(X)))
+
+
+@pytest.mark.parametrize(
+    "params,match",
+    [
+        ({"penalty": "per_target"}, "penalty must be"),
+        ({"C_bounds": (2.0, 1.0)}, "0 < low <= high"),
+        ({"C_init": 0.0}, "C_init must hold positive"),
+        ({"hypergradient": "bfgs"}, "hypergradient must be"),
+        ({"max_iter": 0}, "max_iter must be a positive integer"),
+    ],
+)
+def test_bad_parameters(params, match):
+    X, y = load_iris(return_X_y=True)
+    with pytest.raises(ValueError, match=match):
+        BilevelLogisticCV(**params).fit(X, y)
+
+
+def test_bad_targets_and_values():
+    X, y = load_iris(return_X_y=True)
+    with pytest.raises(ValueError, match="only one class"):
+        BilevelLogisticCV().fit(X, np.zeros(150))
+    with pytest.raises(ValueError, match="Unknown label type|continuous"):
+        BilevelLogisticCV().fit(X, np.linspace(0, 1, 150))
+    Xn = X.copy()
+    Xn[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        BilevelLogisticCV().fit(Xn, y)
+
+
+def test_non_converged_outer_loop_warns_and_predicts():
+    X, y = make_classification(200, 10, random_state=0)
+    with pytest.warns(ConvergenceWarning):
+        clf = BilevelLogisticCV(penalty="per_feature", max_iter=1).fit(X, y)
+    assert np.all(np.isfinite(clf.predict_proba(X)))
