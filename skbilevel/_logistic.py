@@ -128,7 +128,7 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
     >>> X, y = load_breast_cancer(return_X_y=True)
     >>> clf = make_pipeline(StandardScaler(), BilevelLogisticCV()).fit(X, y)
     >>> print(f"C={clf[-1].C_:.2g}, CV log-loss={-clf[-1].best_score_:.3f}")
-    C=0.13, CV log-loss=0.074
+    C=0.63, CV log-loss=0.078
     """
 
     _param_name = "C"
