@@ -50,7 +50,7 @@ class CVObjective:
         self.n_hyper = n_hyper
         self.n_splits = n_splits
         self.verbose = verbose
-        self.rows = []  # (theta, f, split_losses, grad_norm, elapsed)
+        self.rows = []  # (theta, f, split_losses, grad_norm, elapsed, accurate)
         self.n_evaluations = 0
         # Clock of the ``time`` column; estimators reset it to the start of fit.
         self.start_time = time.perf_counter()
@@ -62,8 +62,19 @@ class CVObjective:
     def _log(self, theta, f, split_losses, grad):
         elapsed = time.perf_counter() - self.start_time
         grad_norm = np.nan if grad is None else float(np.linalg.norm(grad))
+        # Closed-form objectives are exact everywhere; iterative ones solve
+        # value-only evaluations more loosely, so only the rows with a
+        # hypergradient may be chosen as the optimum.
+        accurate = self.cheap_scan or grad is not None
         self.rows.append(
-            (theta.copy(), float(f), np.asarray(split_losses), grad_norm, elapsed)
+            (
+                theta.copy(),
+                float(f),
+                np.asarray(split_losses),
+                grad_norm,
+                elapsed,
+                accurate,
+            )
         )
         if self.verbose > 0 and grad is not None:
             values = np.exp(theta)
@@ -139,7 +150,7 @@ class FoldsObjective(CVObjective):
             need_grad=need_grad,
             # A value alone (scan, line search) only has to rank points: a
             # somewhat looser solve does.
-            inner_tol=self.tol if need_grad else max(self.tol, 1e-5),
+            inner_tol=self.tol if need_grad else max(self.tol, 1e-4),
             adjoint_tol=self.tol,
             adjoint_max_iter=self.adjoint_max_iter,
         )
@@ -168,7 +179,8 @@ def build_cv_results(rows, param_name, to_param, split_scores):
     Parameters
     ----------
     rows : list of tuple
-        ``(theta, f, split_losses, grad_norm, elapsed)`` per evaluation.
+        ``(theta, f, split_losses, grad_norm, elapsed, accurate)`` per
+        evaluation.
     param_name : str
         Name of the hyperparameter (``"alpha"``, ``"C"``).
     to_param : callable

@@ -167,7 +167,10 @@ class BilevelSearchMixin:
     def _finish_search(self, objective, result, split_scores, leave_one_out):
         """Warnings and the search's fitted attributes; returns the chosen theta."""
         rows = objective.rows
-        best_index = int(np.argmin([r[1] for r in rows]))
+        losses = np.array([r[1] if r[5] else np.inf for r in rows])
+        if not np.isfinite(losses).any():
+            losses = np.array([r[1] for r in rows])
+        best_index = int(np.argmin(losses))
         if not result.converged:
             warnings.warn(
                 f"The outer loop did not converge in {self.max_iter} iterations "

@@ -82,7 +82,8 @@ def minimize_scalar(
     scan : callable, default=None
         ``scan(ts)`` returns the values at many points at once; by default
         ``fun`` is called at each point, from the largest down, stopping
-        after two successive points 10% worse than the best.
+        where the path has turned (two successive points 10% worse than the
+        best, or a flat stretch past the best).
     n_scan : int, default=13
         Number of points of the initial scan.
     tol : float, default=1e-4
@@ -105,17 +106,26 @@ def minimize_scalar(
         if scan is not None:
             return np.asarray(scan(points), dtype=float)
         # From the largest penalty down: each solve warm-starts the next one
-        # along the regularization path, from the easiest problem. Once two
-        # successive values exceed the best by 10%, the weakest penalties
-        # (the slowest solves) are skipped: they are left at +inf.
+        # along the regularization path, from the easiest problem. The
+        # weakest penalties (the slowest solves) are skipped, left at +inf,
+        # once the path has turned: after two successive values 10% above
+        # the best, or once a value past the best is within 0.1% of the
+        # previous one (the flat, unregularized end of the path).
         out = np.full(len(points), np.inf)
         rising = 0
+        previous = None
         for i in np.argsort(points)[::-1]:
             out[i] = fun(points[i], False)[0]
             best = np.min(out)
             rising = rising + 1 if out[i] > best + 0.1 * abs(best) else 0
-            if rising == 2:
+            flat = (
+                previous is not None
+                and out[i] > best
+                and abs(out[i] - previous) <= 1e-3 * abs(previous)
+            )
+            if rising == 2 or flat:
                 break
+            previous = out[i]
         return out
 
     if x0 is None:
