@@ -104,9 +104,7 @@ class CVObjective:
         f, grad = self(np.full(self.n_hyper, float(t)), need_grad)
         return f, (None if grad is None else float(np.sum(grad)))
 
-    def common_scan(self, ts):
-        """Values of :meth:`common` at many points (subclasses may vectorize)."""
-        return np.array([self.common(t, False)[0] for t in ts])
+    common_scan = None  # closed-form objectives evaluate many points at once
 
     def tighten(self, relative_gradient):
         """Hook for the outer loop: the iterate's relative hypergradient norm."""
@@ -129,10 +127,18 @@ class FoldsObjective(CVObjective):
     n_jobs : int or None
         Folds are evaluated in threads (the kernels release the GIL).
     verbose : int
+    value_tol : float, default=None
+        Looser inner tolerance for evaluations without a hypergradient (scan
+        points); None keeps the current tolerance. Only sound for solvers
+        whose tolerance bounds the loss error (Newton's decrement), not for
+        a residual tolerance on an ill-conditioned system (CG).
     """
 
-    def __init__(self, problems, method, adjoint_max_iter, n_jobs=None, verbose=0):
+    def __init__(
+        self, problems, method, adjoint_max_iter, n_jobs=None, verbose=0, value_tol=None
+    ):
         super().__init__(problems[0].n_hyper, len(problems), verbose)
+        self.value_tol = value_tol
         self.problems = problems
         self.method = method
         self.adjoint_max_iter = adjoint_max_iter
@@ -148,9 +154,12 @@ class FoldsObjective(CVObjective):
         kwargs = dict(
             method=self.method,
             need_grad=need_grad,
-            # A value alone (scan, line search) only has to rank points: a
-            # somewhat looser solve does.
-            inner_tol=self.tol if need_grad else max(self.tol, 1e-4),
+            # A value alone (scan, line search) only has to rank points: when
+            # the solver's tolerance bounds the loss error well (Newton), a
+            # looser solve does.
+            inner_tol=self.tol
+            if need_grad or self.value_tol is None
+            else max(self.tol, self.value_tol),
             adjoint_tol=self.tol,
             adjoint_max_iter=self.adjoint_max_iter,
         )

@@ -131,7 +131,9 @@ class BilevelSearchMixin:
             lo,
             hi,
             x0=None if theta0 is None else float(theta0[0]),
-            scan=objective.common_scan,
+            # Closed forms scan all points at once; iterative solves go point
+            # by point along the path (see minimize_scalar).
+            scan=objective.common_scan if objective.cheap_scan else None,
             n_scan=n_scan,
             **box,
         )

@@ -275,7 +275,12 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
             method = "direct" if problems[0].prefer_direct else "cg"
         self.hypergradient_ = method
         objective = FoldsObjective(
-            problems, method, self.adjoint_max_iter, self.n_jobs, self.verbose
+            problems,
+            method,
+            self.adjoint_max_iter,
+            self.n_jobs,
+            self.verbose,
+            value_tol=1e-4,  # Newton's decrement bounds the loss error
         )
         objective.start_time = start_time
 

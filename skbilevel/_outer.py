@@ -112,20 +112,27 @@ def minimize_scalar(
         # the best, or once a value past the best is within 0.1% of the
         # previous one (the flat, unregularized end of the path).
         out = np.full(len(points), np.inf)
+        first = previous = None
+        best = np.inf
         rising = 0
-        previous = None
         for i in np.argsort(points)[::-1]:
-            out[i] = fun(points[i], False)[0]
-            best = np.min(out)
-            rising = rising + 1 if out[i] > best + 0.1 * abs(best) else 0
+            value = out[i] = fun(points[i], False)[0]
+            first = value if first is None else first
+            improved = value < best
+            best = min(best, value)
+            rising = rising + 1 if value > best + 0.1 * abs(best) else 0
+            # "Past the best" only counts once the path has left the plateau
+            # of the heavily penalized models it starts on.
+            descended = first - best > 1e-2 * abs(first)
             flat = (
-                previous is not None
-                and out[i] > best
-                and abs(out[i] - previous) <= 1e-3 * abs(previous)
+                descended
+                and not improved
+                and previous is not None
+                and abs(value - previous) <= 1e-3 * abs(previous)
             )
             if rising == 2 or flat:
                 break
-            previous = out[i]
+            previous = value
         return out
 
     if x0 is None:
