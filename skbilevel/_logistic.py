@@ -75,9 +75,9 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
             default="auto"
         How the hypergradient is computed (see
         :class:`~skbilevel.BilevelRidgeCV`). "auto" forms and factorizes the
-        Hessian (Newton) when that costs less than about 64 Hessian-vector
-        products (binary problems up to ~128 features), else uses
-        preconditioned conjugate gradients (Newton-CG).
+        Hessian (Newton; its factorization also solves the adjoint exactly)
+        when it has at most 1500 rows ((n_features + 1) x n_outputs), else
+        uses Jacobi-preconditioned conjugate gradients (Newton-CG).
     adjoint_max_iter : int, default=200
         Iteration cap of the iterative adjoint solvers, number of terms for
         "neumann", of unrolled steps for "itd".
@@ -272,7 +272,7 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
             for train, test in folds
         ]
         if method == "auto":
-            method = "direct" if problems[0].prefer_direct else "cg"
+            method = "direct" if problems[0].can_factorize else "cg"
         self.hypergradient_ = method
         objective = FoldsObjective(
             problems,
@@ -295,7 +295,7 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
         )
         w0 = np.mean(objective.solutions[self.best_index_], axis=0)
         W, converged = full.solve(
-            theta, w0, tol=1e-8, method="direct" if full.prefer_direct else "cg"
+            theta, w0, tol=1e-8, method="direct" if full.can_factorize else "cg"
         )
         if not converged:
             warnings.warn(

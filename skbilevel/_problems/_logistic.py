@@ -138,16 +138,6 @@ class LogisticProblem(InnerProblem):
         """Whether the Hessian is small enough to form and factorize."""
         return self.n_params * self.n_out <= DIRECT_MAX_PARAMS
 
-    @property
-    def prefer_direct(self):
-        """Whether forming the Hessian beats Hessian-vector products.
-
-        Forming it costs ``n_out (n_out + 1) / 2`` products of shape
-        (n_params x n) (n x n_params), about ``(n_out + 1) n_params / 4``
-        Hessian-vector products; Newton-CG needs tens of those per step.
-        """
-        return self.can_factorize and (self.n_out + 1) * self.n_params <= 256
-
     # ------------------------------------------------------------- data terms
     def _data_terms(self, W):
         key = W.tobytes()
