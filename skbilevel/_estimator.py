@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import check_cv
 
 from ._cv import FoldsObjective, build_cv_results
 from ._hypergradient import HYPERGRADIENT_METHODS
@@ -54,6 +55,20 @@ class BilevelSearchMixin:
                 f"{type(self.fit_intercept).__name__}."
             )
         return method
+
+    def _make_folds(self, X, y, groups, sw, classifier):
+        """The ``cv`` splits as index arrays, each with data on both sides."""
+        cv = check_cv(self.cv, y, classifier=classifier)
+        folds = [(np.asarray(tr), np.asarray(te)) for tr, te in cv.split(X, y, groups)]
+        for k, (train, test) in enumerate(folds):
+            if len(train) == 0 or len(test) == 0:
+                raise ValueError(f"cv split {k} has an empty training or test part.")
+            if not sw[train].sum() > 0 or not sw[test].sum() > 0:
+                raise ValueError(
+                    f"cv split {k} has zero total sample_weight in its training or "
+                    "test part; its loss is undefined."
+                )
+        return folds
 
     # -------------------------------------------------------- parameter maps
     def _to_param(self, theta):

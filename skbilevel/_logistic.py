@@ -10,7 +10,6 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import check_scoring
-from sklearn.model_selection import check_cv
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
@@ -246,16 +245,7 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
         self.penalty_groups_ = labels
         lo, hi = self._log_bounds(X, sw)
 
-        cv = check_cv(self.cv, y, classifier=True)
-        folds = [(np.asarray(tr), np.asarray(te)) for tr, te in cv.split(X, y, groups)]
-        for k, (train, test) in enumerate(folds):
-            if len(train) == 0 or len(test) == 0:
-                raise ValueError(f"cv split {k} has an empty training or test part.")
-            if not sw[train].sum() > 0 or not sw[test].sum() > 0:
-                raise ValueError(
-                    f"cv split {k} has zero total sample_weight in its training or "
-                    "test part; its loss is undefined."
-                )
+        folds = self._make_folds(X, y, groups, sw, classifier=True)
         problems = [
             LogisticProblem(
                 X[train],

@@ -93,6 +93,20 @@ def samplewise_loss_grad(Z, targets, sw):
 
 
 @jit
+def _row_hvp(p, zv, weight, r_out):
+    """Second derivative of one sample's loss in its scores, applied to ``zv``."""
+    n_out = p.shape[0]
+    if n_out == 1:
+        r_out[0] = weight * p[0] * (1.0 - p[0]) * zv[0]
+        return
+    mean = 0.0
+    for k in range(n_out):
+        mean += p[k] * zv[k]
+    for k in range(n_out):
+        r_out[k] = weight * p[k] * (zv[k] - mean)
+
+
+@jit
 def samplewise_hvp(P, Zv, sw):
     """Second derivative of the loss in ``Z`` applied to ``Zv``, sample by sample.
 
@@ -101,14 +115,7 @@ def samplewise_hvp(P, Zv, sw):
     n, n_out = P.shape
     R = np.empty((n, n_out))
     for i in range(n):
-        if n_out == 1:
-            R[i, 0] = sw[i] * P[i, 0] * (1.0 - P[i, 0]) * Zv[i, 0]
-        else:
-            mean = 0.0
-            for k in range(n_out):
-                mean += P[i, k] * Zv[i, k]
-            for k in range(n_out):
-                R[i, k] = sw[i] * P[i, k] * (Zv[i, k] - mean)
+        _row_hvp(P[i], Zv[i], sw[i], R[i])
     return R
 
 
@@ -179,14 +186,7 @@ def csr_hvp(data, indices, indptr, V, v_intercept, P, sw):
             j = indices[q]
             for k in range(n_out):
                 zv[k] += data[q] * V[j, k]
-        if n_out == 1:
-            r[0] = sw[i] * P[i, 0] * (1.0 - P[i, 0]) * zv[0]
-        else:
-            mean = 0.0
-            for k in range(n_out):
-                mean += P[i, k] * zv[k]
-            for k in range(n_out):
-                r[k] = sw[i] * P[i, k] * (zv[k] - mean)
+        _row_hvp(P[i], zv, sw[i], r)
         for k in range(n_out):
             out_b[k] += r[k]
         for q in range(indptr[i], indptr[i + 1]):

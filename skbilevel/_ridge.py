@@ -8,7 +8,6 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, MultiOutputMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import check_scoring
-from sklearn.model_selection import check_cv
 from sklearn.utils.validation import (
     _check_sample_weight,
     check_is_fitted,
@@ -290,11 +289,7 @@ class BilevelRidgeCV(
             )
             folds = None
         else:
-            cv = check_cv(self.cv, y, classifier=False)
-            folds = [
-                (np.asarray(tr), np.asarray(te)) for tr, te in cv.split(X, y, groups)
-            ]
-            self._check_folds(folds, sw)
+            folds = self._make_folds(X, y, groups, sw, classifier=False)
             objective, method = self._holdout_objective(
                 X, Y, sw, folds, group_idx, n_hyper, shared, method
             )
@@ -309,16 +304,6 @@ class BilevelRidgeCV(
         theta = self._finish_search(objective, result, split_scores, folds is None)
         self._refit(X, Y, sw, theta, group_idx, n_hyper, dtype, y.ndim)
         return self
-
-    def _check_folds(self, folds, sw):
-        for k, (train, test) in enumerate(folds):
-            if len(train) == 0 or len(test) == 0:
-                raise ValueError(f"cv split {k} has an empty training or test part.")
-            if not sw[train].sum() > 0 or not sw[test].sum() > 0:
-                raise ValueError(
-                    f"cv split {k} has zero total sample_weight in its training or "
-                    "test part; its loss is undefined."
-                )
 
     def _loo_objective(self, X, Y, sw, group_idx, n_hyper, shared):
         n_samples, n_features = X.shape
