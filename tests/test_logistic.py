@@ -117,7 +117,8 @@ def _cv_log_loss(X, y, C, folds):
     for tr, te in folds:
         model = LogisticRegression(C=C, tol=1e-10, max_iter=10_000).fit(X[tr], y[tr])
         proba = model.predict_proba(X[te])
-        losses.append(-np.mean(np.log(proba[np.arange(len(te)), y[te]])))
+        p_true = proba[np.arange(len(te)), y[te]]
+        losses.append(-np.mean(np.log(np.maximum(p_true, 1e-300))))
     return float(np.mean(losses))
 
 

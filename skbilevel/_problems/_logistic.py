@@ -319,7 +319,11 @@ class LogisticProblem(InnerProblem):
         p = self._penalty(theta)
         scale = max(self.total, 1.0)
         threshold = tol * tol * scale
-        refresh = self._hessian_key is None
+        # A hypergradient needs a Hessian at the solution anyway: start with
+        # true Newton steps (quadratic) rather than chord steps (linear).
+        refresh = self._hessian_key is None or (
+            for_adjoint and self._hessian_key != W.tobytes()
+        )
         previous = None
         tiny_steps = 0
         for _ in range(max_iter):
