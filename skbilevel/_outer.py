@@ -177,10 +177,17 @@ def minimize_scalar(
         left, right = (ts[i], fm, gm), (ts[i + 1], fs[i + 1], None)
     converged = False
     xtol = 1e-2 * tol
-    last_g, last_f = gm, fm
+    same_side = 0  # consecutive replacements of the same end of the bracket
+    last_side = None
     while n_iter < max_iter:
         width = right[0] - left[0]
-        if width <= xtol or abs(last_g) * width <= ftol * max(abs(last_f), _TINY):
+        # Either end whose derivative is known can certify the bracket (the
+        # newest point is often the worse one, next to an end already there).
+        certified = any(
+            end[2] is not None and abs(end[2]) * width <= ftol * max(abs(end[1]), _TINY)
+            for end in (left, right)
+        )
+        if width <= xtol or certified:
             converged = True
             break
         candidate = None
@@ -191,6 +198,11 @@ def minimize_scalar(
         elif right[2] is not None:
             candidate = _quadratic_min(*right, left[0], left[1])
         margin = 0.05 * width
+        if same_side >= 3:
+            # One end has gone stale and interpolation creeps towards it
+            # (linear rate): a bisection restores the bracket's shrinking.
+            candidate = None
+            same_side = 0
         if (
             candidate is None
             or not np.isfinite(candidate)
@@ -202,8 +214,10 @@ def minimize_scalar(
         n_iter += 1
         if fc < best_f:
             best_t, best_f = candidate, fc
-        last_g, last_f = gc, fc
-        if gc > 0 or fc > left[1]:
+        replaced_right = gc > 0 or fc > left[1]
+        same_side = same_side + 1 if replaced_right == last_side else 1
+        last_side = replaced_right
+        if replaced_right:
             right = (candidate, fc, gc)
         else:
             left = (candidate, fc, gc)
