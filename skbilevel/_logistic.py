@@ -4,7 +4,6 @@ import time
 import warnings
 
 import numpy as np
-import scipy.sparse as sp
 from scipy.special import expit, log_softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
@@ -14,16 +13,20 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
-    _check_sample_weight,
     check_is_fitted,
     validate_data,
 )
 
 from ._cv import FoldsObjective
 from ._estimator import BilevelSearchMixin
-from ._kernels import as_float_c, as_index_c
+from ._kernels import as_index_c
 from ._problems import LogisticProblem
-from ._validation import check_bounds, check_penalty
+from ._validation import (
+    as_float64_data,
+    check_bounds,
+    check_penalty,
+    check_sample_weight,
+)
 
 __all__ = ["BilevelLogisticCV"]
 
@@ -189,22 +192,13 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
                 f"but the data contains only one class: {self.classes_[0]!r}."
             )
         targets = as_index_c(encoder.transform(y))
-        sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
-        if np.any(sw < 0):
-            raise ValueError("sample_weight must be non-negative.")
+        class_weights = None
         if self.class_weight is not None:
-            weights = compute_class_weight(
+            class_weights = compute_class_weight(
                 self.class_weight, classes=np.arange(len(self.classes_)), y=targets
-            )
-            sw = sw * weights[targets]
-        if not sw.sum() > 0:
-            raise ValueError("sample_weight must have a positive sum.")
-        dtype = X.dtype
-        if sp.issparse(X):
-            X = sp.csr_matrix(X, dtype=np.float64)
-        else:
-            X = as_float_c(X)
-        return X, y, targets, as_float_c(sw), dtype
+            )[targets]
+        sw = check_sample_weight(sample_weight, X, class_weights)
+        return as_float64_data(X), y, targets, sw, X.dtype
 
     def _log_bounds(self, X, sw):
         if self.C_bounds is not None:

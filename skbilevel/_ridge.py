@@ -9,14 +9,13 @@ from sklearn.base import BaseEstimator, MultiOutputMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import check_scoring
 from sklearn.utils.validation import (
-    _check_sample_weight,
     check_is_fitted,
     validate_data,
 )
 
 from ._cv import FoldsObjective
 from ._estimator import BilevelSearchMixin
-from ._kernels import as_float_c, as_index_c
+from ._kernels import as_float_c
 from ._problems import RidgeProblem
 from ._problems._ridge import (
     DENSE_MAX_ENTRIES,
@@ -29,7 +28,12 @@ from ._problems._ridge_cv import (
     SpectralHoldoutObjective,
     SpectralLOOObjective,
 )
-from ._validation import check_bounds, check_penalty
+from ._validation import (
+    as_float64_data,
+    check_bounds,
+    check_penalty,
+    check_sample_weight,
+)
 
 __all__ = ["BilevelRidgeCV"]
 
@@ -228,22 +232,12 @@ class BilevelRidgeCV(
             y_numeric=True,
         )
         dtype = X.dtype
-        if sp.issparse(X):
-            X = sp.csr_matrix(X, dtype=np.float64)
-            X.data = as_float_c(X.data)
-            X.indices, X.indptr = as_index_c(X.indices), as_index_c(X.indptr)
-        else:
-            X = as_float_c(X)
+        X = as_float64_data(X)
         y = np.asarray(y, dtype=np.float64)
         if not np.all(np.isfinite(y)):
             raise ValueError("Input y contains NaN or infinity.")
         Y = as_float_c(y.reshape(-1, 1) if y.ndim == 1 else y)
-        sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
-        if np.any(sw < 0):
-            raise ValueError("sample_weight must be non-negative.")
-        if not sw.sum() > 0:
-            raise ValueError("sample_weight must have a positive sum.")
-        return X, y, Y, as_float_c(sw), dtype
+        return X, y, Y, check_sample_weight(sample_weight, X), dtype
 
     def _log_bounds(self, X, sw):
         if self.alpha_bounds is not None:

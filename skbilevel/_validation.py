@@ -3,8 +3,18 @@
 import numbers
 
 import numpy as np
+import scipy.sparse as sp
+from sklearn.utils.validation import _check_sample_weight
 
-__all__ = ["check_penalty", "check_bounds", "check_hypergradient"]
+from ._kernels import as_float_c, as_index_c
+
+__all__ = [
+    "as_float64_data",
+    "check_bounds",
+    "check_hypergradient",
+    "check_penalty",
+    "check_sample_weight",
+]
 
 
 def check_penalty(penalty, n_features, n_targets, per_output_name):
@@ -81,3 +91,37 @@ def check_hypergradient(method, allowed):
             f"hypergradient must be 'auto' or one of {list(allowed)}; got {method!r}."
         )
     return method
+
+
+def as_float64_data(X):
+    """X as C-contiguous float64, or CSR with float64 data and int64 indices.
+
+    Computations run in float64 whatever the input's dtype, and the kernels
+    then see one type and layout only (no recompilation).
+    """
+    if sp.issparse(X):
+        X = sp.csr_matrix(X, dtype=np.float64)
+        X.data = as_float_c(X.data)
+        X.indices, X.indptr = as_index_c(X.indices), as_index_c(X.indptr)
+        return X
+    return as_float_c(X)
+
+
+def check_sample_weight(sample_weight, X, multiplier=None):
+    """Validated non-negative sample weights with a positive sum (float64).
+
+    Parameters
+    ----------
+    sample_weight : array-like of shape (n_samples,) or None
+    X : array-like of shape (n_samples, n_features)
+    multiplier : ndarray of shape (n_samples,), default=None
+        Applied before the sum is checked (class weights).
+    """
+    sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
+    if np.any(sw < 0):
+        raise ValueError("sample_weight must be non-negative.")
+    if multiplier is not None:
+        sw = sw * multiplier
+    if not sw.sum() > 0:
+        raise ValueError("sample_weight must have a positive sum.")
+    return as_float_c(sw)
