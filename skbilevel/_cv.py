@@ -51,7 +51,6 @@ class CVObjective:
         self.n_splits = n_splits
         self.verbose = verbose
         self.rows = []  # (theta, f, split_losses, grad_norm, elapsed, accurate)
-        self.n_evaluations = 0
         # Clock of the ``time`` column; estimators reset it to the start of fit.
         self.start_time = time.perf_counter()
 
@@ -94,7 +93,6 @@ class CVObjective:
     def __call__(self, theta, need_grad=True):
         theta = np.asarray(theta, dtype=float)
         f, grad, split_losses = self._evaluate(theta, need_grad)
-        self.n_evaluations += 1
         self._log(theta, f, split_losses, grad)
         return f, grad
 

@@ -34,8 +34,6 @@ class FoldState:
 
     w: np.ndarray = None
     v: np.ndarray = None
-    n_inner: int = 0
-    n_adjoint: int = 0
     failures: list = field(default_factory=list)
 
 
@@ -142,7 +140,7 @@ def fold_value_and_grad(
     if method == "direct":
         v = problem.hessian_solve(w, theta, g)
     elif method == "cg":
-        v, n_iter, ok = conjugate_gradient(
+        v, _, ok = conjugate_gradient(
             lambda x: problem.hvp(w, theta, x),
             g,
             x0=state.v,
@@ -150,14 +148,12 @@ def fold_value_and_grad(
             max_iter=adjoint_max_iter,
             diagonal=problem.hessian_diagonal(w, theta),
         )
-        state.n_adjoint += n_iter
         if not ok:
             state.failures.append("adjoint")
     elif method == "fixed_point":
-        v, n_iter, ok = _adjoint_fixed_point(
+        v, _, ok = _adjoint_fixed_point(
             problem, theta, w, g, state.v, adjoint_tol, adjoint_max_iter
         )
-        state.n_adjoint += n_iter
         if not ok:
             state.failures.append("adjoint")
     elif method == "neumann":
