@@ -51,8 +51,11 @@ class CVObjective:
         self.n_splits = n_splits
         self.verbose = verbose
         self.rows = []  # (theta, f, split_losses, grad_norm, elapsed, accurate)
-        # Clock of the ``time`` column; estimators reset it to the start of fit.
+        # Set by the estimators: the clock of the ``time`` column (start of
+        # fit), and how progress lines show a hyperparameter, e.g. "C" with
+        # sign -1 for C = exp(-theta).
         self.start_time = time.perf_counter()
+        self.param_name, self.param_sign = "alpha", 1.0
 
     def _evaluate(self, theta, need_grad):
         """Return ``(f, grad or None, split_losses)``."""
@@ -76,7 +79,7 @@ class CVObjective:
             )
         )
         if self.verbose > 0 and grad is not None:
-            values = np.exp(theta)
+            values = np.exp(self.param_sign * theta)
             shown = (
                 f"{values[0]:.4g}"
                 if values.size == 1
@@ -84,7 +87,7 @@ class CVObjective:
                 f"max {values.max():.3g}]"
             )
             print(
-                f"[skbilevel] eval {len(self.rows):3d}  hyperparameter={shown}  "
+                f"[skbilevel] eval {len(self.rows):3d}  {self.param_name}={shown}  "
                 f"cv_loss={f:.6g}  |hypergradient|={grad_norm:.3g}  "
                 f"time={elapsed:.2f}s",
                 flush=True,

@@ -56,6 +56,11 @@ class BilevelSearchMixin:
             )
         return method
 
+    def _attach(self, objective, start_time):
+        """Give the objective the fit's clock and the hyperparameter's name."""
+        objective.start_time = start_time
+        objective.param_name, objective.param_sign = self._param_name, self._param_sign
+
     def _make_folds(self, X, y, groups, sw, classifier):
         """The ``cv`` splits as index arrays, each with data on both sides."""
         cv = check_cv(self.cv, y, classifier=classifier)

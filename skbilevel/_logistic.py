@@ -266,7 +266,7 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
             self.verbose,
             value_tol=1e-3,  # Newton's decrement bounds the loss error
         )
-        objective.start_time = start_time
+        self._attach(objective, start_time)
 
         theta0 = self._initial_theta(n_hyper, lo, hi)
         result = self._run_outer(objective, theta0, n_hyper, lo, hi)

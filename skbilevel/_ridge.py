@@ -288,7 +288,7 @@ class BilevelRidgeCV(
                 X, Y, sw, folds, group_idx, n_hyper, shared, method
             )
         self.hypergradient_ = method
-        objective.start_time = start_time
+        self._attach(objective, start_time)
 
         theta0 = self._initial_theta(n_hyper, lo, hi)
         result = self._run_outer(objective, theta0, n_hyper, lo, hi)
