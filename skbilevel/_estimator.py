@@ -13,6 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import check_cv
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._cv import FoldsObjective, build_cv_results
 from ._hypergradient import HYPERGRADIENT_METHODS
@@ -55,6 +56,18 @@ class BilevelSearchMixin:
                 f"{type(self.fit_intercept).__name__}."
             )
         return method
+
+    def _linear_scores(self, X):
+        """``X @ coef_.T + intercept_`` for validated, fitted-shape input."""
+        check_is_fitted(self)
+        X = validate_data(
+            self,
+            X,
+            accept_sparse=["csr", "csc", "coo"],
+            dtype=[np.float64, np.float32],
+            reset=False,
+        )
+        return np.asarray(X @ self.coef_.T) + self.intercept_
 
     def _attach(self, objective, start_time):
         """Give the objective the fit's clock and the hyperparameter's name."""

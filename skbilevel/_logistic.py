@@ -13,7 +13,6 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
-    check_is_fitted,
     validate_data,
 )
 
@@ -335,15 +334,7 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
         -------
         scores : ndarray
         """
-        check_is_fitted(self)
-        X = validate_data(
-            self,
-            X,
-            accept_sparse=["csr", "csc", "coo"],
-            dtype=[np.float64, np.float32],
-            reset=False,
-        )
-        scores = np.asarray(X @ self.coef_.T) + self.intercept_
+        scores = self._linear_scores(X)
         return scores[:, 0] if scores.shape[1] == 1 else scores
 
     def predict(self, X):

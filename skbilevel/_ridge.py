@@ -9,7 +9,6 @@ from sklearn.base import BaseEstimator, MultiOutputMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import check_scoring
 from sklearn.utils.validation import (
-    check_is_fitted,
     validate_data,
 )
 
@@ -455,12 +454,4 @@ class BilevelRidgeCV(
         -------
         y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets)
         """
-        check_is_fitted(self)
-        X = validate_data(
-            self,
-            X,
-            accept_sparse=["csr", "csc", "coo"],
-            dtype=[np.float64, np.float32],
-            reset=False,
-        )
-        return np.asarray(X @ self.coef_.T) + self.intercept_
+        return self._linear_scores(X)
