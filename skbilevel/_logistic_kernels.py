@@ -120,6 +120,30 @@ def samplewise_hvp(P, Zv, sw):
 
 
 @jit
+def _csr_row_scores(data, indices, start, stop, W, intercept, z_out):
+    """Scores of one CSR row: ``intercept + x_row @ W``."""
+    n_out = W.shape[1]
+    for k in range(n_out):
+        z_out[k] = intercept[k]
+    for q in range(start, stop):
+        j = indices[q]
+        for k in range(n_out):
+            z_out[k] += data[q] * W[j, k]
+
+
+@jit
+def _csr_row_scatter(data, indices, start, stop, r, out_W, out_b):
+    """Accumulate one CSR row's share of ``X.T @ R`` and of ``R.sum(0)``."""
+    n_out = r.shape[0]
+    for k in range(n_out):
+        out_b[k] += r[k]
+    for q in range(start, stop):
+        j = indices[q]
+        for k in range(n_out):
+            out_W[j, k] += data[q] * r[k]
+
+
+@jit
 def csr_loss_grad(data, indices, indptr, W, intercept, targets, sw):
     """Fused CSR pass: scores, weighted log-loss, and its gradient in (W, b).
 
@@ -148,19 +172,10 @@ def csr_loss_grad(data, indices, indptr, W, intercept, targets, sw):
     g = np.empty(n_out)
     loss = 0.0
     for i in range(n):
-        for k in range(n_out):
-            z[k] = intercept[k]
-        for q in range(indptr[i], indptr[i + 1]):
-            j = indices[q]
-            for k in range(n_out):
-                z[k] += data[q] * W[j, k]
+        start, stop = indptr[i], indptr[i + 1]
+        _csr_row_scores(data, indices, start, stop, W, intercept, z)
         loss += _row_loss_grad(z, targets[i], sw[i], g, P[i])
-        for k in range(n_out):
-            grad_b[k] += g[k]
-        for q in range(indptr[i], indptr[i + 1]):
-            j = indices[q]
-            for k in range(n_out):
-                grad_W[j, k] += data[q] * g[k]
+        _csr_row_scatter(data, indices, start, stop, g, grad_W, grad_b)
     return loss, grad_W, grad_b, P
 
 
@@ -180,17 +195,8 @@ def csr_hvp(data, indices, indptr, V, v_intercept, P, sw):
     zv = np.empty(n_out)
     r = np.empty(n_out)
     for i in range(n):
-        for k in range(n_out):
-            zv[k] = v_intercept[k]
-        for q in range(indptr[i], indptr[i + 1]):
-            j = indices[q]
-            for k in range(n_out):
-                zv[k] += data[q] * V[j, k]
+        start, stop = indptr[i], indptr[i + 1]
+        _csr_row_scores(data, indices, start, stop, V, v_intercept, zv)
         _row_hvp(P[i], zv, sw[i], r)
-        for k in range(n_out):
-            out_b[k] += r[k]
-        for q in range(indptr[i], indptr[i + 1]):
-            j = indices[q]
-            for k in range(n_out):
-                out_W[j, k] += data[q] * r[k]
+        _csr_row_scatter(data, indices, start, stop, r, out_W, out_b)
     return out_W, out_b

@@ -19,6 +19,7 @@ from ._problems import RidgeProblem
 from ._problems._ridge import (
     DENSE_MAX_ENTRIES,
     GRAM_MAX_DIM,
+    can_factorize,
     spectral_holdout_folds,
     spectral_loo,
 )
@@ -336,11 +337,7 @@ class BilevelRidgeCV(
     def _holdout_objective(self, X, Y, sw, folds, group_idx, n_hyper, shared, method):
         n_samples, n_features = X.shape
         n_train = min(len(tr) for tr, _ in folds)
-        factorizable = min(n_train, n_features) <= GRAM_MAX_DIM and not (
-            sp.issparse(X)
-            and n_features > n_train
-            and n_train * n_features > DENSE_MAX_ENTRIES
-        )
+        factorizable = can_factorize(n_train, n_features, sp.issparse(X))
         if method == "auto":
             method = "direct" if factorizable else "cg"
         if method == "direct" and not factorizable:
@@ -423,7 +420,7 @@ class BilevelRidgeCV(
             X, Y, sw, group_idx, n_hyper, self.fit_intercept, **self._precomputed
         )
         del self._precomputed
-        if problem._can_factorize():
+        if problem.can_factorize:
             w, converged = problem.solve(theta, method="direct")
         else:
             w, converged = problem.solve(

@@ -36,6 +36,7 @@ from ._base import InnerProblem, penalty_weights
 
 __all__ = [
     "RidgeProblem",
+    "can_factorize",
     "SpectralFold",
     "spectral_holdout_folds",
     "spectral_loo",
@@ -48,6 +49,19 @@ __all__ = [
 GRAM_MAX_DIM = 8000
 # Largest sparse matrix we densify for a factorization (200 MB of doubles).
 DENSE_MAX_ENTRIES = 25_000_000
+
+
+def can_factorize(n_samples, n_features, sparse):
+    """Whether a ridge problem of this size can be solved by factorization.
+
+    The Gram (d x d) or kernel (n x n) matrix must be at most
+    ``GRAM_MAX_DIM`` wide, and the kernel form of sparse data needs a dense
+    copy of the design of at most ``DENSE_MAX_ENTRIES`` entries.
+    """
+    small = min(n_samples, n_features) <= GRAM_MAX_DIM
+    if sparse and n_features > n_samples:
+        small = small and n_samples * n_features <= DENSE_MAX_ENTRIES
+    return small
 
 
 def weighted_means(X, Y, sw, fit_intercept):
@@ -228,11 +242,10 @@ class RidgeProblem(InnerProblem):
         scaled = self._root_sw[:, None] * U
         return np.asarray(self.X.T @ scaled) - np.outer(self.xbar, scaled.sum(0))
 
-    def _can_factorize(self):
-        small = min(self.n_samples, self.n_features) <= GRAM_MAX_DIM
-        if self.sparse and self.n_features > self.n_samples:
-            small = small and self.n_samples * self.n_features <= DENSE_MAX_ENTRIES
-        return small
+    @property
+    def can_factorize(self):
+        """Whether direct solves fit in memory (see :func:`can_factorize`)."""
+        return can_factorize(self.n_samples, self.n_features, self.sparse)
 
     def _factor(self, p_col):
         """Factorization of the Hessian for one column of penalty weights."""
@@ -244,7 +257,7 @@ class RidgeProblem(InnerProblem):
             return ("primal", robust_cho_factor(H))
         # Dual form (n < d): H^{-1} = D^{-1} - D^{-1} Xc^T M^{-1} Xc D^{-1},
         # with M = I + Xc D^{-1} Xc^T, n x n instead of d x d.
-        if not self._can_factorize():
+        if not self.can_factorize:
             raise NotImplementedError(
                 "The problem is too large to factorize; use hypergradient='cg'."
             )
