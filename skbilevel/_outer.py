@@ -193,23 +193,32 @@ def minimize_scalar(
         candidate = None
         if left[2] is not None and right[2] is not None:
             candidate = _cubic_min(*left, *right)
-        elif left[2] is not None:
-            candidate = _quadratic_min(*left, right[0], right[1])
-        elif right[2] is not None:
-            candidate = _quadratic_min(*right, left[0], left[1])
+        elif left[2] is not None or right[2] is not None:
+            # One derivative (at the best scan point) and the far end's scan
+            # value. The minimum lies in the half of the bracket next to the
+            # best scan point, but over a scan step the loss is far from a
+            # parabola (a steep wall on the strongly penalized side, a flat
+            # shelf on the other): its minimizer lands at either end of that
+            # half. Keep it inside the half's middle part, [1/4, 1/2].
+            known, other = (left, right) if left[2] is not None else (right, left)
+            candidate = _quadratic_min(*known, other[0], other[1])
+            near = known[0] + 0.25 * (other[0] - known[0])
+            mid = 0.5 * (left[0] + right[0])
+            lo_c, hi_c = sorted((near, mid))
+            candidate = near if candidate is None else min(max(candidate, lo_c), hi_c)
         margin = 0.05 * width
         if same_side >= 3:
             # One end has gone stale and interpolation creeps towards it
             # (linear rate): a bisection restores the bracket's shrinking.
             candidate = None
             same_side = 0
-        if (
-            candidate is None
-            or not np.isfinite(candidate)
-            or candidate < left[0] + margin
-            or candidate > right[0] - margin
-        ):
+        if candidate is None or not np.isfinite(candidate):
             candidate = 0.5 * (left[0] + right[0])
+        else:
+            # A minimum predicted next to an end is kept a little inside: the
+            # new point then makes a narrow bracket with that end, which its
+            # derivative can certify.
+            candidate = min(max(candidate, left[0] + margin), right[0] - margin)
         fc, gc = evaluate(candidate)
         n_iter += 1
         if fc < best_f:

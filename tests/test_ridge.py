@@ -198,7 +198,10 @@ def test_warm_start_and_alpha_init():
     assert len(reg.cv_results_["params"]) < n_first
     assert reg.alpha_ == pytest.approx(cold.alpha_, rel=1e-3)
     init = BilevelRidgeCV(alpha_init=1.0).fit(X, y)
-    assert init.alpha_ == pytest.approx(cold.alpha_, rel=1e-3)
+    # The outer tolerance is on the CV loss (relative 1e-8 at tol=1e-4); the
+    # loss is flat near its minimum, so alpha itself agrees less closely.
+    assert init.best_score_ == pytest.approx(cold.best_score_, rel=1e-8)
+    assert init.alpha_ == pytest.approx(cold.alpha_, rel=1e-2)
 
 
 def test_in_a_pipeline_with_feature_names():
