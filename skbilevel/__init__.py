@@ -2,7 +2,13 @@
 
 from ._logistic import BilevelLogisticCV
 from ._ridge import BilevelRidgeCV
+from ._search import HypergradientSearchCV
 
-__all__ = ["BilevelLogisticCV", "BilevelRidgeCV", "__version__"]
+__all__ = [
+    "BilevelLogisticCV",
+    "BilevelRidgeCV",
+    "HypergradientSearchCV",
+    "__version__",
+]
 
 __version__ = "0.1.0.dev0"

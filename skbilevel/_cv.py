@@ -13,7 +13,13 @@ from joblib import Parallel, delayed
 
 from ._hypergradient import FoldState, fold_value_and_grad
 
-__all__ = ["CVObjective", "FoldsObjective", "build_cv_results", "map_folds"]
+__all__ = [
+    "CVObjective",
+    "FoldsObjective",
+    "build_cv_results",
+    "map_folds",
+    "rank_scores",
+]
 
 
 def map_folds(func, items, n_jobs=None):
@@ -25,7 +31,10 @@ def map_folds(func, items, n_jobs=None):
     items = list(items)
     if n_jobs in (None, 1) or len(items) < 2:
         return [func(item) for item in items]
-    return Parallel(n_jobs=n_jobs, prefer="threads")(
+    # An explicit backend: fold states are updated in place (warm starts), so
+    # a process or cluster backend set by joblib.parallel_config must not
+    # take these over (the search parallelizes whole candidates instead).
+    return Parallel(n_jobs=n_jobs, backend="threading")(
         delayed(func)(item) for item in items
     )
 
@@ -146,6 +155,7 @@ class FoldsObjective(CVObjective):
         self.n_jobs = n_jobs
         self.states = [FoldState() for _ in problems]
         self.solutions = []  # per evaluation: list of per-fold w (for scoring)
+        self.split_times = []  # per evaluation: seconds spent on each fold
         self.tol = 1e-6
 
     def tighten(self, relative_gradient):
@@ -164,11 +174,17 @@ class FoldsObjective(CVObjective):
             adjoint_tol=self.tol,
             adjoint_max_iter=self.adjoint_max_iter,
         )
-        results = map_folds(
-            lambda pair: fold_value_and_grad(pair[0], theta, pair[1], **kwargs),
-            zip(self.problems, self.states, strict=True),
-            self.n_jobs,
+
+        def timed_fold(pair):
+            start = time.perf_counter()
+            out = fold_value_and_grad(pair[0], theta, pair[1], **kwargs)
+            return out, time.perf_counter() - start
+
+        timed = map_folds(
+            timed_fold, zip(self.problems, self.states, strict=True), self.n_jobs
         )
+        results = [r for r, _ in timed]
+        self.split_times.append([seconds for _, seconds in timed])
         losses = np.array([r[0] for r in results])
         self.solutions.append([r[2] for r in results])
         grad = None
@@ -217,16 +233,20 @@ def build_cv_results(rows, param_name, to_param, split_scores):
     mean = split_scores.mean(axis=1)
     results["mean_test_score"] = mean
     results["std_test_score"] = split_scores.std(axis=1)
-    # Ties share the best rank, as in GridSearchCV (NaN scores rank last).
-    filled = np.where(np.isnan(mean), -np.inf, mean)
-    order = np.argsort(-filled, kind="stable")
-    ranks = np.empty(n_rows, dtype=np.int32)
-    ranks[order] = np.arange(1, n_rows + 1)
-    for i in range(1, n_rows):
-        if filled[order[i]] == filled[order[i - 1]]:
-            ranks[order[i]] = ranks[order[i - 1]]
-    results["rank_test_score"] = ranks
+    results["rank_test_score"] = rank_scores(mean)
     results["iter"] = np.arange(n_rows)
     results["time"] = np.array([r[4] for r in rows])
     results["hypergradient_norm"] = np.array([r[3] for r in rows])
     return results
+
+
+def rank_scores(mean):
+    """GridSearchCV's ranks: 1 is best, ties share the best rank, NaN ranks last."""
+    filled = np.where(np.isnan(mean), -np.inf, mean)
+    order = np.argsort(-filled, kind="stable")
+    ranks = np.empty(len(mean), dtype=np.int32)
+    ranks[order] = np.arange(1, len(mean) + 1)
+    for i in range(1, len(mean)):
+        if filled[order[i]] == filled[order[i - 1]]:
+            ranks[order[i]] = ranks[order[i - 1]]
+    return ranks

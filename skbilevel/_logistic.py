@@ -229,28 +229,19 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
         n_features = X.shape[1]
         n_classes = len(self.classes_)
         n_out = 1 if n_classes == 2 else n_classes
-        coef_groups, n_hyper, labels = check_penalty(
-            self.penalty, n_features, n_out, "per_class"
+        group_idx, n_hyper, self.penalty_groups_ = self._penalty_layout(
+            n_features, n_out
         )
-        group_idx = coef_groups
-        if self.fit_intercept:
-            group_idx = np.vstack([coef_groups, np.full((1, n_out), -1, np.int64)])
-        self.penalty_groups_ = labels
         lo, hi = self._log_bounds(X, sw)
 
         folds = self._make_folds(X, y, groups, sw, classifier=True)
         problems = [
-            LogisticProblem(
-                X[train],
-                targets[train],
-                sw[train],
+            self._fold_problem(
+                (X[train], targets[train], sw[train]),
+                (X[test], targets[test], sw[test]),
                 n_out,
                 group_idx,
                 n_hyper,
-                self.fit_intercept,
-                X_val=X[test],
-                targets_val=targets[test],
-                sw_val=sw[test],
             )
             for train, test in folds
         ]
@@ -292,6 +283,29 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
             W[n_features].copy() if self.fit_intercept else np.zeros(n_out)
         ).astype(dtype, copy=False)
         return self
+
+    def _penalty_layout(self, n_features, n_out):
+        """Hyperparameter group of every coefficient (-1: intercept row)."""
+        coef_groups, n_hyper, labels = check_penalty(
+            self.penalty, n_features, n_out, "per_class"
+        )
+        group_idx = coef_groups
+        if self.fit_intercept:
+            group_idx = np.vstack([coef_groups, np.full((1, n_out), -1, np.int64)])
+        return group_idx, n_hyper, labels
+
+    def _fold_problem(self, train, test, n_out, group_idx, n_hyper):
+        """Inner problem of one split from ``(X, targets, sw)`` of each part."""
+        return LogisticProblem(
+            *train,
+            n_out,
+            group_idx,
+            n_hyper,
+            self.fit_intercept,
+            X_val=test[0],
+            targets_val=test[1],
+            sw_val=test[2],
+        )
 
     def _split_scores(self, objective, folds, y, sw, sample_weight):
         """Score of every evaluated point on every split (greater is better)."""

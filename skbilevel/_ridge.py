@@ -356,16 +356,11 @@ class BilevelRidgeCV(
             )
             return objective, method
         problems = [
-            RidgeProblem(
-                X[train],
-                Y[train],
-                sw[train],
+            self._fold_problem(
+                (X[train], Y[train], sw[train]),
+                (X[test], Y[test], sw[test]),
                 group_idx,
                 n_hyper,
-                self.fit_intercept,
-                X_val=X[test],
-                Y_val=Y[test],
-                sw_val=sw[test],
             )
             for train, test in folds
         ]
@@ -373,6 +368,18 @@ class BilevelRidgeCV(
             problems, method, self.adjoint_max_iter, self.n_jobs, self.verbose
         )
         return objective, method
+
+    def _fold_problem(self, train, test, group_idx, n_hyper):
+        """Inner problem of one split from ``(X, Y, sw)`` of each of its parts."""
+        return RidgeProblem(
+            *train,
+            group_idx,
+            n_hyper,
+            self.fit_intercept,
+            X_val=test[0],
+            Y_val=test[1],
+            sw_val=test[2],
+        )
 
     # ---------------------------------------------------------------- results
     def _split_scores(self, objective, folds, Y, sw, sample_weight_given):

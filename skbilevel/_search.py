@@ -1,0 +1,1005 @@
+"""HypergradientSearchCV: GridSearchCV's interface, hypergradient descent inside.
+
+A search space mixes two kinds of entries:
+
+* a ``(low, high)`` tuple on the regularization strength of the final step
+  (``alpha`` of a ridge, ``C`` of a logistic regression) is tuned by
+  hypergradient descent in log-space, inside that box;
+* a list is searched exhaustively, exactly as GridSearchCV does.
+
+Every combination of list values (a *candidate*) runs one bilevel search. Its
+preprocessing steps are fitted once per fold, on the fold's training part
+only, and their output is reused by every outer iteration. Each evaluated
+point becomes one row of ``cv_results_``, scored with ``scoring``.
+"""
+
+import numbers
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from inspect import signature
+
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.base import (
+    BaseEstimator,
+    MetaEstimatorMixin,
+    clone,
+    is_classifier,
+)
+from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import check_scoring
+from sklearn.metrics._scorer import _check_multimetric_scoring
+from sklearn.model_selection import ParameterGrid, check_cv
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import Bunch, _safe_indexing
+from sklearn.utils._tags import get_tags
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.metadata_routing import (
+    MetadataRouter,
+    MethodMapping,
+    _routing_enabled,
+    process_routing,
+)
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import (
+    _check_method_params,
+    check_array,
+    check_is_fitted,
+    indexable,
+)
+
+from ._cv import FoldsObjective, rank_scores
+from ._logistic import BilevelLogisticCV
+from ._ridge import BilevelRidgeCV
+from ._validation import (
+    as_float64_data,
+    check_bounds,
+    check_penalty,
+    check_sample_weight,
+)
+
+__all__ = ["HypergradientSearchCV"]
+
+# The differentiable strength of each supported final step, and the skbilevel
+# estimator whose machinery tunes it.
+_TUNABLE = {
+    Ridge: ("alpha", BilevelRidgeCV),
+    LogisticRegression: ("C", BilevelLogisticCV),
+    BilevelRidgeCV: ("alpha", BilevelRidgeCV),
+    BilevelLogisticCV: ("C", BilevelLogisticCV),
+}
+
+
+def _final_step(estimator):
+    """``(prefix, final estimator)``: ``"name__"`` for a Pipeline's last step."""
+    if isinstance(estimator, Pipeline):
+        name, final = estimator.steps[-1]
+        return f"{name}__", final
+    return "", estimator
+
+
+def _tunable(final):
+    """``(parameter name, skbilevel class)`` for a supported final step, or None."""
+    for cls, spec in _TUNABLE.items():
+        if type(final) is cls:
+            return spec
+    return None
+
+
+def _check_space(param_space, key, bilevel_final):
+    """Split the space into ``[(grid, bounds)]``: lists, and the tuned box."""
+    spaces = [param_space] if isinstance(param_space, Mapping) else param_space
+    if not isinstance(spaces, Sequence) or isinstance(spaces, str) or not spaces:
+        raise TypeError(
+            "param_space must be a dict (or a non-empty list of dicts) mapping "
+            f"parameter names to (low, high) tuples or lists; got {param_space!r}."
+        )
+    out = []
+    for space in spaces:
+        if not isinstance(space, Mapping):
+            raise TypeError(f"param_space entries must be dicts; got {space!r}.")
+        grid, bounds = {}, None
+        for name, value in space.items():
+            if not isinstance(name, str):
+                raise TypeError(f"param_space keys must be strings; got {name!r}.")
+            if isinstance(value, tuple):
+                if name != key:
+                    raise ValueError(
+                        f"param_space[{name!r}] is a (low, high) tuple, which asks "
+                        "for tuning by hypergradient; only the final step's "
+                        f"regularization strength {key!r} is differentiable. Give "
+                        f"{name!r} a list of values to search it exhaustively."
+                    )
+                check_bounds(value, f"param_space[{name!r}]")
+                bounds = (float(value[0]), float(value[1]))
+            elif isinstance(value, (str, Mapping)) or not hasattr(value, "__iter__"):
+                raise TypeError(
+                    f"param_space[{name!r}] must be a (low, high) tuple or a list of "
+                    f"values; got {value!r}."
+                )
+            else:
+                values = list(value)
+                if not values:
+                    raise ValueError(f"param_space[{name!r}] is an empty list.")
+                if name == key and bilevel_final:
+                    raise ValueError(
+                        f"{name!r} of a skbilevel estimator is always tuned by "
+                        "hypergradient: give it a (low, high) tuple, not a list."
+                    )
+                grid[name] = values
+        out.append((grid, bounds))
+    return out
+
+
+def _ridge_stand_in(problem, w, one_target):
+    """A fitted-looking Ridge carrying one fold's solution, for scorers."""
+    model = Ridge()
+    coef, intercept = w.T, problem.intercept(w)
+    if one_target:
+        coef, intercept = coef[0], float(intercept[0])
+    model.coef_, model.intercept_ = coef, intercept
+    model.n_features_in_ = w.shape[0]
+    return model
+
+
+def _as_float_data(X):
+    X = check_array(X, accept_sparse=["csr", "csc", "coo"], dtype=[np.float64])
+    return as_float64_data(X)
+
+
+def _transform_fold(estimator, X, y, train, test, fit_params):
+    """Fit the preprocessing on ``train``; transform both parts.
+
+    ``fit_params`` are the (full-length) parameters routed to the estimator's
+    ``fit``. Returns ``X_train, X_test`` and the final step's sample weights
+    of both parts (None when not given).
+    """
+    X_train, y_train = _safe_indexing(X, train), _safe_indexing(y, train)
+    X_test = _safe_indexing(X, test)
+    if isinstance(estimator, Pipeline):
+        step_params = estimator._check_method_params(method="fit", props=fit_params)
+        for name, transformer in estimator.steps[:-1]:
+            if transformer is None or transformer == "passthrough":
+                continue
+            params = _check_method_params(X, step_params[name].fit_transform, train)
+            transformer = clone(transformer)
+            X_train = transformer.fit_transform(X_train, y_train, **params)
+            X_test = transformer.transform(X_test)
+        final_params = step_params[estimator.steps[-1][0]].fit
+    else:
+        final_params = fit_params
+    unknown = set(final_params) - {"sample_weight"}
+    if unknown:
+        raise ValueError(
+            "HypergradientSearchCV passes only sample_weight to the final step; got "
+            f"fit parameters {sorted(unknown)}."
+        )
+    sw = final_params.get("sample_weight")
+    if sw is None:
+        return X_train, X_test, None, None
+    sw = np.asarray(sw)
+    return X_train, X_test, sw[train], sw[test]
+
+
+def _score(scorers, model, X, y, params):
+    start = time.perf_counter()
+    scores = {name: float(s(model, X, y, **params)) for name, s in scorers.items()}
+    return scores, time.perf_counter() - start
+
+
+class _Candidate:
+    """Everything one candidate needs; ``run`` returns its rows (picklable)."""
+
+    def __init__(self, search, estimator, params, bounds, scorers, routed, folds):
+        self.estimator = clone(estimator).set_params(**params)
+        self.params = params
+        self.bounds = bounds
+        self.scorers = scorers
+        self.fit_params = routed.estimator.fit
+        self.score_params = routed.scorer.score
+        self.folds = folds
+        self.tol, self.max_iter = search.tol, search.max_iter
+        self.verbose = search.verbose
+        self.return_train_score = search.return_train_score
+        self.error_score = search.error_score
+
+    def run(self, X, y, n_jobs):
+        try:
+            return self._run(X, y, n_jobs)
+        except Exception as error:
+            if self.error_score == "raise":
+                raise
+            warnings.warn(
+                f"Candidate {self.params!r} failed and scores error_score="
+                f"{self.error_score!r}: {type(error).__name__}: {error}",
+                FitFailedWarning,
+                stacklevel=2,
+            )
+            n_splits = len(self.folds)
+            scores = [{name: self.error_score for name in self.scorers}] * n_splits
+            return [
+                dict(
+                    params=dict(self.params),
+                    test=scores,
+                    train=scores if self.return_train_score else None,
+                    fit_time=[0.0] * n_splits,
+                    score_time=[0.0] * n_splits,
+                    iter=0,
+                    n_iter=0,
+                    hypergradient_norm=np.nan,
+                    accurate=True,
+                    error=error,
+                )
+            ]
+
+    def _split_data(self, X, y):
+        """Per fold: transformed parts, targets, weights, score parameters, time."""
+        out = []
+        for train, test in self.folds:
+            start = time.perf_counter()
+            X_train, X_test, sw_train, sw_test = _transform_fold(
+                self.estimator, X, y, train, test, self.fit_params
+            )
+            out.append(
+                dict(
+                    X_train=X_train,
+                    X_test=X_test,
+                    y_train=_safe_indexing(y, train),
+                    y_test=_safe_indexing(y, test),
+                    sw_train=sw_train,
+                    sw_test=sw_test,
+                    score_test=_check_method_params(X, self.score_params, test),
+                    score_train=_check_method_params(X, self.score_params, train),
+                    time=time.perf_counter() - start,
+                )
+            )
+        return out
+
+    def _run(self, X, y, n_jobs):
+        prefix, final = _final_step(self.estimator)
+        spec = _tunable(final)
+        splits = self._split_data(X, y)
+        bilevel_final = isinstance(final, (BilevelRidgeCV, BilevelLogisticCV))
+        if self.bounds is None and not bilevel_final:
+            return [self._plain_row(final, splits)]
+        return self._bilevel_rows(prefix, final, spec, splits, n_jobs)
+
+    def _plain_row(self, final, splits):
+        """A pure grid point: fit the final step as configured on every fold."""
+        row = dict(
+            params=dict(self.params),
+            test=[],
+            train=[] if self.return_train_score else None,
+            fit_time=[],
+            score_time=[],
+            iter=0,
+            n_iter=0,
+            hypergradient_norm=np.nan,
+            accurate=True,
+        )
+        for split in splits:
+            start = time.perf_counter()
+            kwargs = {}
+            if split["sw_train"] is not None:
+                kwargs["sample_weight"] = split["sw_train"]
+            model = clone(final).fit(split["X_train"], split["y_train"], **kwargs)
+            row["fit_time"].append(split["time"] + time.perf_counter() - start)
+            self._score_row(row, model, split)
+        return row
+
+    def _score_row(self, row, model, split):
+        scores, seconds = _score(
+            self.scorers, model, split["X_test"], split["y_test"], split["score_test"]
+        )
+        row["test"].append(scores)
+        row["score_time"].append(seconds)
+        if row["train"] is not None:
+            train_scores, _ = _score(
+                self.scorers,
+                model,
+                split["X_train"],
+                split["y_train"],
+                split["score_train"],
+            )
+            row["train"].append(train_scores)
+
+    def _bilevel_rows(self, prefix, final, spec, splits, n_jobs):
+        name, bilevel_cls = spec
+        if isinstance(final, bilevel_cls):
+            tuner = clone(final)
+            if self.bounds is not None:
+                tuner.set_params(**{f"{name}_bounds": self.bounds})
+        else:
+            tuner = bilevel_cls(**_translate(final), **{f"{name}_bounds": self.bounds})
+        tuner.set_params(tol=self.tol, max_iter=self.max_iter, verbose=self.verbose)
+        method = tuner._check_common_params()
+        start = time.perf_counter()
+        for split in splits:  # the final step's input, as the kernels take it
+            split["X_train"] = _as_float_data(split["X_train"])
+            split["X_test"] = _as_float_data(split["X_test"])
+        if bilevel_cls is BilevelLogisticCV:
+            problems, stand_in, lo, hi = _logistic_problems(tuner, splits)
+            value_tol = 1e-3
+        else:
+            problems, stand_in, lo, hi = _ridge_problems(tuner, splits)
+            value_tol = None
+        if method == "auto":
+            method = "direct" if problems[0].can_factorize else "cg"
+        objective = FoldsObjective(
+            problems, method, tuner.adjoint_max_iter, n_jobs, self.verbose, value_tol
+        )
+        tuner._attach(objective, start)
+        theta0 = tuner._initial_theta(problems[0].n_hyper, lo, hi)
+        result = tuner._run_outer(objective, theta0, problems[0].n_hyper, lo, hi)
+        if not result.converged:
+            warnings.warn(
+                f"The hypergradient search of candidate {self.params!r} did not "
+                f"converge in {self.max_iter} iterations (tol={self.tol}); its best "
+                "point is kept. Increase max_iter or tol.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        rows = []
+        for i, record in enumerate(objective.rows):
+            theta, _, _, grad_norm, _, accurate = record
+            row = dict(
+                params={**self.params, prefix + name: tuner._to_param(theta)},
+                test=[],
+                train=[] if self.return_train_score else None,
+                fit_time=[
+                    t + (split["time"] if i == 0 else 0.0)
+                    for t, split in zip(objective.split_times[i], splits, strict=True)
+                ],
+                score_time=[],
+                iter=i,
+                n_iter=result.n_iter,
+                hypergradient_norm=grad_norm,
+                accurate=accurate,
+            )
+            for problem, w, split in zip(
+                problems, objective.solutions[i], splits, strict=True
+            ):
+                self._score_row(row, stand_in(problem, w), split)
+            rows.append(row)
+        return rows
+
+
+def _translate(final):
+    """Parameters of the skbilevel estimator equivalent to a scikit-learn one."""
+    if isinstance(final, Ridge):
+        if final.positive:
+            raise ValueError("Ridge(positive=True) cannot be tuned by hypergradient.")
+        return dict(fit_intercept=final.fit_intercept)
+    penalty = getattr(final, "penalty", "l2")
+    l1_ratio = getattr(final, "l1_ratio", None)
+    if penalty not in ("l2", "deprecated") or l1_ratio not in (None, 0, 0.0):
+        raise ValueError(
+            "Only an L2-penalized LogisticRegression (l1_ratio=0) can be tuned by "
+            f"hypergradient; got penalty={penalty!r}, l1_ratio={l1_ratio!r}."
+        )
+    return dict(fit_intercept=final.fit_intercept, class_weight=final.class_weight)
+
+
+def _same_width(splits):
+    widths = {split["X_train"].shape[1] for split in splits}
+    if len(widths) > 1:
+        raise ValueError(
+            "The preprocessing gives a different number of features on different "
+            f"folds ({sorted(widths)}); per-feature penalties need the same columns "
+            "on every fold."
+        )
+    return widths.pop()
+
+
+def _logistic_problems(tuner, splits):
+    y_all = np.concatenate([splits[0]["y_train"], splits[0]["y_test"]])
+    encoder = LabelEncoder().fit(y_all)
+    classes = encoder.classes_
+    if len(classes) < 2:
+        raise ValueError("The target holds a single class; nothing to classify.")
+    n_out = 1 if len(classes) == 2 else len(classes)
+    n_features = _same_width(splits)
+    class_weights = None
+    if tuner.class_weight is not None:
+        class_weights = compute_class_weight(
+            tuner.class_weight,
+            classes=np.arange(len(classes)),
+            y=encoder.transform(y_all),
+        )
+    group_idx, n_hyper, _ = tuner._penalty_layout(n_features, n_out)
+    problems = []
+    for split in splits:
+        parts = []
+        for side in ("train", "test"):
+            X = split[f"X_{side}"]
+            targets = encoder.transform(split[f"y_{side}"])
+            extra = None if class_weights is None else class_weights[targets]
+            sw = check_sample_weight(split[f"sw_{side}"], X, extra)
+            parts.append((X, targets, sw))
+        problems.append(tuner._fold_problem(*parts, n_out, group_idx, n_hyper))
+    tuner.classes_, tuner.n_features_in_ = classes, n_features
+    lo, hi = tuner._log_bounds(problems[0].X, problems[0].sw)
+    return problems, (lambda problem, w: tuner._fold_model(w)), lo, hi
+
+
+def _ridge_problems(tuner, splits):
+    n_features = _same_width(splits)
+    one_target = np.ndim(splits[0]["y_train"]) == 1
+    first = np.asarray(splits[0]["y_train"])
+    n_targets = 1 if one_target else first.shape[1]
+    group_idx, n_hyper, _ = check_penalty(
+        tuner.penalty, n_features, n_targets, "per_target"
+    )
+    problems = []
+    for split in splits:
+        parts = []
+        for side in ("train", "test"):
+            X = split[f"X_{side}"]
+            Y = np.asarray(split[f"y_{side}"], dtype=np.float64)
+            Y = Y.reshape(X.shape[0], -1)
+            sw = check_sample_weight(split[f"sw_{side}"], X)
+            parts.append((X, np.ascontiguousarray(Y), sw))
+        problems.append(tuner._fold_problem(*parts, group_idx, n_hyper))
+    lo, hi = tuner._log_bounds(problems[0].X, problems[0].sw)
+
+    def stand_in(problem, w):
+        return _ridge_stand_in(problem, w, one_target)
+
+    return problems, stand_in, lo, hi
+
+
+def _search_estimator_has(attr):
+    """``available_if`` check: the fitted (or, before fit, the given) estimator."""
+
+    def check(self):
+        if hasattr(self, "best_estimator_"):
+            getattr(self.best_estimator_, attr)
+        else:
+            getattr(self.estimator, attr)
+        return True
+
+    return check
+
+
+class HypergradientSearchCV(MetaEstimatorMixin, BaseEstimator):
+    """GridSearchCV's interface, with regularization tuned by hypergradient.
+
+    The estimator is a scikit-learn :class:`~sklearn.linear_model.Ridge` or
+    :class:`~sklearn.linear_model.LogisticRegression`, a
+    :class:`~skbilevel.BilevelRidgeCV` or :class:`~skbilevel.BilevelLogisticCV`,
+    or a :class:`~sklearn.pipeline.Pipeline` that ends with one of them. In
+    ``param_space``, a ``(low, high)`` tuple on the final step's strength
+    (``alpha``, ``C``; e.g. ``"clf__C": (1e-4, 1e4)``) is tuned by
+    hypergradient descent in log-space inside that box, minimizing the
+    validation loss (mean squared error, log-loss) averaged over the folds;
+    a list is searched exhaustively, exactly as
+    :class:`~sklearn.model_selection.GridSearchCV` does. Every combination
+    of list values runs one hypergradient search; each fold's preprocessing
+    steps are fitted once, on that fold's training part only, and reused by
+    every outer iteration.
+
+    Parameters
+    ----------
+    estimator : estimator object
+        Ridge, LogisticRegression (L2 penalty), BilevelRidgeCV,
+        BilevelLogisticCV, or a Pipeline ending with one. A skbilevel final
+        step is always tuned (with its own ``penalty``, one strength per
+        feature for instance); a tuple then sets its ``alpha_bounds`` /
+        ``C_bounds``.
+    param_space : dict or list of dict
+        Parameter names (``step__param`` inside a Pipeline) mapped to a
+        ``(low, high)`` tuple (the final step's strength only) or to a list
+        of values. A list of dicts searches each space in turn, as in
+        GridSearchCV.
+    scoring : str, callable, list, tuple or dict, default=None
+        What ``cv_results_`` reports and ``best_index_`` maximizes, as in
+        GridSearchCV: None uses the final step's ``score`` (R^2, accuracy).
+        Several metrics need ``refit`` set to the one that chooses. The
+        criterion the hypergradient minimizes is always the validation loss.
+    cv : int, cross-validation generator or iterable, default=5
+        As in GridSearchCV (stratified for classifiers when an int).
+    refit : bool, str or callable, default=True
+        Refit the estimator (the user's own class) with the best parameters
+        on all the data. With several metrics, the name of the metric that
+        chooses; a callable takes ``cv_results_`` and returns ``best_index_``.
+    n_jobs : int, default=None
+        Parallel jobs (joblib). With several list candidates, whole candidates
+        run in parallel (so ``joblib.parallel_config(backend="dask")`` spreads
+        them over a dask cluster); with one, its folds run in threads.
+    verbose : int, default=0
+        > 0 prints one line per candidate and per hypergradient evaluation
+        (hyperparameter, CV loss, hypergradient norm, elapsed time).
+    max_iter : int, default=100
+        Maximum number of outer iterations of each hypergradient search.
+    tol : float, default=1e-4
+        Outer stopping tolerance of each search (relative hypergradient).
+    random_state : int, RandomState instance or None, default=None
+        With an int ``cv``: None uses unshuffled (Stratified)KFold, as
+        GridSearchCV does; a seed shuffles the rows before splitting.
+    error_score : "raise" or float, default=np.nan
+        Score given to a candidate whose fit fails (with a FitFailedWarning);
+        "raise" raises the error.
+    return_train_score : bool, default=False
+        Also score every evaluated point on the training parts.
+
+    Attributes
+    ----------
+    cv_results_ : dict of ndarray
+        One row per evaluated point, with GridSearchCV's keys
+        (``params``, ``param_<name>``, ``split{k}_test_<metric>``,
+        ``mean_test_<metric>``, ``std_test_<metric>``,
+        ``rank_test_<metric>``, ``mean_fit_time``, ``std_fit_time``,
+        ``mean_score_time``, ``std_score_time``, train scores when asked;
+        ``<metric>`` is ``score`` for a single metric) and ``iter`` (the
+        evaluation's index within its candidate's search) and
+        ``hypergradient_norm`` (NaN where no hypergradient was computed).
+    best_estimator_ : estimator
+        The user's estimator refit on all the data with ``best_params_``.
+    best_score_ : float
+        Mean cross-validated score of the best row.
+    best_params_ : dict
+        Parameters of the best row (the tuned strength included).
+    best_index_ : int
+        The best row: the best mean score among rows whose training problems
+        were solved accurately (every row with a hypergradient, and grid
+        points); loosely solved scan points are reported but not chosen.
+    scorer_ : callable or dict
+    n_splits_ : int
+    n_iter_ : int
+        Outer iterations (scans excluded), summed over the candidates.
+    refit_time_ : float
+    multimetric_ : bool
+    classes_ : ndarray of shape (n_classes,)
+        Classifiers only.
+    n_features_in_ : int
+
+    See Also
+    --------
+    sklearn.model_selection.GridSearchCV : Exhaustive search over a grid.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_breast_cancer
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.pipeline import Pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from skbilevel import HypergradientSearchCV
+    >>> X, y = load_breast_cancer(return_X_y=True)
+    >>> pipe = Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression())])
+    >>> search = HypergradientSearchCV(
+    ...     pipe, {"clf__C": (1e-4, 1e4)}, scoring="neg_log_loss"
+    ... ).fit(X, y)
+    >>> print(f"C={search.best_params_['clf__C']:.2f}, "
+    ...       f"log-loss={-search.best_score_:.3f}")
+    C=0.60, log-loss=0.075
+    >>> type(search.best_estimator_).__name__
+    'Pipeline'
+    """
+
+    def __init__(
+        self,
+        estimator,
+        param_space,
+        *,
+        scoring=None,
+        cv=5,
+        refit=True,
+        n_jobs=None,
+        verbose=0,
+        max_iter=100,
+        tol=1e-4,
+        random_state=None,
+        error_score=np.nan,
+        return_train_score=False,
+    ):
+        self.estimator = estimator
+        self.param_space = param_space
+        self.scoring = scoring
+        self.cv = cv
+        self.refit = refit
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.error_score = error_score
+        self.return_train_score = return_train_score
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        sub = get_tags(self.estimator)
+        tags.estimator_type = sub.estimator_type
+        tags.classifier_tags = sub.classifier_tags
+        tags.regressor_tags = sub.regressor_tags
+        tags.input_tags.sparse = sub.input_tags.sparse
+        tags.input_tags.pairwise = sub.input_tags.pairwise
+        tags.target_tags.multi_output = sub.target_tags.multi_output
+        return tags
+
+    # ------------------------------------------------------------ validation
+    def _check_params(self):
+        prefix, final = _final_step(self.estimator)
+        spec = _tunable(final)
+        if spec is None:
+            raise TypeError(
+                "HypergradientSearchCV tunes Ridge, LogisticRegression, "
+                "BilevelRidgeCV or BilevelLogisticCV, or a Pipeline ending with one; "
+                f"got a final step of type {type(final).__name__}."
+            )
+        if isinstance(final, (Ridge, LogisticRegression)):
+            _translate(final)
+        for name in ("max_iter",):
+            value = getattr(self, name)
+            if (
+                not isinstance(value, numbers.Integral)
+                or isinstance(value, bool)
+                or value < 1
+            ):
+                raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+        if not isinstance(self.tol, numbers.Real) or not self.tol > 0:
+            raise ValueError(f"tol must be a positive number; got {self.tol!r}.")
+        if not (
+            self.error_score == "raise" or isinstance(self.error_score, numbers.Real)
+        ):
+            raise ValueError(
+                f"error_score must be 'raise' or a number; got {self.error_score!r}."
+            )
+        bilevel_final = isinstance(final, (BilevelRidgeCV, BilevelLogisticCV))
+        return _check_space(self.param_space, prefix + spec[0], bilevel_final)
+
+    def _get_scorers(self):
+        """``(scorers dict, refit metric name or None, multimetric)``."""
+        _, final = _final_step(self.estimator)
+        if (
+            self.scoring is None
+            or isinstance(self.scoring, str)
+            or callable(self.scoring)
+        ):
+            return {"score": check_scoring(final, self.scoring)}, "score", False
+        scorers = _check_multimetric_scoring(final, self.scoring)
+        if self.refit is not False and not callable(self.refit):
+            if not isinstance(self.refit, str) or self.refit not in scorers:
+                raise ValueError(
+                    "With several metrics, refit must be False, a callable or the "
+                    f"name of one of them ({sorted(scorers)}); got {self.refit!r}."
+                )
+        metric = self.refit if isinstance(self.refit, str) else None
+        return scorers, metric, True
+
+    def _cv(self, y):
+        cv = check_cv(self.cv, y, classifier=is_classifier(self.estimator))
+        if (
+            self.random_state is not None
+            and isinstance(self.cv, numbers.Integral)
+            and not isinstance(self.cv, bool)
+        ):
+            # An int gives a (Stratified)KFold: shuffle it with the seed.
+            cv = type(cv)(cv.n_splits, shuffle=True, random_state=self.random_state)
+        return cv
+
+    def get_metadata_routing(self):
+        """Metadata routing of this object (see scikit-learn's user guide).
+
+        Returns
+        -------
+        routing : MetadataRouter
+        """
+        router = MetadataRouter(owner=self)
+        router.add(
+            estimator=self.estimator,
+            method_mapping=MethodMapping().add(caller="fit", callee="fit"),
+        )
+        scorers, _, multimetric = self._get_scorers()
+        router.add(
+            scorer=_RoutingScorers(scorers),
+            method_mapping=MethodMapping()
+            .add(caller="score", callee="score")
+            .add(caller="fit", callee="score"),
+        )
+        router.add(
+            splitter=self.cv,
+            method_mapping=MethodMapping().add(caller="fit", callee="split"),
+        )
+        return router
+
+    def _routed_params(self, params, scorers):
+        if _routing_enabled():
+            return process_routing(self, "fit", **params)
+        params = dict(params)
+        groups = params.pop("groups", None)
+        score_params = {}
+        weight = params.get("sample_weight")
+        if weight is not None and all(
+            _accepts_sample_weight(s) for s in scorers.values()
+        ):
+            score_params["sample_weight"] = weight
+        return Bunch(
+            estimator=Bunch(fit=params),
+            splitter=Bunch(split={"groups": groups}),
+            scorer=Bunch(score=score_params),
+        )
+
+    # -------------------------------------------------------------------- fit
+    def fit(self, X, y=None, **params):
+        """Run the searches, then refit the best parameters on all the data.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, dataframe} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        **params : dict
+            ``groups`` for the splitter and fit parameters for the estimator
+            (``sample_weight``, or ``step__sample_weight`` in a Pipeline), as
+            GridSearchCV takes them; with metadata routing enabled, routed as
+            the estimator, scorers and splitter request.
+
+        Returns
+        -------
+        self : object
+        """
+        for attr in [
+            a for a in vars(self) if a.endswith("_") and not a.startswith("_")
+        ]:
+            delattr(self, attr)  # fit starts from scratch (clone-safe)
+        spaces = self._check_params()
+        scorers, refit_metric, multimetric = self._get_scorers()
+        X, y = indexable(X, y)
+        if is_classifier(self.estimator):
+            check_classification_targets(y)
+        routed = self._routed_params(params, scorers)
+        cv = self._cv(y)
+        folds = [
+            (np.asarray(tr), np.asarray(te))
+            for tr, te in cv.split(X, y, **routed.splitter.split)
+        ]
+        candidates = [
+            _Candidate(
+                self, self.estimator, dict(grid_params), bounds, scorers, routed, folds
+            )
+            for grid, bounds in spaces
+            for grid_params in ParameterGrid(grid)
+        ]
+        if self.verbose > 0:
+            print(
+                f"[skbilevel] {len(candidates)} candidate(s) x {len(folds)} folds",
+                flush=True,
+            )
+        if len(candidates) > 1 and self.n_jobs not in (None, 1):
+            per_candidate = Parallel(n_jobs=self.n_jobs)(
+                delayed(_run_candidate)(c, X, y, None) for c in candidates
+            )
+        else:
+            per_candidate = [_run_candidate(c, X, y, self.n_jobs) for c in candidates]
+        rows = [row for rows in per_candidate for row in rows]
+        errors = [row["error"] for row in rows if "error" in row]
+        if len(errors) == len(rows):
+            # Nothing fitted: the input itself is at fault, not a candidate.
+            raise errors[0]
+
+        self.multimetric_ = multimetric
+        self.scorer_ = scorers if multimetric else scorers["score"]
+        self.n_splits_ = len(folds)
+        self.n_iter_ = int(sum(r["n_iter"] for r in rows if r["iter"] == 0))
+        self.cv_results_ = _build_results(rows, list(scorers), len(folds))
+        if self.refit is False:
+            return self
+        if callable(self.refit):
+            best = int(self.refit(self.cv_results_))
+            if not 0 <= best < len(rows):
+                raise IndexError("best_index_ returned by refit is out of bounds.")
+        else:
+            key = f"mean_test_{refit_metric}"
+            means = np.array(self.cv_results_[key], dtype=float)
+            usable = np.array([r["accurate"] for r in rows]) & np.isfinite(means)
+            if not usable.any():
+                raise ValueError(
+                    "Every candidate failed to fit or score; nothing to refit."
+                )
+            best = int(np.argmax(np.where(usable, means, -np.inf)))
+            self.best_score_ = float(means[best])
+        self.best_index_ = best
+        self.best_params_ = dict(rows[best]["params"])
+        self._refit_best(X, y, routed, spaces)
+        return self
+
+    def _refit_best(self, X, y, routed, spaces):
+        prefix, final = _final_step(self.estimator)
+        name = _tunable(final)[0]
+        key = prefix + name
+        params = dict(self.best_params_)
+        if isinstance(final, (BilevelRidgeCV, BilevelLogisticCV)):
+            value = params.pop(key)
+            bounds = next((b for g, b in spaces if all(k in params for k in g)), None)
+            params[f"{prefix}{name}_init"] = value
+            if bounds is not None:
+                params[f"{prefix}{name}_bounds"] = bounds
+        estimator = clone(self.estimator).set_params(**params)
+        start = time.perf_counter()
+        estimator.fit(X, y, **routed.estimator.fit)
+        self.refit_time_ = time.perf_counter() - start
+        self.best_estimator_ = estimator
+
+    # ---------------------------------------------------- delegated methods
+    @property
+    def classes_(self):
+        """Class labels of the refit estimator (classifiers)."""
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.classes_
+
+    @property
+    def n_features_in_(self):
+        """Number of features seen by the refit estimator."""
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.n_features_in_
+
+    @available_if(_search_estimator_has("predict"))
+    def predict(self, X):
+        """Predict with the refit estimator.
+
+        Parameters
+        ----------
+        X : indexable of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        """
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.predict(X)
+
+    @available_if(_search_estimator_has("predict_proba"))
+    def predict_proba(self, X):
+        """Class probabilities of the refit estimator.
+
+        Parameters
+        ----------
+        X : indexable of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+        """
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.predict_proba(X)
+
+    @available_if(_search_estimator_has("predict_log_proba"))
+    def predict_log_proba(self, X):
+        """Log class probabilities of the refit estimator.
+
+        Parameters
+        ----------
+        X : indexable of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+        """
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.predict_log_proba(X)
+
+    @available_if(_search_estimator_has("decision_function"))
+    def decision_function(self, X):
+        """Decision function of the refit estimator.
+
+        Parameters
+        ----------
+        X : indexable of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray
+        """
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.decision_function(X)
+
+    @available_if(_search_estimator_has("transform"))
+    def transform(self, X):
+        """Transform with the refit estimator (a Pipeline that can transform).
+
+        Parameters
+        ----------
+        X : indexable of shape (n_samples, n_features)
+
+        Returns
+        -------
+        Xt : ndarray
+        """
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.transform(X)
+
+    def score(self, X, y=None, **params):
+        """Score of the refit estimator with ``scorer_`` (the refit metric).
+
+        Parameters
+        ----------
+        X : indexable of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        **params : dict
+            Passed to the scorer (e.g. ``sample_weight``).
+
+        Returns
+        -------
+        score : float
+        """
+        check_is_fitted(self, "best_estimator_")
+        if self.multimetric_:
+            if not isinstance(self.refit, str):
+                raise AttributeError(
+                    "score needs refit to name the metric when several are used."
+                )
+            scorer = self.scorer_[self.refit]
+        else:
+            scorer = self.scorer_
+        if scorer is check_scoring(_final_step(self.estimator)[1], None):
+            return self.best_estimator_.score(X, y, **params)
+        return scorer(self.best_estimator_, X, y, **params)
+
+
+def _run_candidate(candidate, X, y, n_jobs):
+    if candidate.verbose > 0:
+        print(f"[skbilevel] candidate {candidate.params}", flush=True)
+    return candidate.run(X, y, n_jobs)
+
+
+def _accepts_sample_weight(scorer):
+    func = getattr(scorer, "_score_func", None)
+    if func is None:
+        return False
+    return "sample_weight" in signature(func).parameters
+
+
+class _RoutingScorers:
+    """The scorers seen by the metadata router as one consumer of ``score``."""
+
+    def __init__(self, scorers):
+        self.scorers = scorers
+
+    def get_metadata_routing(self):
+        router = MetadataRouter(owner=self)
+        for name, scorer in self.scorers.items():
+            router.add(
+                **{name: scorer},
+                method_mapping=MethodMapping().add(caller="score", callee="score"),
+            )
+        return router
+
+
+def _build_results(rows, metrics, n_splits):
+    """GridSearchCV-shaped ``cv_results_`` from the candidates' rows."""
+    n_rows = len(rows)
+    results = {}
+    for key, label in (("fit_time", "fit_time"), ("score_time", "score_time")):
+        times = np.array([r[key] for r in rows], dtype=float).reshape(n_rows, -1)
+        results[f"mean_{label}"] = times.mean(axis=1)
+        results[f"std_{label}"] = times.std(axis=1)
+    names = sorted({k for r in rows for k in r["params"]})
+    for name in names:
+        column = np.ma.MaskedArray(np.empty(n_rows, dtype=object), mask=True)
+        for i, r in enumerate(rows):
+            if name in r["params"]:
+                column[i] = r["params"][name]
+        results[f"param_{name}"] = column
+    results["params"] = [dict(r["params"]) for r in rows]
+    for side in ("test", "train"):
+        if side == "train" and rows and rows[0]["train"] is None:
+            continue
+        for metric in metrics:
+            scores = np.array(
+                [[split[metric] for split in r[side]] for r in rows], dtype=float
+            ).reshape(n_rows, n_splits)
+            for k in range(n_splits):
+                results[f"split{k}_{side}_{metric}"] = scores[:, k]
+            mean = scores.mean(axis=1)
+            results[f"mean_{side}_{metric}"] = mean
+            results[f"std_{side}_{metric}"] = scores.std(axis=1)
+            if side == "test":
+                results[f"rank_test_{metric}"] = rank_scores(mean)
+    results["iter"] = np.array([r["iter"] for r in rows])
+    results["hypergradient_norm"] = np.array(
+        [r["hypergradient_norm"] for r in rows], dtype=float
+    )
+    return results

@@ -1,0 +1,391 @@
+"""HypergradientSearchCV: GridSearchCV's results, surface and plumbing."""
+
+import warnings
+
+import numpy as np
+import pytest
+import sklearn
+from sklearn.base import clone
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
+from sklearn.exceptions import FitFailedWarning
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import log_loss, make_scorer
+from sklearn.model_selection import (
+    GridSearchCV,
+    GroupKFold,
+    KFold,
+    StratifiedKFold,
+    cross_validate,
+)
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import RobustScaler, StandardScaler
+from sklearn.svm import SVC
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skbilevel import BilevelLogisticCV, BilevelRidgeCV, HypergradientSearchCV
+
+
+def _cancer(n=300):
+    X, y = load_breast_cancer(return_X_y=True)
+    return X[:n], y[:n]
+
+
+def _pipe(**lr):
+    return Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression(**lr))])
+
+
+# Tight fits: GridSearchCV then optimizes the same objective as the search.
+TIGHT = dict(tol=1e-10, max_iter=10_000)
+
+
+def test_logistic_pipeline_matches_fine_grid():
+    X, y = _cancer()
+    search = HypergradientSearchCV(
+        _pipe(), {"clf__C": (1e-3, 1e3)}, scoring="neg_log_loss"
+    ).fit(X, y)
+    grid = GridSearchCV(
+        _pipe(**TIGHT), {"clf__C": np.logspace(-3, 3, 121)}, scoring="neg_log_loss"
+    ).fit(X, y)
+    # No point of a 121-point grid scores better (up to round-off), and the
+    # tuned C sits between the grid's neighbours of its best point.
+    assert search.best_score_ >= grid.best_score_ - 1e-7
+    assert search.best_score_ == pytest.approx(grid.best_score_, abs=1e-4)
+    C = search.best_params_["clf__C"]
+    assert C == pytest.approx(grid.best_params_["clf__C"], rel=0.15)
+    assert isinstance(search.best_estimator_, Pipeline)
+    assert search.best_estimator_[-1].C == C
+
+
+def test_ridge_matches_fine_grid():
+    X, y = load_diabetes(return_X_y=True)
+    search = HypergradientSearchCV(
+        Ridge(), {"alpha": (1e-6, 1e3)}, scoring="neg_mean_squared_error"
+    ).fit(X, y)
+    grid = GridSearchCV(
+        Ridge(), {"alpha": np.logspace(-6, 3, 181)}, scoring="neg_mean_squared_error"
+    ).fit(X, y)
+    assert search.best_score_ >= grid.best_score_ - 1e-9 * abs(grid.best_score_)
+    assert search.best_score_ == pytest.approx(grid.best_score_, rel=1e-5)
+    assert type(search.best_estimator_) is Ridge
+    assert search.best_estimator_.alpha == search.best_params_["alpha"]
+
+
+def test_results_and_attributes_match_gridsearch():
+    X, y = _cancer()
+    kwargs = dict(scoring="neg_log_loss", return_train_score=True)
+    search = HypergradientSearchCV(_pipe(), {"clf__C": (1e-2, 1e2)}, **kwargs)
+    search.fit(X, y)
+    grid = GridSearchCV(_pipe(), {"clf__C": [0.1, 1.0]}, **kwargs).fit(X, y)
+    assert set(grid.cv_results_) <= set(search.cv_results_)
+    assert set(search.cv_results_) - set(grid.cv_results_) == {
+        "iter",
+        "hypergradient_norm",
+    }
+    results = search.cv_results_
+    n_rows = len(results["params"])
+    for key, value in results.items():
+        assert len(value) == n_rows, key
+    assert results["params"][search.best_index_] == search.best_params_
+    assert results["mean_test_score"][search.best_index_] == search.best_score_
+    assert np.all(results["mean_fit_time"] > 0)
+    assert np.all(results["mean_score_time"] > 0)
+    assert np.isfinite(results["hypergradient_norm"]).any()
+    assert search.n_splits_ == 5 and search.refit_time_ > 0
+    assert search.scorer_ is not None and search.multimetric_ is False
+    np.testing.assert_array_equal(search.classes_, [0, 1])
+    assert search.n_features_in_ == X.shape[1]
+    for method in (
+        "predict",
+        "predict_proba",
+        "predict_log_proba",
+        "decision_function",
+    ):
+        np.testing.assert_allclose(
+            getattr(search, method)(X), getattr(search.best_estimator_, method)(X)
+        )
+    assert search.score(X, y) == pytest.approx(-log_loss(y, search.predict_proba(X)))
+
+
+def test_list_space_is_gridsearch_exactly():
+    X, y = _cancer()
+    space = {"clf__C": [0.01, 1.0], "clf__fit_intercept": [True, False]}
+    search = HypergradientSearchCV(_pipe(), space).fit(X, y)
+    grid = GridSearchCV(_pipe(), space).fit(X, y)
+    assert search.cv_results_["params"] == grid.cv_results_["params"]
+    for key in ["mean_test_score", "split0_test_score", "rank_test_score"]:
+        np.testing.assert_allclose(search.cv_results_[key], grid.cv_results_[key])
+    assert search.best_params_ == grid.best_params_
+
+
+def test_mixed_list_and_tuple_space():
+    X, y = _cancer()
+    space = {"scale": [StandardScaler(), RobustScaler()], "clf__C": (1e-2, 1e2)}
+    search = HypergradientSearchCV(_pipe(), space, scoring="neg_log_loss").fit(X, y)
+    scalers = {type(p["scale"]).__name__ for p in search.cv_results_["params"]}
+    assert scalers == {"StandardScaler", "RobustScaler"}
+    grid = GridSearchCV(
+        _pipe(**TIGHT),
+        {"scale": [StandardScaler(), RobustScaler()], "clf__C": np.logspace(-2, 2, 41)},
+        scoring="neg_log_loss",
+    ).fit(X, y)
+    assert search.best_score_ >= grid.best_score_ - 1e-7
+    best = search.best_estimator_
+    assert type(best.named_steps["scale"]) is type(search.best_params_["scale"])
+
+
+def test_preprocessing_never_sees_validation_rows():
+    """A scaler fit on the whole data would change the validation scores."""
+
+    class Recorder(StandardScaler):
+        seen = []
+
+        def fit(self, X, y=None, sample_weight=None):
+            Recorder.seen.append(len(X))
+            return super().fit(X, y, sample_weight)
+
+    X, y = _cancer(200)
+    pipe = Pipeline([("scale", Recorder()), ("clf", LogisticRegression())])
+    Recorder.seen = []
+    search = HypergradientSearchCV(pipe, {"clf__C": (1e-2, 1e2)}, cv=4, refit=False)
+    search.fit(X, y)
+    # Once per fold on its 150 training rows, however many outer iterations.
+    assert Recorder.seen == [150] * 4
+    assert len(search.cv_results_["params"]) > 4
+
+
+def test_bilevel_final_step_per_feature():
+    X, y = _cancer()
+    pipe = make_pipeline(StandardScaler(), BilevelLogisticCV(penalty="per_feature"))
+    search = HypergradientSearchCV(
+        pipe, {"bilevellogisticcv__C": (1e-3, 1e3)}, scoring="neg_log_loss", cv=3
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        search.fit(X, y)
+    C = search.best_params_["bilevellogisticcv__C"]
+    assert C.shape == (X.shape[1],)
+    assert np.all((C >= 1e-3 * (1 - 1e-12)) & (C <= 1e3 * (1 + 1e-12)))
+    final = search.best_estimator_[-1]
+    assert isinstance(final, BilevelLogisticCV) and final.C_bounds == (1e-3, 1e3)
+    assert np.isfinite(final.coef_).all()
+
+
+def test_bilevel_ridge_final_step_without_tuple():
+    X, y = load_diabetes(return_X_y=True)
+    search = HypergradientSearchCV(
+        BilevelRidgeCV(), {"fit_intercept": [True]}, cv=3
+    ).fit(X, y)
+    assert isinstance(search.best_params_["alpha"], float)
+    assert isinstance(search.best_estimator_, BilevelRidgeCV)
+
+
+def test_multimetric_scoring_and_refit():
+    X, y = _cancer()
+    scoring = ["neg_log_loss", "accuracy"]
+    search = HypergradientSearchCV(
+        _pipe(), {"clf__C": (1e-2, 1e2)}, scoring=scoring, refit="neg_log_loss"
+    ).fit(X, y)
+    for name in scoring:
+        for prefix in ("mean_test_", "std_test_", "rank_test_", "split0_test_"):
+            assert prefix + name in search.cv_results_
+    assert search.multimetric_ and set(search.scorer_) == set(scoring)
+    best = search.cv_results_["mean_test_neg_log_loss"][search.best_index_]
+    assert search.best_score_ == best
+    assert search.score(X, y) == pytest.approx(-log_loss(y, search.predict_proba(X)))
+    with pytest.raises(ValueError, match="refit"):
+        HypergradientSearchCV(
+            _pipe(), {"clf__C": (1e-2, 1e2)}, scoring=scoring, refit="bogus"
+        ).fit(X, y)
+    no_refit = HypergradientSearchCV(
+        _pipe(), {"clf__C": (1e-2, 1e2)}, scoring=scoring, refit=False
+    ).fit(X, y)
+    assert not hasattr(no_refit, "best_estimator_")
+    chosen = HypergradientSearchCV(
+        _pipe(), {"clf__C": (1e-2, 1e2)}, scoring=scoring, refit=lambda r: 0
+    ).fit(X, y)
+    assert chosen.best_index_ == 0
+
+
+def test_nested_cross_validate_and_clone():
+    X, y = _cancer()
+    search = HypergradientSearchCV(_pipe(), {"clf__C": (1e-2, 1e2)}, cv=3)
+    result = cross_validate(search, X, y, cv=3, scoring="neg_log_loss")
+    assert np.all(np.isfinite(result["test_score"]))
+    search.fit(X, y)
+    fresh = clone(search)
+    assert not hasattr(fresh, "cv_results_")
+    # Refitting on other data starts from scratch.
+    n_first = len(search.cv_results_["params"])
+    search.fit(X[:150], y[:150])
+    assert search.best_estimator_[-1].n_features_in_ == X.shape[1]
+    assert search.cv_results_["iter"][0] == 0
+    assert len(search.cv_results_["params"]) <= n_first + 10
+
+
+def test_groups_reach_the_splitter():
+    X, y = _cancer()
+    groups = np.arange(len(y)) % 6
+    space = {"clf__C": [0.1, 1.0]}
+    kwargs = dict(cv=GroupKFold(3), scoring="neg_log_loss")
+    search = HypergradientSearchCV(_pipe(), space, **kwargs).fit(X, y, groups=groups)
+    grid = GridSearchCV(_pipe(), space, **kwargs).fit(X, y, groups=groups)
+    np.testing.assert_allclose(
+        search.cv_results_["split2_test_score"], grid.cv_results_["split2_test_score"]
+    )
+
+
+def _duplicated(X, y, weights, folds):
+    """Rows repeated by their integer weight, and the folds mapped to them."""
+    index = np.repeat(np.arange(len(y)), weights)
+    position = {i: np.flatnonzero(index == i) for i in range(len(y))}
+    mapped = [
+        (
+            np.concatenate([position[i] for i in tr]),
+            np.concatenate([position[i] for i in te]),
+        )
+        for tr, te in folds
+    ]
+    return X[index], y[index], mapped
+
+
+def test_sample_weight_equals_repeated_rows():
+    X, y = _cancer(200)
+    weights = np.random.RandomState(0).randint(1, 4, len(y))
+    folds = list(StratifiedKFold(4).split(X, y))
+    Xr, yr, folds_r = _duplicated(X, y, weights, folds)
+    weighted = HypergradientSearchCV(
+        LogisticRegression(), {"C": (1e-2, 1e2)}, cv=folds, scoring="neg_log_loss"
+    ).fit(StandardScaler().fit_transform(X), y, sample_weight=weights)
+    repeated = HypergradientSearchCV(
+        LogisticRegression(), {"C": (1e-2, 1e2)}, cv=folds_r, scoring="neg_log_loss"
+    ).fit(StandardScaler().fit_transform(X)[np.repeat(np.arange(len(y)), weights)], yr)
+    assert weighted.best_params_["C"] == pytest.approx(
+        repeated.best_params_["C"], rel=1e-3
+    )
+    # Without routing, a top-level sample_weight also weights the scores.
+    assert weighted.best_score_ == pytest.approx(repeated.best_score_, rel=1e-6)
+
+
+def test_pipeline_sample_weight_with_and_without_routing():
+    X, y = _cancer(200)
+    weights = np.random.RandomState(0).randint(1, 4, len(y)).astype(float)
+    space = {"clf__C": (1e-2, 1e2)}
+    plain = HypergradientSearchCV(_pipe(), space, scoring="neg_log_loss", cv=3)
+    plain.fit(X, y, clf__sample_weight=weights)
+    unweighted = HypergradientSearchCV(_pipe(), space, scoring="neg_log_loss", cv=3)
+    unweighted.fit(X, y)
+    assert plain.best_params_["clf__C"] != pytest.approx(
+        unweighted.best_params_["clf__C"], rel=1e-3
+    )
+    with sklearn.config_context(enable_metadata_routing=True):
+        pipe = Pipeline(
+            [
+                ("scale", StandardScaler().set_fit_request(sample_weight=False)),
+                ("clf", LogisticRegression().set_fit_request(sample_weight=True)),
+            ]
+        )
+        scorer = make_scorer(
+            log_loss, greater_is_better=False, response_method="predict_proba"
+        ).set_score_request(sample_weight=False)
+        routed = HypergradientSearchCV(pipe, space, scoring=scorer, cv=3)
+        routed.fit(X, y, sample_weight=weights)
+    assert routed.best_params_["clf__C"] == pytest.approx(
+        plain.best_params_["clf__C"], rel=1e-6
+    )
+
+
+def test_failed_candidate_gets_error_score():
+    X, y = _cancer()
+    space = {"clf__class_weight": [None, {0: -1.0, 1: 1.0}], "clf__C": (1e-2, 1e2)}
+    search = HypergradientSearchCV(_pipe(), space, scoring="neg_log_loss")
+    with pytest.warns(FitFailedWarning, match="failed"):
+        search.fit(X, y)
+    means = search.cv_results_["mean_test_score"]
+    assert (
+        np.isnan(means).sum() == 1 and search.best_params_["clf__class_weight"] is None
+    )
+    with pytest.raises(ValueError, match="sample_weight"):
+        HypergradientSearchCV(_pipe(), space, error_score="raise").fit(X, y)
+
+
+def test_parallel_candidates_match_sequential():
+    X, y = _cancer()
+    space = {"scale": [StandardScaler(), RobustScaler()], "clf__C": (1e-2, 1e2)}
+    one = HypergradientSearchCV(_pipe(), space, scoring="neg_log_loss").fit(X, y)
+    two = HypergradientSearchCV(_pipe(), space, scoring="neg_log_loss", n_jobs=2)
+    two.fit(X, y)
+    np.testing.assert_array_equal(
+        one.cv_results_["mean_test_score"], two.cv_results_["mean_test_score"]
+    )
+    threads = HypergradientSearchCV(
+        _pipe(), {"clf__C": (1e-2, 1e2)}, scoring="neg_log_loss", n_jobs=2
+    ).fit(X, y)
+    single = HypergradientSearchCV(
+        _pipe(), {"clf__C": (1e-2, 1e2)}, scoring="neg_log_loss"
+    ).fit(X, y)
+    np.testing.assert_array_equal(
+        threads.cv_results_["mean_test_score"], single.cv_results_["mean_test_score"]
+    )
+
+
+def test_random_state_shuffles_int_cv():
+    X, y = _cancer()
+    a = HypergradientSearchCV(_pipe(), {"clf__C": [1.0]}, random_state=0).fit(X, y)
+    b = HypergradientSearchCV(_pipe(), {"clf__C": [1.0]}).fit(X, y)
+    grid = GridSearchCV(
+        _pipe(), {"clf__C": [1.0]}, cv=StratifiedKFold(5, shuffle=True, random_state=0)
+    ).fit(X, y)
+    assert a.best_score_ == pytest.approx(grid.best_score_)
+    assert a.best_score_ != b.best_score_
+
+
+def test_multiclass_and_verbose(capsys):
+    X, y = load_iris(return_X_y=True)
+    search = HypergradientSearchCV(
+        _pipe(), {"clf__C": (1e-2, 1e3)}, scoring="neg_log_loss", verbose=1
+    ).fit(X, y)
+    out = capsys.readouterr().out
+    assert "candidate" in out and "C=" in out and "|hypergradient|" in out
+    assert search.predict_proba(X).shape == (150, 3)
+
+
+@pytest.mark.parametrize(
+    "estimator, space, error, match",
+    [
+        (_pipe(), {"scale__with_mean": (0, 1)}, ValueError, "differentiable"),
+        (_pipe(), {"clf__C": (0.0, 1.0)}, ValueError, "low <= high"),
+        (_pipe(), {"clf__C": []}, ValueError, "empty"),
+        (_pipe(), {"clf__C": "abc"}, TypeError, "tuple or a list"),
+        (_pipe(), [], TypeError, "param_space"),
+        (make_pipeline(StandardScaler(), SVC()), {"svc__C": (1, 2)}, TypeError, "SVC"),
+        (_pipe(l1_ratio=1.0, solver="saga"), {"clf__C": (1, 2)}, ValueError, "L2"),
+        (Ridge(positive=True), {"alpha": (1, 2)}, ValueError, "positive"),
+        (BilevelRidgeCV(), {"alpha": [1.0, 2.0]}, ValueError, "always tuned"),
+    ],
+)
+def test_bad_input(estimator, space, error, match):
+    X, y = _cancer(100)
+    with pytest.raises(error, match=match):
+        HypergradientSearchCV(estimator, space).fit(X, y)
+
+
+@pytest.mark.parametrize("name, value", [("max_iter", 0), ("tol", -1.0)])
+def test_bad_parameters(name, value):
+    X, y = _cancer(100)
+    search = HypergradientSearchCV(_pipe(), {"clf__C": (1e-2, 1e2)}, **{name: value})
+    with pytest.raises(ValueError, match=name):
+        search.fit(X, y)
+
+
+@parametrize_with_checks(
+    [
+        HypergradientSearchCV(
+            make_pipeline(StandardScaler(), LogisticRegression()),
+            {"logisticregression__C": (1e-2, 1e2)},
+            cv=3,
+        ),
+        HypergradientSearchCV(Ridge(), {"alpha": (1e-3, 1e3)}, cv=KFold(3)),
+    ]
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
