@@ -45,15 +45,6 @@ def _cubic_min(t0, f0, g0, t1, f1, g1):
     return t1 - (t1 - t0) * (g1 + d2 - d1) / denom
 
 
-def _quadratic_min(t1, f1, g1, t2, f2):
-    """Minimizer of the parabola through (t1, f1, g1) and (t2, f2), or None."""
-    dt = t2 - t1
-    curvature = (f2 - f1 - g1 * dt) / (dt * dt)
-    if not curvature > 0.0:
-        return None
-    return t1 - g1 / (2.0 * curvature)
-
-
 def minimize_scalar(
     fun,
     lo,
@@ -167,45 +158,52 @@ def minimize_scalar(
     n_iter = 1
     best_t, best_f = ts[i], fm
     ftol = tol * tol
-    if gm == 0.0 or (i == 0 and gm > 0) or (i == len(ts) - 1 and gm < 0):
-        # The minimum is on the boundary of the box: the projection stops us.
-        return OuterResult(np.array([ts[i]]), fm, n_iter, True)
-    # Bracket [left, right]; each end is (t, f, g) with g possibly unknown.
-    if gm > 0:
-        left, right = (ts[i - 1], fs[i - 1], None), (ts[i], fm, gm)
-    else:
-        left, right = (ts[i], fm, gm), (ts[i + 1], fs[i + 1], None)
+    # Scan values come from loosely solved problems and can mis-rank points
+    # whose losses nearly tie (large data: a flat loss). The bracket is
+    # therefore built from accurate evaluations only: walk downhill from the
+    # best scan point along its hypergradient until the derivative changes
+    # sign or the loss rises. The best scan point is usually within half a
+    # scan step of the minimum, so the first step is a quarter of the scan
+    # step; the steps double while the loss keeps falling (flat losses).
+    current = (ts[i], fm, gm)
+    spacing = np.diff(ts)
+    stride = 0.25 * (float(np.median(spacing)) if len(spacing) else np.log(10.0))
+    while True:
+        t, f_t, g_t = current
+        if g_t == 0.0:
+            return OuterResult(np.array([t]), f_t, n_iter, True)
+        nxt = float(np.clip(t - np.sign(g_t) * stride, lo, hi))
+        stride *= 2.0
+        if nxt == t:
+            # The minimum is on the boundary of the box: the projection stops
+            # us there.
+            return OuterResult(np.array([t]), f_t, n_iter, True)
+        f_n, g_n = evaluate(nxt)
+        n_iter += 1
+        if f_n < best_f:
+            best_t, best_f = nxt, f_n
+        if g_n * g_t < 0 or f_n > f_t:
+            left, right = sorted((current, (nxt, f_n, g_n)), key=lambda end: end[0])
+            break
+        current = (nxt, f_n, g_n)
+        if n_iter >= max_iter:
+            return OuterResult(np.array([best_t]), best_f, n_iter, False)
     converged = False
     xtol = 1e-2 * tol
     same_side = 0  # consecutive replacements of the same end of the bracket
     last_side = None
     while n_iter < max_iter:
         width = right[0] - left[0]
-        # Either end whose derivative is known can certify the bracket (the
-        # newest point is often the worse one, next to an end already there).
+        # Either end can certify the bracket (the newest point is often the
+        # worse one, next to an end already there).
         certified = any(
-            end[2] is not None and abs(end[2]) * width <= ftol * max(abs(end[1]), _TINY)
+            abs(end[2]) * width <= ftol * max(abs(end[1]), _TINY)
             for end in (left, right)
         )
         if width <= xtol or certified:
             converged = True
             break
-        candidate = None
-        if left[2] is not None and right[2] is not None:
-            candidate = _cubic_min(*left, *right)
-        elif left[2] is not None or right[2] is not None:
-            # One derivative (at the best scan point) and the far end's scan
-            # value. The minimum lies in the half of the bracket next to the
-            # best scan point, but over a scan step the loss is far from a
-            # parabola (a steep wall on the strongly penalized side, a flat
-            # shelf on the other): its minimizer lands at either end of that
-            # half. Keep it inside the half's middle part, [1/4, 1/2].
-            known, other = (left, right) if left[2] is not None else (right, left)
-            candidate = _quadratic_min(*known, other[0], other[1])
-            near = known[0] + 0.25 * (other[0] - known[0])
-            mid = 0.5 * (left[0] + right[0])
-            lo_c, hi_c = sorted((near, mid))
-            candidate = near if candidate is None else min(max(candidate, lo_c), hi_c)
+        candidate = _cubic_min(*left, *right)
         margin = 0.05 * width
         if same_side >= 3:
             # One end has gone stale and interpolation creeps towards it

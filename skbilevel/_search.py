@@ -575,7 +575,7 @@ class HypergradientSearchCV(MetaEstimatorMixin, BaseEstimator):
     ... ).fit(X, y)
     >>> print(f"C={search.best_params_['clf__C']:.2f}, "
     ...       f"log-loss={-search.best_score_:.3f}")
-    C=0.60, log-loss=0.075
+    C=0.60, log-loss=0.079
     >>> type(search.best_estimator_).__name__
     'Pipeline'
     """

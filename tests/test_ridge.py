@@ -186,7 +186,9 @@ def test_float32_input():
     reg32 = BilevelRidgeCV().fit(X.astype(np.float32), y.astype(np.float32))
     reg64 = BilevelRidgeCV().fit(X, y)
     assert reg32.coef_.dtype == np.float32
-    assert reg32.alpha_ == pytest.approx(reg64.alpha_, rel=1e-3)
+    # The outer tolerance bounds the CV loss (1e-8 relative), not alpha.
+    assert reg32.best_score_ == pytest.approx(reg64.best_score_, rel=1e-8)
+    assert reg32.alpha_ == pytest.approx(reg64.alpha_, rel=1e-2)
 
 
 def test_warm_start_and_alpha_init():
