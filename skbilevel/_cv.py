@@ -7,6 +7,7 @@ implement ``_evaluate``.
 """
 
 import time
+from contextlib import contextmanager
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -65,6 +66,9 @@ class CVObjective:
         # sign -1 for C = exp(-theta).
         self.start_time = time.perf_counter()
         self.param_name, self.param_sign = "alpha", 1.0
+        # (sklearn.callback context, estimator): every evaluation is reported
+        # to the fit's callbacks as one subtask.
+        self.callback = None
 
     def _evaluate(self, theta, need_grad):
         """Return ``(f, grad or None, split_losses)``."""
@@ -104,9 +108,21 @@ class CVObjective:
 
     def __call__(self, theta, need_grad=True):
         theta = np.asarray(theta, dtype=float)
-        f, grad, split_losses = self._evaluate(theta, need_grad)
-        self._log(theta, f, split_losses, grad)
+        with self._callback_task():
+            f, grad, split_losses = self._evaluate(theta, need_grad)
+            self._log(theta, f, split_losses, grad)
         return f, grad
+
+    @contextmanager
+    def _callback_task(self):
+        if self.callback is None:
+            yield
+            return
+        context, estimator = self.callback
+        task = context.subcontext(task_name="evaluation")
+        task.call_on_fit_task_begin(estimator=estimator)
+        yield
+        task.call_on_fit_task_end(estimator=estimator)
 
     # One shared value for every hyperparameter: the start of the outer loop.
     def common(self, t, need_grad=True):
@@ -114,7 +130,13 @@ class CVObjective:
         f, grad = self(np.full(self.n_hyper, float(t)), need_grad)
         return f, (None if grad is None else float(np.sum(grad)))
 
-    common_scan = None  # closed-form objectives evaluate many points at once
+    def common_scan(self, ts):
+        """Values at many common strengths at once (objectives with cheap_scan)."""
+        with self._callback_task():
+            return self._scan(np.asarray(ts, dtype=float))
+
+    def _scan(self, ts):
+        raise NotImplementedError
 
     def tighten(self, relative_gradient):
         """Hook for the outer loop: the iterate's relative hypergradient norm."""

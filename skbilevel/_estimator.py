@@ -20,14 +20,30 @@ from ._hypergradient import HYPERGRADIENT_METHODS
 from ._outer import minimize_box, minimize_scalar
 from ._validation import check_hypergradient
 
-__all__ = ["BilevelSearchMixin", "START_TOLERANCE"]
+try:  # scikit-learn >= 1.9 ships a callback API (e.g. sklearn.callback.ProgressBar)
+    from sklearn.callback import CallbackSupportMixin, with_callbacks
+except ImportError:  # pragma: no cover - older scikit-learn
+
+    class CallbackSupportMixin:
+        """Stand-in: scikit-learn < 1.9 has no callbacks."""
+
+    def with_callbacks(method):
+        return method
+
+
+__all__ = [
+    "BilevelSearchMixin",
+    "CallbackSupportMixin",
+    "START_TOLERANCE",
+    "with_callbacks",
+]
 
 # Scalar values within this fraction of the best scalar loss may start the
 # many-hyperparameter search (see BilevelSearchMixin._box_start).
 START_TOLERANCE = 1e-2
 
 
-class BilevelSearchMixin:
+class BilevelSearchMixin(CallbackSupportMixin):
     """Shared machinery; subclasses set the class attributes below.
 
     ``_param_name``: user-facing name of the hyperparameter (``"alpha"``,
@@ -73,6 +89,24 @@ class BilevelSearchMixin:
         """Give the objective the fit's clock and the hyperparameter's name."""
         objective.start_time = start_time
         objective.param_name, objective.param_sign = self._param_name, self._param_sign
+
+    def _callback_begin(self, objective, X, y):
+        """Open the fit's callback task; each evaluation becomes a subtask.
+
+        ``set_callbacks`` (scikit-learn >= 1.9, e.g. ``ProgressBar()``) then
+        follows the outer iterations live.
+        """
+        if hasattr(self, "_init_callback_context"):
+            context = self._init_callback_context(max_subtasks=None)
+            context.call_on_fit_task_begin(estimator=self, X=X, y=y)
+            objective.callback = (context, self)
+
+    def _callback_end(self, X, y):
+        context = getattr(self, "_callback_fit_ctx", None)
+        if context is not None:
+            context.call_on_fit_task_end(
+                estimator=self, X=X, y=y, reconstruction_attributes={}
+            )
 
     def _make_folds(self, X, y, groups, sw, classifier):
         """The ``cv`` splits as index arrays, each with data on both sides."""

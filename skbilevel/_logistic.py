@@ -17,7 +17,7 @@ from sklearn.utils.validation import (
 )
 
 from ._cv import FoldsObjective
-from ._estimator import BilevelSearchMixin
+from ._estimator import BilevelSearchMixin, with_callbacks
 from ._kernels import as_index_c
 from ._problems import LogisticProblem
 from ._validation import (
@@ -205,6 +205,7 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
             return -high, -low
         return self._data_scaled_box(X, sw, scale=0.25, low=1e-6, high=1e4, floor=1e-12)
 
+    @with_callbacks
     def fit(self, X, y, sample_weight=None, groups=None):
         """Tune ``C`` by hypergradient descent, then refit on all the data.
 
@@ -257,6 +258,7 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
             value_tol=1e-3,  # Newton's decrement bounds the loss error
         )
         self._attach(objective, start_time)
+        self._callback_begin(objective, X, y)
 
         theta0 = self._initial_theta(n_hyper, lo, hi)
         result = self._run_outer(objective, theta0, n_hyper, lo, hi)
@@ -282,6 +284,7 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
         self.intercept_ = (
             W[n_features].copy() if self.fit_intercept else np.zeros(n_out)
         ).astype(dtype, copy=False)
+        self._callback_end(X, y)
         return self
 
     def _penalty_layout(self, n_features, n_out):

@@ -13,7 +13,7 @@ from sklearn.utils.validation import (
 )
 
 from ._cv import FoldsObjective
-from ._estimator import BilevelSearchMixin
+from ._estimator import BilevelSearchMixin, with_callbacks
 from ._kernels import as_float_c
 from ._problems import RidgeProblem
 from ._problems._ridge import (
@@ -245,6 +245,7 @@ class BilevelRidgeCV(
         return self._data_scaled_box(X, sw, scale=1.0, low=1e-6, high=1e6, floor=1e-14)
 
     # -------------------------------------------------------------------- fit
+    @with_callbacks
     def fit(self, X, y, sample_weight=None, groups=None):
         """Tune the strengths by hypergradient descent, then refit on all data.
 
@@ -289,6 +290,7 @@ class BilevelRidgeCV(
             )
         self.hypergradient_ = method
         self._attach(objective, start_time)
+        self._callback_begin(objective, X, y)
 
         theta0 = self._initial_theta(n_hyper, lo, hi)
         result = self._run_outer(objective, theta0, n_hyper, lo, hi)
@@ -297,6 +299,7 @@ class BilevelRidgeCV(
         )
         theta = self._finish_search(objective, result, split_scores, folds is None)
         self._refit(X, Y, sw, theta, group_idx, n_hyper, dtype, y.ndim)
+        self._callback_end(X, y)
         return self
 
     def _loo_objective(self, X, Y, sw, group_idx, n_hyper, shared):

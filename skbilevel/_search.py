@@ -53,6 +53,7 @@ from sklearn.utils.validation import (
 )
 
 from ._cv import FoldsObjective, rank_scores
+from ._estimator import CallbackSupportMixin, with_callbacks
 from ._logistic import BilevelLogisticCV
 from ._ridge import BilevelRidgeCV
 from ._validation import (
@@ -206,6 +207,7 @@ class _Candidate:
         self.verbose = search.verbose
         self.return_train_score = search.return_train_score
         self.error_score = search.error_score
+        self.callback = None  # (sklearn.callback context, search), sequential runs
 
     def run(self, X, y, n_jobs):
         try:
@@ -333,6 +335,7 @@ class _Candidate:
             problems, method, tuner.adjoint_max_iter, n_jobs, self.verbose, value_tol
         )
         tuner._attach(objective, start)
+        objective.callback = self.callback
         theta0 = tuner._initial_theta(problems[0].n_hyper, lo, hi)
         result = tuner._run_outer(objective, theta0, problems[0].n_hyper, lo, hi)
         if not result.converged:
@@ -465,7 +468,7 @@ def _search_estimator_has(attr):
     return check
 
 
-class HypergradientSearchCV(MetaEstimatorMixin, BaseEstimator):
+class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstimator):
     """GridSearchCV's interface, with regularization tuned by hypergradient.
 
     The estimator is a scikit-learn :class:`~sklearn.linear_model.Ridge` or
@@ -724,6 +727,7 @@ class HypergradientSearchCV(MetaEstimatorMixin, BaseEstimator):
         )
 
     # -------------------------------------------------------------------- fit
+    @with_callbacks
     def fit(self, X, y=None, **params):
         """Run the searches, then refit the best parameters on all the data.
 
@@ -768,12 +772,27 @@ class HypergradientSearchCV(MetaEstimatorMixin, BaseEstimator):
                 f"[skbilevel] {len(candidates)} candidate(s) x {len(folds)} folds",
                 flush=True,
             )
+        context = None
+        if hasattr(self, "_init_callback_context"):
+            context = self._init_callback_context(max_subtasks=len(candidates))
+            context.call_on_fit_task_begin(estimator=self, X=X, y=y)
         if len(candidates) > 1 and self.n_jobs not in (None, 1):
+            # Whole candidates in parallel (any joblib backend, dask included);
+            # callbacks then see the search as a whole only.
             per_candidate = Parallel(n_jobs=self.n_jobs)(
                 delayed(_run_candidate)(c, X, y, None) for c in candidates
             )
         else:
-            per_candidate = [_run_candidate(c, X, y, self.n_jobs) for c in candidates]
+            per_candidate = []
+            for candidate in candidates:
+                task = None
+                if context is not None:
+                    task = context.subcontext(task_name="candidate", max_subtasks=None)
+                    task.call_on_fit_task_begin(estimator=self)
+                    candidate.callback = (task, self)
+                per_candidate.append(_run_candidate(candidate, X, y, self.n_jobs))
+                if task is not None:
+                    task.call_on_fit_task_end(estimator=self)
         rows = [row for rows in per_candidate for row in rows]
         errors = [row["error"] for row in rows if "error" in row]
         if len(errors) == len(rows):
@@ -786,6 +805,8 @@ class HypergradientSearchCV(MetaEstimatorMixin, BaseEstimator):
         self.n_iter_ = int(sum(r["n_iter"] for r in rows if r["iter"] == 0))
         self.cv_results_ = _build_results(rows, list(scorers), len(folds))
         if self.refit is False:
+            if context is not None:
+                context.call_on_fit_task_end(estimator=self, X=X, y=y)
             return self
         if callable(self.refit):
             best = int(self.refit(self.cv_results_))
@@ -804,6 +825,10 @@ class HypergradientSearchCV(MetaEstimatorMixin, BaseEstimator):
         self.best_index_ = best
         self.best_params_ = dict(rows[best]["params"])
         self._refit_best(X, y, routed, spaces)
+        if context is not None:
+            context.call_on_fit_task_end(
+                estimator=self, X=X, y=y, reconstruction_attributes={}
+            )
         return self
 
     def _refit_best(self, X, y, routed, spaces):

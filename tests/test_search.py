@@ -389,3 +389,76 @@ def test_bad_parameters(name, value):
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+class Recorder:
+    """A FitCallback that records the tasks it is told about."""
+
+    def __init__(self):
+        self.events = []
+
+    def setup(self, estimator, context):
+        self.events.append(("setup", type(estimator).__name__))
+
+    def on_fit_task_begin(self, estimator, context, **kwargs):
+        self.events.append(("begin", context.task_name))
+
+    def on_fit_task_end(self, estimator, context, **kwargs):
+        self.events.append(("end", context.task_name))
+        return False
+
+    def teardown(self, estimator, context):
+        self.events.append(("teardown", type(estimator).__name__))
+
+
+def test_callbacks_follow_the_outer_iterations():
+    sklearn_callback = pytest.importorskip("sklearn.callback")
+    X, y = _cancer()
+    recorder = Recorder()
+    model = BilevelLogisticCV().set_callbacks(recorder)
+    model.fit(StandardScaler().fit_transform(X), y)
+    events = recorder.events
+    assert events[0] == ("setup", "BilevelLogisticCV")
+    assert events[-1] == ("teardown", "BilevelLogisticCV")
+    n_eval = events.count(("begin", "evaluation"))
+    assert n_eval == events.count(("end", "evaluation"))
+    assert n_eval == len(model.cv_results_["params"])
+    assert not hasattr(model, "_callback_fit_ctx")
+
+    recorder = Recorder()
+    space = {"scale": [StandardScaler(), RobustScaler()], "clf__C": (1e-2, 1e2)}
+    search = HypergradientSearchCV(_pipe(), space).set_callbacks(recorder).fit(X, y)
+    assert recorder.events.count(("begin", "candidate")) == 2
+    assert recorder.events.count(("end", "evaluation")) == len(
+        search.cv_results_["params"]
+    )
+    # scikit-learn's own progress bar runs on top of them.
+    bar = sklearn_callback.ProgressBar(max_propagation_depth=None)
+    BilevelRidgeCV().set_callbacks(bar).fit(*load_diabetes(return_X_y=True))
+    search.set_callbacks(bar).fit(X, y)
+
+
+def test_dask_cluster_matches_local():
+    """Candidates spread over a real local dask.distributed cluster."""
+    import joblib
+    from distributed import Client, LocalCluster, get_task_stream
+
+    X, y = _cancer()
+    space = {"scale": [StandardScaler(), RobustScaler()], "clf__C": (1e-2, 1e2)}
+    local = HypergradientSearchCV(_pipe(), space, scoring="neg_log_loss").fit(X, y)
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+        joblib.parallel_config(backend="dask"),
+        get_task_stream(client) as stream,
+    ):
+        remote = HypergradientSearchCV(
+            _pipe(), space, scoring="neg_log_loss", n_jobs=2
+        ).fit(X, y)
+    assert len(stream.data) >= 2  # the candidates ran as cluster tasks
+    np.testing.assert_array_equal(
+        remote.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"]
+    )
+    assert remote.best_params_["clf__C"] == local.best_params_["clf__C"]

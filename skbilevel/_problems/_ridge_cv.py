@@ -51,7 +51,7 @@ class SpectralHoldoutObjective(CVObjective):
         )
         return float(losses.mean()), (grad if need_grad else None), losses
 
-    def common_scan(self, ts):
+    def _scan(self, ts):
         split_losses = np.column_stack([fold.scan(np.exp(ts)) for fold in self.folds])
         f = split_losses.mean(axis=1)
         for t, row_f, row_split in zip(ts, f, split_losses, strict=True):
@@ -97,7 +97,7 @@ class SpectralLOOObjective(CVObjective):
         )
         return f, (grad if need_grad else None), np.array([f])
 
-    def common_scan(self, ts):
+    def _scan(self, ts):
         # Many strengths at once with matrix products (BLAS), target by target.
         inv = 1.0 / (self.s2[:, None] + np.exp(ts)[None, :])  # rank x n_points
         leverage = self.q2[:, None] + (self.P**2) @ inv
