@@ -462,3 +462,41 @@ def test_dask_cluster_matches_local():
         remote.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"]
     )
     assert remote.best_params_["clf__C"] == local.best_params_["clf__C"]
+
+
+def test_optimization_path_display():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from skbilevel.plotting import OptimizationPathDisplay
+
+    X, y = _cancer()
+    space = {"scale": [StandardScaler(), RobustScaler()], "clf__C": (1e-2, 1e2)}
+    search = HypergradientSearchCV(_pipe(), space).fit(X, y)
+    display = OptimizationPathDisplay.from_estimator(search)
+    assert len(display.score_lines_) == 2  # one per candidate
+    assert display.ax_[1].get_ylabel() == "clf__C"
+    assert display.ax_[1].get_yscale() == "log"
+    first = np.cumsum(search.cv_results_["iter"] == 0) == 1  # candidate 0's rows
+    np.testing.assert_allclose(
+        display.score_lines_[0].get_ydata(),
+        search.cv_results_["mean_test_score"][first],
+    )
+    n_rows = len(search.cv_results_["params"])
+    assert sum(len(line.get_xdata()) for line in display.score_lines_) == n_rows
+
+    model = BilevelLogisticCV(penalty="per_feature", max_iter=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(StandardScaler().fit_transform(X), y)
+    fig, axes = plt.subplots(2, 1)
+    display = OptimizationPathDisplay.from_estimator(model, ax=axes)
+    assert display.figure_ is fig
+    assert len(display.param_lines_) == 1  # 30 strengths: median and range
+    with pytest.raises(TypeError, match="skbilevel"):
+        OptimizationPathDisplay.from_estimator(LogisticRegression().fit(X, y))
+    with pytest.raises(sklearn.exceptions.NotFittedError):
+        OptimizationPathDisplay.from_estimator(BilevelRidgeCV())
+    plt.close("all")
