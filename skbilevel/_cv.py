@@ -10,12 +10,14 @@ import time
 from contextlib import contextmanager
 
 import numpy as np
+import scipy.sparse as sp
 from joblib import Parallel, delayed
 
 from ._hypergradient import FoldState, fold_value_and_grad
 
 __all__ = [
     "CVObjective",
+    "FoldRows",
     "FoldsObjective",
     "build_cv_results",
     "map_folds",
@@ -272,3 +274,70 @@ def rank_scores(mean):
         if filled[order[i]] == filled[order[i - 1]]:
             ranks[order[i]] = ranks[order[i - 1]]
     return ranks
+
+
+class FoldRows:
+    """Training and validation rows of every split, without a copy per fold.
+
+    When the splits partition the samples (K-fold: every sample is validated
+    exactly once and trained on in every other split), the rows are stored
+    once in the order of the validation blocks, twice over: a split's
+    validation rows are then one contiguous block and its training rows the
+    contiguous window that follows it (wrapping around). Every fold's data
+    are views of that one array: 2 n rows in memory instead of K n, and no
+    per-fold copy (each costs page faults and memory bandwidth). Other
+    splits (shuffle-split, leave-p-out) get copies.
+
+    Parameters
+    ----------
+    n_samples : int
+    folds : list of (train, test) index arrays
+    """
+
+    def __init__(self, n_samples, folds):
+        self.folds = folds
+        self.order = None
+        tests = [np.asarray(test) for _, test in folds]
+        order = np.concatenate(tests) if tests else np.array([], dtype=int)
+        partition = (
+            len(order) == n_samples
+            and np.array_equal(np.sort(order), np.arange(n_samples))
+            and all(len(tr) + len(te) == n_samples for tr, te in folds)
+        )
+        if partition and len(folds) > 1:
+            self.order = np.concatenate([order, order])
+            self.starts = np.cumsum([0] + [len(t) for t in tests])
+
+    def _windows(self, k):
+        n = len(self.order) // 2
+        start, stop = self.starts[k], self.starts[k + 1]
+        return slice(stop, stop + n - (stop - start)), slice(start, stop)
+
+    def index(self, k):
+        """``(train, test)`` sample indices of split ``k``, in view order."""
+        if self.order is None:
+            return self.folds[k]
+        train, test = self._windows(k)
+        return self.order[train], self.order[test]
+
+    def split(self, A, dtype=None):
+        """``[(A_train, A_test)]`` per split, rows in the order of :meth:`index`.
+
+        Dense arrays are views of one doubled copy (in ``dtype`` if given)
+        when the splits partition the samples; sparse matrices and other
+        splits are indexed (copied) fold by fold. Validation rows keep the
+        order of the split's test indices.
+        """
+        if dtype is not None and not sp.issparse(A):
+            A = np.asarray(A, dtype=dtype)
+        if self.order is None or sp.issparse(A):
+            # Same row order as the views of dense arrays of the same splits.
+            return [
+                (A[train], A[test])
+                for train, test in map(self.index, range(len(self.folds)))
+            ]
+        doubled = np.take(A, self.order, axis=0)
+        return [
+            (doubled[train], doubled[test])
+            for train, test in map(self._windows, range(len(self.folds)))
+        ]

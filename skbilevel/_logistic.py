@@ -4,6 +4,7 @@ import time
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.special import expit, log_softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
@@ -16,10 +17,11 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._cv import FoldsObjective
+from ._cv import FoldRows, FoldsObjective
 from ._estimator import BilevelSearchMixin, with_callbacks
 from ._kernels import as_index_c
 from ._problems import LogisticProblem
+from ._problems._logistic import uses_float32_gram
 from ._validation import (
     as_float64_data,
     check_bounds,
@@ -236,15 +238,32 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
         lo, hi = self._log_bounds(X, sw)
 
         folds = self._make_folds(X, y, groups, sw, classifier=True)
+        rows = FoldRows(X.shape[0], folds)  # views of one copy for K-fold
+        float32 = method in ("auto", "direct") and uses_float32_gram(
+            n_features + self.fit_intercept, n_out, sp.issparse(X)
+        )
+        X32_parts = (
+            rows.split(X, np.float32) if float32 else [(None, None)] * len(folds)
+        )
         problems = [
             self._fold_problem(
-                (X[train], targets[train], sw[train]),
-                (X[test], targets[test], sw[test]),
+                (X_train, t_train, sw_train),
+                (X_test, t_test, sw_test),
                 n_out,
                 group_idx,
                 n_hyper,
+                X32=X32,
             )
-            for train, test in folds
+            for (X_train, X_test), (t_train, t_test), (sw_train, sw_test), (
+                X32,
+                _,
+            ) in zip(
+                rows.split(X),
+                rows.split(targets),
+                rows.split(sw),
+                X32_parts,
+                strict=True,
+            )
         ]
         if method == "auto":
             method = "direct" if problems[0].can_factorize else "cg"
@@ -297,7 +316,7 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
             group_idx = np.vstack([coef_groups, np.full((1, n_out), -1, np.int64)])
         return group_idx, n_hyper, labels
 
-    def _fold_problem(self, train, test, n_out, group_idx, n_hyper):
+    def _fold_problem(self, train, test, n_out, group_idx, n_hyper, X32=None):
         """Inner problem of one split from ``(X, targets, sw)`` of each part."""
         return LogisticProblem(
             *train,
@@ -308,6 +327,7 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
             X_val=test[0],
             targets_val=test[1],
             sw_val=test[2],
+            X32=X32,
         )
 
     def _split_scores(self, objective, folds, y, sw, sample_weight):

@@ -12,7 +12,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._cv import FoldsObjective
+from ._cv import FoldRows, FoldsObjective
 from ._estimator import BilevelSearchMixin, with_callbacks
 from ._kernels import as_float_c
 from ._problems import RidgeProblem
@@ -358,14 +358,17 @@ class BilevelRidgeCV(
                 spectral, group_idx[0], n_hyper, self.n_jobs, self.verbose
             )
             return objective, method
+        rows = FoldRows(n_samples, folds)  # views of one copy for K-fold
         problems = [
             self._fold_problem(
-                (X[train], Y[train], sw[train]),
-                (X[test], Y[test], sw[test]),
+                (X_train, Y_train, sw_train),
+                (X_test, Y_test, sw_test),
                 group_idx,
                 n_hyper,
             )
-            for train, test in folds
+            for (X_train, X_test), (Y_train, Y_test), (sw_train, sw_test) in zip(
+                rows.split(X), rows.split(Y), rows.split(sw), strict=True
+            )
         ]
         objective = FoldsObjective(
             problems, method, self.adjoint_max_iter, self.n_jobs, self.verbose

@@ -40,6 +40,12 @@ __all__ = ["LogisticProblem", "DIRECT_MAX_PARAMS"]
 DIRECT_MAX_PARAMS = 1500
 
 
+def uses_float32_gram(n_params, n_out, sparse):
+    """Whether the data Hessian is formed from a float32 copy of X (see
+    :meth:`LogisticProblem._weighted_gram`): binary, dense, factorizable."""
+    return n_out == 1 and not sparse and n_params <= DIRECT_MAX_PARAMS
+
+
 def _prepare_X(X):
     if sp.issparse(X):
         X = sp.csr_matrix(X)
@@ -82,6 +88,9 @@ class LogisticProblem(InnerProblem):
     fit_intercept : bool
     X_val, targets_val, sw_val : arrays, default=None
         Validation rows, for :meth:`outer_loss_grad`.
+    X32 : ndarray of shape (n_samples, n_features), dtype float32, default=None
+        A float32 copy of X for the binary Hessian (a view of a copy shared
+        by the folds); made on first use when None.
     """
 
     def __init__(
@@ -97,8 +106,11 @@ class LogisticProblem(InnerProblem):
         X_val=None,
         targets_val=None,
         sw_val=None,
+        X32=None,
     ):
         self.X, self._csr = _prepare_X(X)
+        if X32 is not None:
+            self._X32 = X32
         self.targets = as_index_c(targets)
         self.sw = as_float_c(sw)
         self.n_out = n_out
