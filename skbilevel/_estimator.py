@@ -22,6 +22,10 @@ from ._validation import check_hypergradient
 
 try:  # scikit-learn >= 1.9 ships a callback API (e.g. sklearn.callback.ProgressBar)
     from sklearn.callback import CallbackSupportMixin, with_callbacks
+
+    # ``with_callbacks`` wraps fit in one more frame: warnings raised from
+    # fit climb one more level to reach the caller's line.
+    FIT_FRAMES = 1
 except ImportError:  # pragma: no cover - older scikit-learn
 
     class CallbackSupportMixin:
@@ -30,10 +34,13 @@ except ImportError:  # pragma: no cover - older scikit-learn
     def with_callbacks(method):
         return method
 
+    FIT_FRAMES = 0
+
 
 __all__ = [
     "BilevelSearchMixin",
     "CallbackSupportMixin",
+    "FIT_FRAMES",
     "START_TOLERANCE",
     "with_callbacks",
 ]
@@ -246,7 +253,7 @@ class BilevelSearchMixin(CallbackSupportMixin):
                 f"(tol={self.tol}); the best point found is used. Increase max_iter "
                 "or tol.",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=3 + FIT_FRAMES,
             )
         if isinstance(objective, FoldsObjective):
             inner, adjoint = objective.failures()
@@ -256,7 +263,7 @@ class BilevelSearchMixin(CallbackSupportMixin):
                     "their iteration cap before reaching their tolerance; the "
                     "hypergradient was approximate. Increase adjoint_max_iter.",
                     ConvergenceWarning,
-                    stacklevel=3,
+                    stacklevel=3 + FIT_FRAMES,
                 )
         results = build_cv_results(rows, self._param_name, self._to_param, split_scores)
         if leave_one_out:

@@ -18,7 +18,7 @@ from sklearn.utils.validation import (
 )
 
 from ._cv import FoldRows, FoldsObjective
-from ._estimator import BilevelSearchMixin, with_callbacks
+from ._estimator import FIT_FRAMES, BilevelSearchMixin, with_callbacks
 from ._kernels import as_index_c
 from ._problems import LogisticProblem
 from ._problems._logistic import uses_float32_gram
@@ -297,7 +297,7 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
                 "The final refit did not reach its tolerance; the last Newton "
                 "iterate is used.",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=2 + FIT_FRAMES,
             )
         self.coef_ = np.ascontiguousarray(W[:n_features].T).astype(dtype, copy=False)
         self.intercept_ = (

@@ -13,7 +13,7 @@ from sklearn.utils.validation import (
 )
 
 from ._cv import FoldRows, FoldsObjective
-from ._estimator import BilevelSearchMixin, with_callbacks
+from ._estimator import FIT_FRAMES, BilevelSearchMixin, with_callbacks
 from ._kernels import as_float_c
 from ._problems import RidgeProblem
 from ._problems._ridge import (
@@ -443,7 +443,7 @@ class BilevelRidgeCV(
                 warnings.warn(
                     "The final refit's conjugate gradient did not reach its tolerance.",
                     ConvergenceWarning,
-                    stacklevel=4,
+                    stacklevel=4 + FIT_FRAMES,
                 )
         coef = w.T.astype(dtype, copy=False)
         intercept = problem.intercept(w)

@@ -53,7 +53,7 @@ from sklearn.utils.validation import (
 )
 
 from ._cv import FoldsObjective, rank_scores
-from ._estimator import CallbackSupportMixin, with_callbacks
+from ._estimator import FIT_FRAMES, CallbackSupportMixin, with_callbacks
 from ._logistic import BilevelLogisticCV
 from ._ridge import BilevelRidgeCV
 from ._validation import (
@@ -219,7 +219,8 @@ class _Candidate:
                 f"Candidate {self.params!r} failed and scores error_score="
                 f"{self.error_score!r}: {type(error).__name__}: {error}",
                 FitFailedWarning,
-                stacklevel=2,
+                # run <- _run_candidate <- fit: the caller's line when sequential
+                stacklevel=4 + FIT_FRAMES,
             )
             n_splits = len(self.folds)
             scores = [{name: self.error_score for name in self.scorers}] * n_splits
@@ -268,7 +269,7 @@ class _Candidate:
         bilevel_final = isinstance(final, (BilevelRidgeCV, BilevelLogisticCV))
         if self.bounds is None and not bilevel_final:
             return [self._plain_row(final, splits)]
-        return self._bilevel_rows(prefix, final, spec, splits, n_jobs)
+        return self._bilevel_rows(prefix, final, spec, splits, n_jobs, y)
 
     def _plain_row(self, final, splits):
         """A pure grid point: fit the final step as configured on every fold."""
@@ -309,7 +310,7 @@ class _Candidate:
             )
             row["train"].append(train_scores)
 
-    def _bilevel_rows(self, prefix, final, spec, splits, n_jobs):
+    def _bilevel_rows(self, prefix, final, spec, splits, n_jobs, y):
         name, bilevel_cls = spec
         if isinstance(final, bilevel_cls):
             tuner = clone(final)
@@ -324,7 +325,7 @@ class _Candidate:
             split["X_train"] = _as_float_data(split["X_train"])
             split["X_test"] = _as_float_data(split["X_test"])
         if bilevel_cls is BilevelLogisticCV:
-            problems, stand_in, lo, hi = _logistic_problems(tuner, splits)
+            problems, stand_in, lo, hi = _logistic_problems(tuner, splits, y)
             value_tol = 1e-3
         else:
             problems, stand_in, lo, hi = _ridge_problems(tuner, splits)
@@ -344,7 +345,8 @@ class _Candidate:
                 f"converge in {self.max_iter} iterations (tol={self.tol}); its best "
                 "point is kept. Increase max_iter or tol.",
                 ConvergenceWarning,
-                stacklevel=2,
+                # _bilevel_rows <- _run <- run <- _run_candidate <- fit
+                stacklevel=6 + FIT_FRAMES,
             )
         rows = []
         for i, record in enumerate(objective.rows):
@@ -398,8 +400,7 @@ def _same_width(splits):
     return widths.pop()
 
 
-def _logistic_problems(tuner, splits):
-    y_all = np.concatenate([splits[0]["y_train"], splits[0]["y_test"]])
+def _logistic_problems(tuner, splits, y_all):
     encoder = LabelEncoder().fit(y_all)
     classes = encoder.classes_
     if len(classes) < 2:
@@ -559,6 +560,8 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
     classes_ : ndarray of shape (n_classes,)
         Classifiers only.
     n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Defined when the refit estimator has it (string column names).
 
     See Also
     --------
@@ -854,6 +857,12 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
         """Class labels of the refit estimator (classifiers)."""
         check_is_fitted(self, "best_estimator_")
         return self.best_estimator_.classes_
+
+    @property
+    def feature_names_in_(self):
+        """Feature names seen by the refit estimator (string column names)."""
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.feature_names_in_
 
     @property
     def n_features_in_(self):

@@ -121,6 +121,8 @@ def check_sample_weight(sample_weight, X, multiplier=None):
     if np.any(sw < 0):
         raise ValueError("sample_weight must be non-negative.")
     if multiplier is not None:
+        if not np.all(np.isfinite(multiplier)) or np.any(multiplier < 0):
+            raise ValueError("class_weight must be non-negative and finite.")
         sw = sw * multiplier
     if not sw.sum() > 0:
         raise ValueError("sample_weight must have a positive sum.")

@@ -200,6 +200,7 @@ def test_separable_data_tiny_classes_and_extreme_bounds_stay_finite():
         ({"C_init": 0.0}, "C_init must hold positive"),
         ({"hypergradient": "bfgs"}, "hypergradient must be"),
         ({"max_iter": 0}, "max_iter must be a positive integer"),
+        ({"class_weight": {0: -1.0, 1: 1.0, 2: 1.0}}, "class_weight must be"),
     ],
 )
 def test_bad_parameters(params, match):

@@ -304,7 +304,7 @@ def test_failed_candidate_gets_error_score():
     assert (
         np.isnan(means).sum() == 1 and search.best_params_["clf__class_weight"] is None
     )
-    with pytest.raises(ValueError, match="sample_weight"):
+    with pytest.raises(ValueError, match="class_weight"):
         HypergradientSearchCV(_pipe(), space, error_score="raise").fit(X, y)
 
 
@@ -500,3 +500,20 @@ def test_optimization_path_display():
     with pytest.raises(sklearn.exceptions.NotFittedError):
         OptimizationPathDisplay.from_estimator(BilevelRidgeCV())
     plt.close("all")
+
+
+def test_dataframe_and_string_labels():
+    pd = pytest.importorskip("pandas")
+    X, y = _cancer()
+    frame = pd.DataFrame(X, columns=[f"f{j}" for j in range(X.shape[1])])
+    labels = np.array(["benign", "malignant"])[y]
+    search = HypergradientSearchCV(
+        _pipe(), {"clf__C": (1e-2, 1e2)}, scoring="neg_log_loss"
+    ).fit(frame, labels)
+    np.testing.assert_array_equal(search.feature_names_in_, frame.columns)
+    np.testing.assert_array_equal(search.classes_, ["benign", "malignant"])
+    assert set(search.predict(frame)) <= {"benign", "malignant"}
+    numeric = HypergradientSearchCV(
+        _pipe(), {"clf__C": (1e-2, 1e2)}, scoring="neg_log_loss"
+    ).fit(X, y)
+    assert search.best_score_ == pytest.approx(numeric.best_score_, rel=1e-10)
