@@ -82,7 +82,7 @@ class CVObjective:
         # Closed-form objectives are exact everywhere; iterative ones solve
         # value-only evaluations more loosely, so only the rows with a
         # hypergradient may be chosen as the optimum.
-        accurate = self.cheap_scan or grad is not None
+        accurate = self._row_is_accurate(grad)
         self.rows.append(
             (
                 theta.copy(),
@@ -107,6 +107,10 @@ class CVObjective:
                 f"time={elapsed:.2f}s",
                 flush=True,
             )
+
+    def _row_is_accurate(self, grad):
+        """Whether an evaluation may be chosen as the optimum."""
+        return self.cheap_scan or grad is not None
 
     def __call__(self, theta, need_grad=True):
         theta = np.asarray(theta, dtype=float)

@@ -13,11 +13,13 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import check_cv
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._cv import FoldsObjective, build_cv_results
 from ._hypergradient import HYPERGRADIENT_METHODS
 from ._outer import minimize_box, minimize_scalar
+from ._stochastic import StochasticFold, StochasticObjective, minimize_stochastic
 from ._validation import check_hypergradient
 
 try:  # scikit-learn >= 1.9 ships a callback API (e.g. sklearn.callback.ProgressBar)
@@ -42,12 +44,19 @@ __all__ = [
     "CallbackSupportMixin",
     "FIT_FRAMES",
     "START_TOLERANCE",
+    "STOCHASTIC_MIN_SAMPLES",
     "with_callbacks",
 ]
 
 # Scalar values within this fraction of the best scalar loss may start the
 # many-hyperparameter search (see BilevelSearchMixin._box_start).
 START_TOLERANCE = 1e-2
+# solver="auto" picks the stochastic mode from this many samples on.
+STOCHASTIC_MIN_SAMPLES = 500_000
+# Mini-batch size of the stochastic mode for batch_size="auto".
+DEFAULT_BATCH_SIZE = 1024
+# Validation mini-batches averaged in each stochastic hypergradient.
+VALIDATION_BATCHES = 4
 
 
 class BilevelSearchMixin(CallbackSupportMixin):
@@ -96,6 +105,83 @@ class BilevelSearchMixin(CallbackSupportMixin):
         """Give the objective the fit's clock and the hyperparameter's name."""
         objective.start_time = start_time
         objective.param_name, objective.param_sign = self._param_name, self._param_sign
+
+    def _check_solver(self, n_samples, method):
+        """The solver to use: ``solver``, or for "auto" the data size's."""
+        if self.solver not in ("auto", "deterministic", "stochastic"):
+            raise ValueError(
+                "solver must be 'auto', 'deterministic' or 'stochastic'; got "
+                f"{self.solver!r}."
+            )
+        batch = self.batch_size
+        if not (
+            (isinstance(batch, str) and batch == "auto")
+            or (
+                isinstance(batch, numbers.Integral)
+                and not isinstance(batch, bool)
+                and batch >= 1
+            )
+        ):
+            raise ValueError(
+                f"batch_size must be 'auto' or a positive integer; got {batch!r}."
+            )
+        if self.solver == "stochastic" and method != "auto":
+            raise ValueError(
+                f"hypergradient={method!r} applies to the deterministic solver; "
+                "the stochastic solver computes its own (stochastic implicit "
+                "differentiation). Leave hypergradient='auto'."
+            )
+        if self.solver == "auto":
+            large = n_samples >= STOCHASTIC_MIN_SAMPLES and method == "auto"
+            return "stochastic" if large else "deterministic"
+        return self.solver
+
+    def _stochastic_objective(
+        self, reader, fit, folds, coef_groups, n_hyper, learn_intercept
+    ):
+        """The stochastic mode's CV objective (one StochasticFold per split).
+
+        Every fold has its own random generator, seeded from
+        ``random_state``, so ``n_jobs`` does not change the results.
+        """
+        batch = DEFAULT_BATCH_SIZE if self.batch_size == "auto" else self.batch_size
+        entropy = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        seeds = np.random.SeedSequence(int(entropy)).spawn(len(folds))
+        stochastic_folds = [
+            StochasticFold(
+                reader,
+                fit,
+                train,
+                test,
+                coef_groups,
+                n_hyper,
+                self.fit_intercept,
+                learn_intercept,
+                batch,
+                int(seed.generate_state(1)[0]),
+            )
+            for (train, test), seed in zip(folds, seeds, strict=True)
+        ]
+        # A fiftieth of an epoch of inner and adjoint steps per outer step:
+        # max_iter=100 outer steps then make two epochs of each.
+        steps = int(np.clip(np.ceil(stochastic_folds[0].epoch / 50), 10, 200))
+        objective = StochasticObjective(
+            stochastic_folds,
+            n_hyper,
+            steps,
+            steps,
+            VALIDATION_BATCHES,
+            self.n_jobs,
+            self.verbose,
+        )
+        return objective
+
+    def _run_stochastic(self, objective, n_hyper, lo, hi):
+        theta0 = self._initial_theta(n_hyper, lo, hi)
+        if theta0 is None:
+            # scikit-learn's default strength (alpha = 1, C = 1), in the box.
+            theta0 = np.clip(np.zeros(n_hyper), lo, hi)
+        return minimize_stochastic(objective, theta0, lo, hi, max_iter=self.max_iter)
 
     def _callback_begin(self, objective, X, y):
         """Open the fit's callback task; each evaluation becomes a subtask.
@@ -178,8 +264,12 @@ class BilevelSearchMixin(CallbackSupportMixin):
         if sp.issparse(X):
             sq = np.asarray(X.multiply(X).T @ sw).ravel() - total * mean**2
         else:
-            # Two passes, so that constant columns give (nearly) exact zeros.
-            sq = sw @ (X - mean) ** 2
+            # Two passes, so that constant columns give (nearly) exact zeros;
+            # in chunks of rows, so that no copy of X is made.
+            sq = np.zeros(X.shape[1])
+            for start in range(0, X.shape[0], 65536):
+                block = X[start : start + 65536] - mean
+                sq += sw[start : start + 65536] @ (block * block)
         sq = scale * sq[np.isfinite(sq)]
         if sq.size == 0 or not sq.max() > 0:  # only constant columns
             return float(np.log(low)), float(np.log(high))

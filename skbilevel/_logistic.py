@@ -22,6 +22,7 @@ from ._estimator import FIT_FRAMES, BilevelSearchMixin, with_callbacks
 from ._kernels import as_index_c
 from ._problems import LogisticProblem
 from ._problems._logistic import uses_float32_gram
+from ._stochastic import LogLossFit, RowReader
 from ._validation import (
     as_float64_data,
     check_bounds,
@@ -94,6 +95,19 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
         Print one line per hypergradient evaluation when > 0.
     warm_start : bool, default=False
         Start from the previous ``C_`` when refitting.
+    solver : {"auto", "deterministic", "stochastic"}, default="auto"
+        "deterministic" solves every fold's training problem (Newton) and
+        adjoint exactly enough for the outer tolerance. "stochastic" uses
+        mini-batches for both (stochastic implicit differentiation, see the
+        user guide) and ``max_iter`` projected stochastic outer steps, then
+        refits deterministically (Newton-CG) at the average of the second
+        half of the outer iterates. "auto" is "stochastic" from 500,000
+        samples on (with ``hypergradient="auto"``), else "deterministic".
+    batch_size : int or "auto", default="auto"
+        Mini-batch size of the stochastic solver ("auto": 1024).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the stochastic solver's mini-batches (the same seed gives the
+        same result, whatever ``n_jobs``).
 
     Attributes
     ----------
@@ -115,6 +129,9 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
         with ``param_C``.
     penalty_groups_ : ndarray or None
     hypergradient_ : str
+        The method used ("sid" in the stochastic mode).
+    solver_ : str
+        The solver used ("deterministic" or "stochastic").
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
 
@@ -154,6 +171,9 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
         n_jobs=None,
         verbose=0,
         warm_start=False,
+        solver="auto",
+        batch_size="auto",
+        random_state=None,
     ):
         self.penalty = penalty
         self.C_init = C_init
@@ -169,6 +189,9 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.warm_start = warm_start
+        self.solver = solver
+        self.batch_size = batch_size
+        self.random_state = random_state
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -236,8 +259,35 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
             n_features, n_out
         )
         lo, hi = self._log_bounds(X, sw)
-
         folds = self._make_folds(X, y, groups, sw, classifier=True)
+        self.solver_ = self._check_solver(X.shape[0], method)
+        if self.solver_ == "stochastic":
+            objective = self._stochastic_objective(
+                RowReader(X),
+                LogLossFit(targets, sw, n_out),
+                folds,
+                group_idx[:n_features],
+                n_hyper,
+                learn_intercept=True,
+            )
+            self.hypergradient_ = "sid"
+            self._attach(objective, start_time)
+            self._callback_begin(objective, X, y)
+            result = self._run_stochastic(objective, n_hyper, lo, hi)
+            split_scores = self._stochastic_scores(
+                objective, folds, X, y, sw, sample_weight
+            )
+            theta = self._finish_search(objective, result, split_scores, False)
+            w0 = np.mean(
+                [
+                    np.vstack([W, b]) if self.fit_intercept else W
+                    for W, b in (f.coefficients() for f in objective.folds)
+                ],
+                axis=0,
+            )
+            self._refit(X, targets, sw, n_out, group_idx, n_hyper, theta, w0, dtype)
+            self._callback_end(X, y)
+            return self
         rows = FoldRows(X.shape[0], folds)  # views of one copy for K-fold
         float32 = method in ("auto", "direct") and uses_float32_gram(
             n_features + self.fit_intercept, n_out, sp.issparse(X)
@@ -285,26 +335,31 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
         theta = self._finish_search(objective, result, split_scores, False)
 
         # Refit on all the data, warm-started from the folds' mean solution.
+        w0 = np.mean(objective.solutions[self.best_index_], axis=0)
+        self._refit(X, targets, sw, n_out, group_idx, n_hyper, theta, w0, dtype)
+        self._callback_end(X, y)
+        return self
+
+    def _refit(self, X, targets, sw, n_out, group_idx, n_hyper, theta, w0, dtype):
+        """Deterministic fit on all the data at ``theta``, warm-started at ``w0``."""
         full = LogisticProblem(
             X, targets, sw, n_out, group_idx, n_hyper, self.fit_intercept
         )
-        w0 = np.mean(objective.solutions[self.best_index_], axis=0)
-        W, converged = full.solve(
-            theta, w0, tol=1e-8, method="direct" if full.can_factorize else "cg"
-        )
+        method = "direct" if full.can_factorize else "cg"
+        # No adjoint follows: chord steps may finish, no Hessian at the end.
+        W, converged = full.solve(theta, w0, tol=1e-8, method=method, for_adjoint=False)
         if not converged:
             warnings.warn(
                 "The final refit did not reach its tolerance; the last Newton "
                 "iterate is used.",
                 ConvergenceWarning,
-                stacklevel=2 + FIT_FRAMES,
+                stacklevel=3 + FIT_FRAMES,
             )
+        n_features = X.shape[1]
         self.coef_ = np.ascontiguousarray(W[:n_features].T).astype(dtype, copy=False)
         self.intercept_ = (
             W[n_features].copy() if self.fit_intercept else np.zeros(n_out)
         ).astype(dtype, copy=False)
-        self._callback_end(X, y)
-        return self
 
     def _penalty_layout(self, n_features, n_out):
         """Hyperparameter group of every coefficient (-1: intercept row)."""
@@ -345,6 +400,21 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
                 test = folds[k][1]
                 kwargs = {} if sample_weight is None else {"sample_weight": sw[test]}
                 out[i, k] = scorer(stand_in, problem.X_val, y[test], **kwargs)
+        return out
+
+    def _stochastic_scores(self, objective, folds, X, y, sw, sample_weight):
+        """Scores of the stochastic rows: the noisy estimates; with ``scoring``,
+        NaN except for the final row, scored on each split's validation rows."""
+        rows = objective.rows
+        if self.scoring is None:
+            return np.array([-r[2] for r in rows])
+        out = np.full((len(rows), len(folds)), np.nan)
+        scorer = check_scoring(self, scoring=self.scoring)
+        for k, (fold, (_, test)) in enumerate(zip(objective.folds, folds, strict=True)):
+            W, b = fold.coefficients()
+            stand_in = self._fold_model(np.vstack([W, b]) if self.fit_intercept else W)
+            kwargs = {} if sample_weight is None else {"sample_weight": sw[test]}
+            out[-1, k] = scorer(stand_in, X[test], y[test], **kwargs)
         return out
 
     def _fold_model(self, W):

@@ -38,6 +38,8 @@ __all__ = ["LogisticProblem", "DIRECT_MAX_PARAMS"]
 # Largest number of coefficients (features+intercept times outputs) for which
 # the Hessian is formed and factorized.
 DIRECT_MAX_PARAMS = 1500
+# Rows per chunk of the float32 Hessian products (bounds their temporaries).
+_GRAM_CHUNK = 65536
 
 
 def uses_float32_gram(n_params, n_out, sparse):
@@ -90,7 +92,8 @@ class LogisticProblem(InnerProblem):
         Validation rows, for :meth:`outer_loss_grad`.
     X32 : ndarray of shape (n_samples, n_features), dtype float32, default=None
         A float32 copy of X for the binary Hessian (a view of a copy shared
-        by the folds); made on first use when None.
+        by the folds); None converts chunks of X at each Hessian instead (a
+        problem that forms few Hessians, such as the final refit).
     """
 
     def __init__(
@@ -109,8 +112,7 @@ class LogisticProblem(InnerProblem):
         X32=None,
     ):
         self.X, self._csr = _prepare_X(X)
-        if X32 is not None:
-            self._X32 = X32
+        self._X32 = X32
         self.targets = as_index_c(targets)
         self.sw = as_float_c(sw)
         self.n_out = n_out
@@ -225,12 +227,19 @@ class LogisticProblem(InnerProblem):
             gram = (B.T @ B).toarray()
             cross = np.asarray(B.T @ root).ravel()
         else:
-            if not hasattr(self, "_X32"):
-                self._X32 = np.ascontiguousarray(self.X, dtype=np.float32)
+            # Chunks of rows bound the float32 temporaries; without a float32
+            # copy of X (X32), each chunk is converted on the fly.
             root32 = root.astype(np.float32)
-            B = self._X32 * root32[:, None]
-            gram = (B.T @ B).astype(np.float64)
-            cross = B.T @ root32
+            source = self._X32 if self._X32 is not None else self.X
+            gram = np.zeros((self.n_features, self.n_features))
+            cross = np.zeros(self.n_features)
+            for start in range(0, source.shape[0], _GRAM_CHUNK):
+                stop = start + _GRAM_CHUNK
+                B = np.multiply(
+                    source[start:stop], root32[start:stop, None], dtype=np.float32
+                )
+                gram += B.T @ B
+                cross += B.T @ root32[start:stop]
         if not self.fit_intercept:
             return gram
         m = self.n_params

@@ -1,0 +1,530 @@
+"""Stochastic implicit differentiation (SID) for large datasets.
+
+With millions of rows every full inner solve and every Hessian-vector
+product is a pass over the data. The stochastic mode replaces them with
+mini-batch estimates (stochastic approximate implicit differentiation):
+
+* the inner problem of each fold is solved by mini-batch SGD, warm-started
+  across outer steps;
+* the adjoint system ``H v = grad E`` by the stochastic relaxed fixed-point
+  iteration ``v <- v - eta_k * gamma * (H_batch v - g)`` with mini-batch
+  Hessian-vector products, warm-started too, where ``g`` (the validation
+  gradient) is averaged over ``n_val_batches`` fresh mini-batches;
+* the hypergradient of an L2 penalty, ``-p_j w_j v_j`` summed per group,
+  needs no data (the cross-derivative is the penalty's);
+* the outer step is a projected stochastic (AdaGrad) step in log-space,
+  whose effective length decreases like ``1 / sqrt(step)``; the returned
+  hyperparameters average the second half of the iterates.
+
+Both stochastic maps are contractions in expectation: their step ``gamma``
+is ``1 / L`` with ``L`` the largest curvature of a mini-batch's training
+Hessian, estimated by power iteration on a few batches (for every batch the
+map ``u -> u - gamma H_batch u`` is then non-expansive, and strictly
+contracting through the penalty), and the relaxation ``eta_k = 1 / (1 + k /
+T)`` decreases with one epoch ``T`` as its half-life. The mean-square
+error of the hypergradient then decreases like ``O(1/t) + O(1/k) + O(1/J)``
+in the numbers of inner steps, adjoint steps and validation batches.
+
+Rows are read by index from the full design matrix (dense, memory-mapped or
+CSR) by :mod:`skbilevel._sid_kernels`: no fold copies the data.
+"""
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+
+from ._cv import CVObjective, map_folds
+from ._linalg import robust_cho_factor
+from ._logistic_kernels import samplewise_hvp, samplewise_loss_grad
+from ._outer import OuterResult
+from ._problems._base import penalty_weights
+from ._sid_kernels import (
+    csr_gather_scatter,
+    csr_gather_scores,
+    dense_gather_scatter,
+    dense_gather_scores,
+)
+from ._validation import as_float64_data
+
+__all__ = [
+    "LogLossFit",
+    "RowReader",
+    "SquaredFit",
+    "StochasticFold",
+    "StochasticObjective",
+    "minimize_stochastic",
+]
+
+# Rows per chunk of the full passes (column means, final validation loss).
+_CHUNK = 65536
+# Coefficients per output past which the preconditioner is diagonal.
+_DENSE_PRECONDITIONER = 1000
+# Outer steps between two estimates of the data curvature and of the step.
+_REFRESH = 10
+
+
+class RowReader:
+    """A design matrix read by row index, without copying it.
+
+    Dense input (a memory map included, read-only or not) is used in place
+    when it is float64 and C-contiguous; CSR input is normalized once.
+    """
+
+    def __init__(self, X):
+        if sp.issparse(X):
+            X = as_float64_data(X)
+            self.csr = (X.data, X.indices, X.indptr)
+            self.dense = None
+        else:
+            self.csr = None
+            X = np.asarray(X)
+            if X.dtype != np.float64 or not X.flags.c_contiguous:
+                X = np.ascontiguousarray(X, dtype=np.float64)
+            self.dense = X
+        self.n_samples, self.n_features = X.shape
+
+    def scores(self, rows, mean, W, intercept):
+        """``(X[rows] - mean) @ W + intercept``."""
+        if self.csr is None:
+            return dense_gather_scores(self.dense, rows, mean, W, intercept)
+        return csr_gather_scores(*self.csr, rows, mean, W, intercept)
+
+    def scatter(self, rows, mean, R):
+        """``(X[rows] - mean).T @ R`` and ``R.sum(0)``."""
+        if self.csr is None:
+            return dense_gather_scatter(self.dense, rows, mean, R)
+        return csr_gather_scatter(*self.csr, rows, mean, R)
+
+    def weighted_mean(self, rows, weights):
+        """Weighted column means of ``X[rows]`` (one BLAS pass over X, no copy)."""
+        selected = np.zeros(self.n_samples)
+        selected[rows] = weights[rows]
+        if self.csr is None:
+            total = selected @ self.dense
+        else:
+            data, indices, indptr = self.csr
+            X = sp.csr_matrix(
+                (data, indices, indptr), shape=(self.n_samples, self.n_features)
+            )
+            total = np.asarray(X.T @ selected).ravel()
+        return total / selected.sum()
+
+
+class LogLossFit:
+    """Log-loss data term: ``targets`` are class indices, ``n_out`` 1 = sigmoid."""
+
+    val_factor = 1.0
+
+    def __init__(self, targets, sw, n_out):
+        self.targets, self.sw, self.n_out = targets, sw, n_out
+        # Largest eigenvalue of one sample's loss Hessian in its scores.
+        self.curvature = 0.25 if n_out == 1 else 0.5
+
+    def residual(self, Z, rows):
+        """``(sum_i sw_i loss_i, d/dZ, state for curvature products)``."""
+        return samplewise_loss_grad(Z, self.targets[rows], self.sw[rows])
+
+    def curvature_product(self, state, rows, Zv):
+        return samplewise_hvp(state, Zv, self.sw[rows])
+
+    def curvature_weights(self, state, rows):
+        """Per-sample, per-output diagonal curvature (preconditioner)."""
+        return self.sw[rows][:, None] * state * (1.0 - state)
+
+
+class SquaredFit:
+    """Squared error ``0.5 * sw * ||y - z||^2``; ``Y`` of shape (n, n_targets)."""
+
+    curvature = 1.0
+
+    def __init__(self, Y, sw):
+        self.Y, self.sw = Y, sw
+        self.n_out = Y.shape[1]
+        # The validation loss is the mean squared error over targets.
+        self.val_factor = 2.0 / self.n_out
+
+    def residual(self, Z, rows):
+        weights = self.sw[rows][:, None]
+        r = Z - self.Y[rows]
+        return 0.5 * float(np.sum(weights * r * r)), weights * r, None
+
+    def curvature_product(self, state, rows, Zv):
+        return self.sw[rows][:, None] * Zv
+
+    def curvature_weights(self, state, rows):
+        return np.repeat(self.sw[rows][:, None], self.n_out, axis=1)
+
+
+class StochasticFold:
+    """One split: preconditioned SGD inner iterate, stochastic adjoint, hypergradient.
+
+    Plain SGD needs about as many steps as the condition number of the
+    training Hessian (thousands on correlated features). Both stochastic
+    maps are therefore preconditioned by ``P``, the inverse of the training
+    Hessian estimated on a sample of rows at the current iterate and
+    penalty (per output; its diagonal past 1000 coefficients), refreshed at
+    every outer step. Their step is ``1 / L`` with ``L`` the largest
+    eigenvalue of ``P H_batch`` over a few batches (power iteration, 10%
+    margin): every sampled map ``u -> u - gamma P H_batch u`` is then
+    non-expansive, and contracting through the penalty, hence a contraction
+    in expectation.
+
+    Parameters
+    ----------
+    reader : RowReader
+    fit : LogLossFit or SquaredFit
+    train, test : ndarray of int64
+        Row indices of the split's two parts.
+    coef_groups : ndarray of shape (n_features, n_out), dtype int64
+        Hyperparameter group of every coefficient.
+    n_hyper : int
+    fit_intercept : bool
+    learn_intercept : bool
+        True: the intercept is an (unpenalized) coordinate of the iterate
+        (log-loss). False: it is fixed at the weighted mean of the training
+        targets (squared error on centered rows: exact).
+    batch_size : int
+    seed : int
+        Seed of this fold's own random generator (results do not depend on
+        how folds are spread over threads).
+    """
+
+    def __init__(
+        self,
+        reader,
+        fit,
+        train,
+        test,
+        coef_groups,
+        n_hyper,
+        fit_intercept,
+        learn_intercept,
+        batch_size,
+        seed,
+    ):
+        self.reader, self.fit = reader, fit
+        self.train = np.ascontiguousarray(train, dtype=np.int64)
+        self.test = np.ascontiguousarray(test, dtype=np.int64)
+        self.coef_groups, self.n_hyper = coef_groups, n_hyper
+        self.learn_intercept = learn_intercept and fit_intercept
+        self.batch = int(min(batch_size, len(self.train)))
+        self.rng = np.random.default_rng(seed)
+        self.n_train = len(self.train)
+        n_features, n_out = reader.n_features, fit.n_out
+        sw = fit.sw
+        self.mean = (
+            reader.weighted_mean(self.train, sw)
+            if fit_intercept
+            else np.zeros(n_features)
+        )
+        self.n_aug = n_features + int(self.learn_intercept)
+        self.A = np.zeros((self.n_aug, n_out))  # [W; b] when the intercept is learnt
+        self.V = np.zeros((self.n_aug, n_out))  # adjoint, same layout
+        self.b = np.zeros(n_out)
+        if fit_intercept and not self.learn_intercept:
+            self.b = sw[self.train] @ fit.Y[self.train] / sw[self.train].sum()
+        self.val_weight = float(sw[self.test].mean())
+        # Half-life of the decreasing steps: one epoch of the training part.
+        self.epoch = max(1.0, self.n_train / self.batch)
+        self.sample_size = int(min(self.n_train, max(4096, 8 * self.n_aug)))
+        self.t = 0  # inner steps taken so far (all outer steps together)
+        self.k = 0  # adjoint steps taken so far
+        self._top = None  # top eigenvector of P H_batch (step size)
+        self._refreshes = 0
+
+    # ------------------------------------------------------------ algebra
+    @property
+    def W(self):
+        return self.A[: self.reader.n_features]
+
+    def _intercept(self, A):
+        return A[-1] if self.learn_intercept else np.zeros(A.shape[1])
+
+    def _augment(self, gW, gb):
+        return np.vstack([gW, gb]) if self.learn_intercept else gW
+
+    def _sample(self, pool, size):
+        """``size`` rows drawn uniformly with replacement, in increasing order
+        (the gathers then walk the memory forwards)."""
+        return np.sort(pool[self.rng.integers(0, len(pool), size)])
+
+    def _penalty(self, p):
+        """Per-sample penalty weights in the augmented layout (intercept: 0)."""
+        pen = p / self.n_train
+        return self._augment(pen, np.zeros(pen.shape[1]))
+
+    def _scores(self, rows):
+        return self.reader.scores(
+            rows, self.mean, self.W, self.b + self._intercept(self.A)
+        )
+
+    def _data_gradient(self, rows):
+        """Sum of losses, mean data gradient (augmented) and curvature state."""
+        loss, R, state = self.fit.residual(self._scores(rows), rows)
+        gW, gb = self.reader.scatter(rows, self.mean, R)
+        return loss, self._augment(gW, gb) / len(rows), state
+
+    def _batch_hvp(self, rows, state, U, pen):
+        """``(H_batch / n) U`` with the data curvature ``state`` of ``rows``."""
+        n_features = self.reader.n_features
+        Zv = self.reader.scores(rows, self.mean, U[:n_features], self._intercept(U))
+        R = self.fit.curvature_product(state, rows, Zv)
+        hW, hb = self.reader.scatter(rows, self.mean, R)
+        return self._augment(hW, hb) / len(rows) + pen * U
+
+    # ------------------------------------------------------ preconditioner
+    def _dense_rows(self, rows):
+        """Centered rows (with a column of ones for a learnt intercept)."""
+        if self.reader.csr is None:
+            block = self.reader.dense[rows] - self.mean
+        else:
+            data, indices, indptr = self.reader.csr
+            X = sp.csr_matrix(
+                (data, indices, indptr),
+                shape=(self.reader.n_samples, self.reader.n_features),
+            )
+            block = X[rows].toarray() - self.mean
+        if self.learn_intercept:
+            block = np.hstack([block, np.ones((len(rows), 1))])
+        return block
+
+    def _sample_curvature(self):
+        """Data part of the preconditioner, estimated on a sample of rows."""
+        rows = self._sample(self.train, self.sample_size)
+        _, _, state = self.fit.residual(self._scores(rows), rows)
+        weights = self.fit.curvature_weights(state, rows) / len(rows)
+        floor = 1e-12 * max(float(np.max(weights)) * len(rows), 1e-300)
+        if self.n_aug <= _DENSE_PRECONDITIONER:
+            block = self._dense_rows(rows)
+            grams = [
+                block.T @ (weights[:, k : k + 1] * block)
+                for k in range(weights.shape[1])
+            ]
+            return grams, floor
+        diagonal = np.zeros((self.n_aug, weights.shape[1]))
+        for start in range(0, len(rows), 512):
+            block = self._dense_rows(rows[start : start + 512])
+            diagonal += (block * block).T @ weights[start : start + 512]
+        return diagonal, floor
+
+    def refresh(self, p):
+        """Preconditioner and step at the current iterate and penalty ``p``.
+
+        The data curvature (a sample of rows, a d x d product) and the step
+        are re-estimated every ``_REFRESH`` outer steps, the penalty's share
+        at every one (a d x d factorization).
+        """
+        pen = self._penalty(p)
+        first = self._top is None
+        if first or self._refreshes % _REFRESH == 0:
+            self._curvature, floor = self._sample_curvature()
+            self._floor = floor
+            estimate_step = True
+        else:
+            estimate_step = False
+        self._refreshes += 1
+        self._factors = self._diagonal = None
+        if isinstance(self._curvature, list):
+            self._factors = []
+            for k, gram in enumerate(self._curvature):
+                gram = gram.copy()
+                gram[np.diag_indices_from(gram)] += pen[:, k] + self._floor
+                self._factors.append(robust_cho_factor(gram))
+        else:
+            self._diagonal = self._curvature + pen + self._floor
+        if not estimate_step:
+            return pen
+        # Step: 1 / (largest eigenvalue of P H_batch) over batches, by power
+        # iteration: 20 products on two batches the first time, then 3 on
+        # one batch from the previous top eigenvector (it moves slowly).
+        largest = 0.0
+        for _ in range(2 if first else 1):
+            rows = self._sample(self.train, self.batch)
+            _, _, state = self.fit.residual(self._scores(rows), rows)
+            u = self.rng.standard_normal(self.A.shape) if first else self._top
+            value = 0.0
+            for _ in range(20 if first else 3):
+                u = u / max(np.linalg.norm(u), np.finfo(float).tiny)
+                u = self._precondition(self._batch_hvp(rows, state, u, pen))
+                value = np.linalg.norm(u)
+            largest = max(largest, value)
+            self._top = u
+        self.gamma = 1.0 / (1.1 * max(largest, np.finfo(float).tiny))
+        return pen
+
+    def _precondition(self, G):
+        if self._diagonal is not None:
+            return G / self._diagonal
+        out = np.empty_like(G)
+        for k, factor in enumerate(self._factors):
+            out[:, k] = scipy.linalg.cho_solve(factor, G[:, k], check_finite=False)
+        return out
+
+    # -------------------------------------------------------------- solves
+    def inner(self, pen, n_steps):
+        """``n_steps`` of preconditioned mini-batch SGD (training loss / n)."""
+        for _ in range(n_steps):
+            step = self.gamma / (1.0 + self.t / self.epoch)
+            _, g, _ = self._data_gradient(self._sample(self.train, self.batch))
+            self.A -= step * self._precondition(g + pen * self.A)
+            self.t += 1
+
+    def validation(self, n_batches):
+        """Validation loss and gradient estimated on ``n_batches`` fresh batches."""
+        rows = self._sample(self.test, self.batch * n_batches)
+        loss, g, _ = self._data_gradient(rows)
+        scale = self.fit.val_factor / self.val_weight
+        return scale * loss / len(rows), scale * g
+
+    def adjoint(self, pen, g, n_steps):
+        """Stochastic relaxed fixed-point steps on ``(H / n) v~ = g``."""
+        for _ in range(n_steps):
+            step = self.gamma / (1.0 + self.k / self.epoch)
+            rows = self._sample(self.train, self.batch)
+            _, _, state = self.fit.residual(self._scores(rows), rows)
+            residual = self._batch_hvp(rows, state, self.V, pen) - g
+            self.V -= step * self._precondition(residual)
+            self.k += 1
+
+    def hypergradient(self, p):
+        """``-sum_{j in g} p_j w_j v_j`` per group, with ``v = v~ / n_train``."""
+        n_features = self.reader.n_features
+        weights = (p * self.A[:n_features] * self.V[:n_features]).ravel()
+        return -np.bincount(
+            self.coef_groups.ravel(),
+            weights=weights / self.n_train,
+            minlength=self.n_hyper,
+        )
+
+    def evaluate(self, theta, inner_steps, adjoint_steps, n_val_batches):
+        """One stochastic hypergradient: returns (validation loss, hypergradient)."""
+        p = penalty_weights(theta, self.coef_groups)
+        pen = self.refresh(p)
+        self.inner(pen, inner_steps)
+        loss, g = self.validation(n_val_batches)
+        self.adjoint(pen, g, adjoint_steps)
+        return loss, self.hypergradient(p)
+
+    def settle(self, theta, n_steps):
+        """Inner steps at ``theta`` (fresh preconditioner); returns nothing."""
+        pen = self.refresh(penalty_weights(theta, self.coef_groups))
+        self.inner(pen, n_steps)
+
+    def full_validation_loss(self):
+        """Validation loss of the current iterate over every validation row."""
+        total = 0.0
+        for start in range(0, len(self.test), _CHUNK):
+            rows = self.test[start : start + _CHUNK]
+            total += self.fit.residual(self._scores(rows), rows)[0]
+        return self.fit.val_factor * total / (self.val_weight * len(self.test))
+
+    def coefficients(self):
+        """``(W, intercept)`` in the original (uncentered) coordinates."""
+        W = self.W.copy()
+        return W, self.b + self._intercept(self.A) - self.mean @ W
+
+
+class StochasticObjective(CVObjective):
+    """Mean over folds of stochastic validation losses and hypergradients.
+
+    Rows of ``cv_results_`` are the noisy estimates; only the final
+    evaluation (:meth:`final`), whose loss uses every validation row, is
+    marked accurate.
+    """
+
+    noisy = True
+
+    def _row_is_accurate(self, grad):
+        return not self.noisy
+
+    def __init__(
+        self,
+        folds,
+        n_hyper,
+        inner_steps,
+        adjoint_steps,
+        n_val_batches,
+        n_jobs=None,
+        verbose=0,
+    ):
+        super().__init__(n_hyper, len(folds), verbose)
+        self.folds = folds
+        self.inner_steps = inner_steps
+        self.adjoint_steps = adjoint_steps
+        self.n_val_batches = n_val_batches
+        self.n_jobs = n_jobs
+
+    def _evaluate(self, theta, need_grad):
+        results = map_folds(
+            lambda fold: fold.evaluate(
+                theta, self.inner_steps, self.adjoint_steps, self.n_val_batches
+            ),
+            self.folds,
+            self.n_jobs,
+        )
+        losses = np.array([r[0] for r in results])
+        grad = np.mean([r[1] for r in results], axis=0)
+        return float(losses.mean()), grad, losses
+
+    def final(self, theta, inner_epochs=0.25):
+        """Settle every fold at ``theta`` and log its full validation loss."""
+
+        def settle(fold):
+            fold.settle(theta, int(np.ceil(inner_epochs * fold.epoch)))
+            return fold.full_validation_loss()
+
+        with self._callback_task():
+            losses = np.array(map_folds(settle, self.folds, self.n_jobs))
+            self.noisy = False
+            self._log(np.asarray(theta, dtype=float), losses.mean(), losses, None)
+            self.noisy = True
+        return float(losses.mean())
+
+
+def minimize_stochastic(objective, theta0, lo, hi, *, max_iter, step=0.5):
+    """Projected stochastic (AdaGrad) steps in log-space, then iterate averaging.
+
+    With several hyperparameters, the first third of the steps moves their
+    common value only (the summed hypergradient), the rest each one.
+
+    Parameters
+    ----------
+    objective : StochasticObjective
+    theta0 : ndarray of shape (n_hyper,)
+    lo, hi : float
+        Box in log-space.
+    max_iter : int
+        Number of stochastic outer steps.
+    step : float, default=0.5
+        First step length in log-space (per coordinate).
+
+    Returns
+    -------
+    result : OuterResult
+        ``theta`` is the mean of the second half of the iterates; ``f`` the
+        full validation loss there (:meth:`StochasticObjective.final`).
+    """
+    theta = np.clip(np.asarray(theta0, dtype=float), lo, hi)
+    n_hyper = theta.size
+    common_steps = max_iter // 3 if n_hyper > 1 else 0
+    accumulated = np.zeros(n_hyper)
+    accumulated_common = 0.0
+    iterates = []
+    for s in range(max_iter):
+        _, grad = objective(theta, True)
+        if s < common_steps:
+            g = float(np.sum(grad))
+            accumulated_common += g * g
+            if accumulated_common > 0:
+                theta = theta - step * g / np.sqrt(accumulated_common)
+        else:
+            accumulated += grad * grad
+            scale = np.sqrt(accumulated)
+            theta = theta - step * np.divide(
+                grad, scale, out=np.zeros_like(grad), where=scale > 0
+            )
+        theta = np.clip(theta, lo, hi)
+        iterates.append(theta)
+    averaged = np.mean(iterates[len(iterates) // 2 :], axis=0)
+    f = objective.final(averaged)
+    return OuterResult(averaged, f, max_iter, True)
