@@ -28,6 +28,7 @@ from ._problems._ridge_cv import (
     SpectralHoldoutObjective,
     SpectralLOOObjective,
 )
+from ._stochastic import RowReader, SquaredFit
 from ._validation import (
     as_float64_data,
     check_bounds,
@@ -120,6 +121,20 @@ class BilevelRidgeCV(
         Print one line per hypergradient evaluation when > 0.
     warm_start : bool, default=False
         Start from the previous ``alpha_`` when refitting.
+    solver : {"auto", "deterministic", "stochastic"}, default="auto"
+        "stochastic" replaces every fold's solves by mini-batch estimates
+        (stochastic implicit differentiation, see the user guide), takes
+        ``max_iter`` projected stochastic outer steps and refits
+        deterministically at the average of the second half of them. "auto"
+        is "stochastic" from 500,000 samples on (with
+        ``hypergradient="auto"`` and ``cv`` not None), else "deterministic".
+        With a penalty shared by all features the deterministic path costs
+        one Gram matrix per fold and is usually faster whatever the size.
+    batch_size : int or "auto", default="auto"
+        Mini-batch size of the stochastic solver ("auto": 1024).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the stochastic solver's mini-batches (the same seed gives the
+        same result, whatever ``n_jobs``).
 
     Attributes
     ----------
@@ -147,7 +162,9 @@ class BilevelRidgeCV(
     penalty_groups_ : ndarray or None
         Distinct group ids when ``penalty`` is an array.
     hypergradient_ : str
-        The method that was used.
+        The method that was used ("sid" in the stochastic mode).
+    solver_ : str
+        The solver that was used ("deterministic" or "stochastic").
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Defined only when X has feature names that are all strings.
@@ -188,6 +205,9 @@ class BilevelRidgeCV(
         n_jobs=None,
         verbose=0,
         warm_start=False,
+        solver="auto",
+        batch_size="auto",
+        random_state=None,
     ):
         self.penalty = penalty
         self.alpha_init = alpha_init
@@ -202,6 +222,9 @@ class BilevelRidgeCV(
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.warm_start = warm_start
+        self.solver = solver
+        self.batch_size = batch_size
+        self.random_state = random_state
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -278,6 +301,29 @@ class BilevelRidgeCV(
         lo, hi = self._log_bounds(X, sw)
         self.penalty_groups_ = labels
 
+        self.solver_ = self._check_solver(n_samples, method)
+        if self.cv is None and self.solver_ == "stochastic":
+            if self.solver == "stochastic":
+                raise ValueError(
+                    "cv=None is exact leave-one-out (deterministic); the "
+                    "stochastic solver needs hold-out splits (cv=5, ...)."
+                )
+            self.solver_ = "deterministic"
+        if self.solver_ == "stochastic":
+            folds = self._make_folds(X, y, groups, sw, classifier=False)
+            objective = self._stochastic_objective(
+                RowReader(X), SquaredFit(Y, sw), folds, group_idx, n_hyper, False
+            )
+            self.hypergradient_ = "sid"
+            self._attach(objective, start_time)
+            self._callback_begin(objective, X, y)
+            result = self._run_stochastic(objective, n_hyper, lo, hi)
+            split_scores = self._stochastic_scores(objective, folds, X, Y, sw)
+            theta = self._finish_search(objective, result, split_scores, False)
+            self._precomputed = {}
+            self._refit(X, Y, sw, theta, group_idx, n_hyper, dtype, y.ndim)
+            self._callback_end(X, y)
+            return self
         if self.cv is None:
             objective, method = self._loo_objective(
                 X, Y, sw, group_idx, n_hyper, shared
@@ -426,6 +472,26 @@ class BilevelRidgeCV(
                 ):
                     pred = np.asarray(problem.X_val @ w) + problem.intercept(w)
                     out[i, k] = score(pred, problem.Y_val, problem.sw_val)
+        return out
+
+    def _stochastic_scores(self, objective, folds, X, Y, sw):
+        """Scores of the stochastic rows: the noisy estimates; with ``scoring``,
+        NaN except for the final row, scored on each split's validation rows."""
+        rows = objective.rows
+        if self.scoring is None:
+            return np.array([-r[2] for r in rows])
+        scorer = check_scoring(self, scoring=self.scoring)
+        passthrough = _PredictionsAsInput()
+        out = np.full((len(rows), len(folds)), np.nan)
+        weighted = not np.all(sw == 1.0)
+        for k, (fold, (_, test)) in enumerate(zip(objective.folds, folds, strict=True)):
+            W, intercept = fold.coefficients()
+            pred = np.asarray(X[test] @ W) + intercept
+            y_true = Y[test]
+            if Y.shape[1] == 1:
+                pred, y_true = pred[:, 0], y_true[:, 0]
+            kwargs = {"sample_weight": sw[test]} if weighted else {}
+            out[-1, k] = scorer(passthrough, pred, y_true, **kwargs)
         return out
 
     def _refit(self, X, Y, sw, theta, group_idx, n_hyper, dtype, y_ndim):

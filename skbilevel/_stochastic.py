@@ -245,7 +245,15 @@ class StochasticFold:
 
     def _sample(self, pool, size):
         """``size`` rows drawn uniformly with replacement, in increasing order
-        (the gathers then walk the memory forwards)."""
+        (the gathers then walk the memory forwards).
+
+        A batch at least as large as the pool is the whole pool: on small data
+        the method is then deterministic full-batch preconditioned gradient
+        descent, and integer sample weights are exactly equivalent to
+        repeated rows (every step is invariant to the objective's scale).
+        """
+        if size >= len(pool):
+            return np.sort(pool)
         return np.sort(pool[self.rng.integers(0, len(pool), size)])
 
     def _penalty(self, p):

@@ -13,6 +13,8 @@ ESTIMATORS = [
     BilevelLogisticCV(),
     BilevelLogisticCV(penalty="per_feature"),
     BilevelLogisticCV(hypergradient="cg"),
+    BilevelRidgeCV(solver="stochastic", max_iter=10, random_state=0),
+    BilevelLogisticCV(solver="stochastic", max_iter=10, random_state=0),
 ]
 
 

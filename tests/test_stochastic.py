@@ -1,0 +1,201 @@
+"""The stochastic mode: hypergradient error, optimum, reproducibility, inputs."""
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.datasets import make_classification, make_regression
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
+from sklearn.model_selection import ShuffleSplit, StratifiedKFold
+
+from skbilevel import BilevelLogisticCV, BilevelRidgeCV
+from skbilevel._hypergradient import FoldState, fold_value_and_grad
+from skbilevel._problems._logistic import LogisticProblem
+from skbilevel._problems._ridge import RidgeProblem
+from skbilevel._stochastic import LogLossFit, RowReader, SquaredFit, StochasticFold
+
+
+def _split_problem(model):
+    """One hold-out split, per-feature strengths, and its exact hypergradient."""
+    if model == "logistic":
+        X, y = make_classification(
+            6000, 8, n_informative=6, n_redundant=0, random_state=0
+        )
+    else:
+        X, y = make_regression(6000, 8, noise=10.0, random_state=0)
+    train, test = np.arange(4000), np.arange(4000, 6000)
+    d = X.shape[1]
+    groups = np.arange(d, dtype=np.int64)[:, None]
+    theta = np.log(np.full(d, 20.0)) + np.linspace(-1.0, 1.0, d)
+    sw = np.ones(len(y))
+    if model == "logistic":
+        with_intercept = np.vstack([groups, [[-1]]])
+        problem = LogisticProblem(
+            X[train], y[train], sw[train], 1, with_intercept, d, True,
+            X_val=X[test], targets_val=y[test], sw_val=sw[test],
+        )  # fmt: skip
+        fit = LogLossFit(y.astype(np.int64), sw, 1)
+    else:
+        Y = y[:, None]
+        problem = RidgeProblem(
+            X[train], Y[train], sw[train], groups, d, True,
+            X_val=X[test], Y_val=Y[test], sw_val=sw[test],
+        )  # fmt: skip
+        fit = SquaredFit(Y, sw)
+    _, exact, _ = fold_value_and_grad(
+        problem,
+        theta,
+        FoldState(),
+        method="direct",
+        need_grad=True,
+        inner_tol=1e-12,
+        adjoint_tol=1e-12,
+        adjoint_max_iter=100,
+    )
+
+    def error(inner, adjoint, n_val, seeds=range(6)):
+        """Mean relative squared error of the stochastic hypergradient."""
+        errors = []
+        for seed in seeds:
+            fold = StochasticFold(
+                RowReader(X), fit, train, test, groups, d, True,
+                model == "logistic", 64, seed,
+            )  # fmt: skip
+            _, estimate = fold.evaluate(theta, inner, adjoint, n_val)
+            errors.append(np.sum((estimate - exact) ** 2) / np.sum(exact**2))
+        return np.mean(errors)
+
+    return error
+
+
+@pytest.mark.parametrize("model", ["logistic", "ridge"])
+def test_hypergradient_error_shrinks_with_each_budget(model):
+    """error ~ O(1/t) + O(1/k) + O(1/J): each budget, grown alone, lowers it."""
+    error = _split_problem(model)
+    large = dict(inner=2000, adjoint=2000, n_val=100)
+    reference = error(**large)
+    assert reference < 0.15
+    for name, small in [("inner", 20), ("adjoint", 20), ("n_val", 1)]:
+        assert error(**{**large, name: small}) > 2 * reference, name
+    # All three together, a decade at a time.
+    errors = [error(t, t, j) for t, j in [(30, 1), (300, 10), (3000, 100)]]
+    assert errors[0] > errors[1] > errors[2]
+
+
+def test_stochastic_lands_near_the_deterministic_optimum():
+    X, y = make_classification(40000, 10, n_informative=5, random_state=0)
+    cv = StratifiedKFold(3, shuffle=True, random_state=0)
+    exact = BilevelLogisticCV(cv=cv).fit(X, y)
+    noisy = BilevelLogisticCV(cv=cv, solver="stochastic", random_state=0).fit(X, y)
+    assert noisy.solver_ == "stochastic" and exact.solver_ == "deterministic"
+
+    def cv_log_loss(C):  # computed independently, with scikit-learn's fits
+        losses = []
+        for train, test in cv.split(X, y):
+            model = LogisticRegression(C=C, tol=1e-10, max_iter=1000)
+            model.fit(X[train], y[train])
+            losses.append(log_loss(y[test], model.predict_proba(X[test])))
+        return np.mean(losses)
+
+    # Within 0.1% of the optimum of the CV log-loss.
+    assert cv_log_loss(noisy.C_) <= cv_log_loss(exact.C_) * (1 + 1e-3)
+    assert -noisy.best_score_ == pytest.approx(-exact.best_score_, rel=1e-2)
+    # The final model is the deterministic refit at C_.
+    refit = LogisticRegression(C=noisy.C_, tol=1e-10, max_iter=1000).fit(X, y)
+    np.testing.assert_allclose(noisy.coef_, refit.coef_, rtol=1e-4, atol=1e-6)
+
+
+def test_stochastic_ridge_per_feature_near_deterministic():
+    X, y = make_regression(30000, 20, n_informative=5, noise=20.0, random_state=0)
+    cv = ShuffleSplit(1, test_size=0.25, random_state=0)
+    kwargs = dict(penalty="per_feature", cv=cv)
+    exact = BilevelRidgeCV(**kwargs).fit(X, y)
+    noisy = BilevelRidgeCV(**kwargs, solver="stochastic", random_state=0).fit(X, y)
+    assert -noisy.best_score_ <= -exact.best_score_ * (1 + 2e-3)
+    assert np.isfinite(noisy.coef_).all() and noisy.alpha_.shape == (20,)
+    # cv_results_: the noisy estimates along the way, the chosen point last.
+    results = noisy.cv_results_
+    assert len(results["params"]) == noisy.max_iter + 1
+    assert noisy.best_index_ == len(results["params"]) - 1
+    assert np.isfinite(results["hypergradient_norm"][:-1]).all()
+
+
+def test_reproducible_and_independent_of_n_jobs():
+    X, y = make_classification(3000, 6, random_state=0)
+    kwargs = dict(solver="stochastic", penalty="per_feature", max_iter=20, cv=3)
+    a = BilevelLogisticCV(**kwargs, random_state=3).fit(X, y)
+    b = BilevelLogisticCV(**kwargs, random_state=3, n_jobs=2).fit(X, y)
+    c = BilevelLogisticCV(**kwargs, random_state=4).fit(X, y)
+    np.testing.assert_array_equal(a.C_, b.C_)
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+    np.testing.assert_array_equal(
+        a.cv_results_["mean_test_score"], b.cv_results_["mean_test_score"]
+    )
+    assert not np.array_equal(a.C_, c.C_)
+
+
+def test_sparse_and_memory_mapped_inputs(tmp_path):
+    X, y = make_classification(4000, 12, random_state=0)
+    kwargs = dict(solver="stochastic", max_iter=15, random_state=0, batch_size=256)
+    dense = BilevelLogisticCV(**kwargs).fit(X, y)
+    sparse = BilevelLogisticCV(**kwargs).fit(sp.csr_matrix(X), y)
+    # The same samples and the same arithmetic, through the CSR kernels.
+    np.testing.assert_allclose(sparse.C_, dense.C_, rtol=1e-6)
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+    mapped = np.load(path, mmap_mode="r")  # read-only memory map
+    reader = RowReader(mapped)
+    assert np.shares_memory(reader.dense, mapped)  # read in place
+    from_map = BilevelLogisticCV(**kwargs).fit(mapped, y)
+    np.testing.assert_allclose(from_map.coef_, dense.coef_, rtol=1e-10)
+
+
+def test_multinomial_and_scoring():
+    X, y = make_classification(3000, 8, n_informative=5, n_classes=3, random_state=0)
+    clf = BilevelLogisticCV(
+        solver="stochastic", max_iter=20, random_state=0, scoring="accuracy"
+    ).fit(X, y)
+    assert clf.coef_.shape == (3, 8) and np.isfinite(clf.coef_).all()
+    scores = clf.cv_results_["mean_test_score"]
+    # Only the final point is scored with `scoring` (the others are estimates
+    # of the log-loss on mini-batches).
+    assert np.isnan(scores[:-1]).all() and 0.5 < scores[-1] <= 1.0
+    assert clf.score(X, y) > 0.6
+
+
+def test_auto_switches_on_size(monkeypatch):
+    import skbilevel._estimator as estimator_module
+
+    X, y = make_classification(2000, 5, random_state=0)
+    assert BilevelLogisticCV(max_iter=5).fit(X, y).solver_ == "deterministic"
+    monkeypatch.setattr(estimator_module, "STOCHASTIC_MIN_SAMPLES", 1000)
+    assert BilevelLogisticCV(max_iter=5).fit(X, y).solver_ == "stochastic"
+    # An explicit hypergradient method keeps the deterministic solver.
+    chosen = BilevelLogisticCV(max_iter=5, hypergradient="cg").fit(X, y)
+    assert chosen.solver_ == "deterministic"
+    # Exact leave-one-out stays deterministic.
+    assert BilevelRidgeCV(cv=None).fit(X, y).solver_ == "deterministic"
+
+
+@pytest.mark.parametrize(
+    "Estimator, params, match",
+    [
+        (BilevelLogisticCV, {"solver": "sgd"}, "solver must be"),
+        (BilevelLogisticCV, {"batch_size": 0}, "batch_size must be"),
+        (BilevelRidgeCV, {"batch_size": 1.5}, "batch_size must be"),
+        (
+            BilevelLogisticCV,
+            {"solver": "stochastic", "hypergradient": "cg"},
+            "applies to the deterministic",
+        ),
+        (BilevelRidgeCV, {"solver": "stochastic", "cv": None}, "leave-one-out"),
+    ],
+)
+def test_bad_parameters(Estimator, params, match):
+    X, y = make_classification(200, 4, random_state=0)
+    with pytest.raises(ValueError, match=match):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            Estimator(**params).fit(X, y)
