@@ -181,7 +181,9 @@ class BilevelSearchMixin(CallbackSupportMixin):
         if theta0 is None:
             # scikit-learn's default strength (alpha = 1, C = 1), in the box.
             theta0 = np.clip(np.zeros(n_hyper), lo, hi)
-        return minimize_stochastic(objective, theta0, lo, hi, max_iter=self.max_iter)
+        return minimize_stochastic(
+            objective, theta0, lo, hi, max_iter=self.max_iter, tol=self.tol
+        )
 
     def _callback_begin(self, objective, X, y):
         """Open the fit's callback task; each evaluation becomes a subtask.
@@ -267,9 +269,9 @@ class BilevelSearchMixin(CallbackSupportMixin):
             # Two passes, so that constant columns give (nearly) exact zeros;
             # in chunks of rows, so that no copy of X is made.
             sq = np.zeros(X.shape[1])
-            for start in range(0, X.shape[0], 65536):
-                block = X[start : start + 65536] - mean
-                sq += sw[start : start + 65536] @ (block * block)
+            for start in range(0, X.shape[0], 8192):
+                block = X[start : start + 8192] - mean
+                sq += sw[start : start + 8192] @ (block * block)
         sq = scale * sq[np.isfinite(sq)]
         if sq.size == 0 or not sq.max() > 0:  # only constant columns
             return float(np.log(low)), float(np.log(high))

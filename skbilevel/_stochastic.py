@@ -61,6 +61,9 @@ _CHUNK = 65536
 _DENSE_PRECONDITIONER = 1000
 # Outer steps between two estimates of the data curvature and of the step.
 _REFRESH = 10
+# Hypergradients averaged by the stopping test of the stochastic outer loop.
+_WINDOW = 10
+_TINY = np.finfo(np.float64).tiny
 
 
 class RowReader:
@@ -489,11 +492,16 @@ class StochasticObjective(CVObjective):
         return float(losses.mean())
 
 
-def minimize_stochastic(objective, theta0, lo, hi, *, max_iter, step=0.5):
+def minimize_stochastic(objective, theta0, lo, hi, *, max_iter, tol, step=0.5):
     """Projected stochastic (AdaGrad) steps in log-space, then iterate averaging.
 
-    With several hyperparameters, the first third of the steps moves their
-    common value only (the summed hypergradient), the rest each one.
+    With several hyperparameters, a first phase (at most a third of the
+    steps) moves their common value only, along the summed hypergradient;
+    the second phase moves each one. The common phase runs its budget; the
+    last phase stops earlier once the mean of its last ``_WINDOW``
+    hypergradients (which averages their noise out) gives a projected step
+    whose l1 norm is at most ``tol`` times the mean loss (the criterion of
+    :func:`~skbilevel._outer.minimize_box`).
 
     Parameters
     ----------
@@ -502,37 +510,67 @@ def minimize_stochastic(objective, theta0, lo, hi, *, max_iter, step=0.5):
     lo, hi : float
         Box in log-space.
     max_iter : int
-        Number of stochastic outer steps.
+        Maximum number of stochastic outer steps.
+    tol : float
+        Relative tolerance of the stopping test.
     step : float, default=0.5
         First step length in log-space (per coordinate).
 
     Returns
     -------
     result : OuterResult
-        ``theta`` is the mean of the second half of the iterates; ``f`` the
-        full validation loss there (:meth:`StochasticObjective.final`).
+        ``theta`` is the mean of the second half of the last phase's
+        iterates; ``f`` the full validation loss there
+        (:meth:`StochasticObjective.final`); ``converged`` whether the last
+        phase met the stopping test.
     """
     theta = np.clip(np.asarray(theta0, dtype=float), lo, hi)
     n_hyper = theta.size
-    common_steps = max_iter // 3 if n_hyper > 1 else 0
-    accumulated = np.zeros(n_hyper)
-    accumulated_common = 0.0
+    # (moves the common value, step budget): the common value first, like
+    # the deterministic search's 1-D phase, then every hyperparameter.
+    phases = [(True, max_iter // 3), (False, max_iter)] if n_hyper > 1 else []
+    phases = phases or [(True, max_iter)]
+    n_iter = 0
+    converged = False
     iterates = []
-    for s in range(max_iter):
-        _, grad = objective(theta, True)
-        if s < common_steps:
-            g = float(np.sum(grad))
-            accumulated_common += g * g
-            if accumulated_common > 0:
-                theta = theta - step * g / np.sqrt(accumulated_common)
-        else:
+    for common, budget in phases:
+        accumulated = np.zeros(n_hyper)
+        grads, losses, iterates = [], [], []
+        converged = False
+        while n_iter < max_iter and len(iterates) < budget:
+            f, grad = objective(theta, True)
+            n_iter += 1
+            if common:
+                grad = np.full(n_hyper, np.sum(grad))
+            grads.append(grad)
+            losses.append(f)
+            # The common phase before per-hyperparameter steps runs its whole
+            # budget: AdaGrad's normalized steps cross flat stretches of the
+            # loss, whose noisy hypergradients could not tell them from the
+            # optimum. The last phase stops once flat in every direction: one
+            # unit of log-strength moved along the mean hypergradient (noise
+            # averaged out) gains at most tol (relative), as in minimize_box.
+            last = common is False or n_hyper == 1
+            if last and len(iterates) >= _WINDOW:
+                mean = np.mean(grads[-_WINDOW:], axis=0)
+                if common:
+                    mean = mean / n_hyper
+                projected = np.clip(theta - mean, lo, hi) - theta
+                scale = max(abs(np.mean(losses[-_WINDOW:])), _TINY)
+                if np.sum(np.abs(projected)) <= tol * scale:
+                    converged = True
+                    break
             accumulated += grad * grad
-            scale = np.sqrt(accumulated)
-            theta = theta - step * np.divide(
-                grad, scale, out=np.zeros_like(grad), where=scale > 0
-            )
-        theta = np.clip(theta, lo, hi)
-        iterates.append(theta)
+            # AdaGrad's normalization, floored at the flat-gradient scale
+            # tol * |f| (per hyperparameter): a hypergradient far below it,
+            # mostly noise on a flat loss, moves the iterate proportionally
+            # less instead of a full normalized step.
+            floor = tol * max(abs(f), _TINY) / (1 if common else n_hyper)
+            theta = theta - step * grad / (np.sqrt(accumulated) + floor)
+            theta = np.clip(theta, lo, hi)
+            iterates.append(theta)
+        if not iterates:
+            iterates = [theta]
     averaged = np.mean(iterates[len(iterates) // 2 :], axis=0)
     f = objective.final(averaged)
-    return OuterResult(averaged, f, max_iter, True)
+    return OuterResult(averaged, f, n_iter, converged)

@@ -119,7 +119,7 @@ def test_stochastic_ridge_per_feature_near_deterministic():
     assert np.isfinite(noisy.coef_).all() and noisy.alpha_.shape == (20,)
     # cv_results_: the noisy estimates along the way, the chosen point last.
     results = noisy.cv_results_
-    assert len(results["params"]) == noisy.max_iter + 1
+    assert len(results["params"]) == noisy.n_iter_ + 1 <= noisy.max_iter + 1
     assert noisy.best_index_ == len(results["params"]) - 1
     assert np.isfinite(results["hypergradient_norm"][:-1]).all()
 

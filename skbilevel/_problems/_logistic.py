@@ -39,7 +39,7 @@ __all__ = ["LogisticProblem", "DIRECT_MAX_PARAMS"]
 # the Hessian is formed and factorized.
 DIRECT_MAX_PARAMS = 1500
 # Rows per chunk of the float32 Hessian products (bounds their temporaries).
-_GRAM_CHUNK = 65536
+_GRAM_CHUNK = 16384
 
 
 def uses_float32_gram(n_params, n_out, sparse):
