@@ -136,17 +136,17 @@ class BilevelSearchMixin(CallbackSupportMixin):
             return "stochastic" if large else "deterministic"
         return self.solver
 
-    def _stochastic_objective(
-        self, reader, fit, folds, coef_groups, n_hyper, learn_intercept
-    ):
+    def _stochastic_objective(self, parts, coef_groups, n_hyper, learn_intercept):
         """The stochastic mode's CV objective (one StochasticFold per split).
 
-        Every fold has its own random generator, seeded from
-        ``random_state``, so ``n_jobs`` does not change the results.
+        ``parts`` holds ``(reader, fit, train, test)`` per split: the design
+        matrix and data term the split reads, and its rows. Every fold has
+        its own random generator, seeded from ``random_state``, so
+        ``n_jobs`` does not change the results.
         """
         batch = DEFAULT_BATCH_SIZE if self.batch_size == "auto" else self.batch_size
         entropy = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-        seeds = np.random.SeedSequence(int(entropy)).spawn(len(folds))
+        seeds = np.random.SeedSequence(int(entropy)).spawn(len(parts))
         stochastic_folds = [
             StochasticFold(
                 reader,
@@ -160,7 +160,7 @@ class BilevelSearchMixin(CallbackSupportMixin):
                 batch,
                 int(seed.generate_state(1)[0]),
             )
-            for (train, test), seed in zip(folds, seeds, strict=True)
+            for (reader, fit, train, test), seed in zip(parts, seeds, strict=True)
         ]
         # A fiftieth of an epoch of inner and adjoint steps per outer step:
         # max_iter=100 outer steps then make two epochs of each.

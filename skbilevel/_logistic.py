@@ -262,10 +262,9 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
         folds = self._make_folds(X, y, groups, sw, classifier=True)
         self.solver_ = self._check_solver(X.shape[0], method)
         if self.solver_ == "stochastic":
+            reader, fit = RowReader(X), LogLossFit(targets, sw, n_out)
             objective = self._stochastic_objective(
-                RowReader(X),
-                LogLossFit(targets, sw, n_out),
-                folds,
+                [(reader, fit, train, test) for train, test in folds],
                 group_idx[:n_features],
                 n_hyper,
                 learn_intercept=True,

@@ -311,8 +311,12 @@ class BilevelRidgeCV(
             self.solver_ = "deterministic"
         if self.solver_ == "stochastic":
             folds = self._make_folds(X, y, groups, sw, classifier=False)
+            reader, fit = RowReader(X), SquaredFit(Y, sw)
             objective = self._stochastic_objective(
-                RowReader(X), SquaredFit(Y, sw), folds, group_idx, n_hyper, False
+                [(reader, fit, train, test) for train, test in folds],
+                group_idx,
+                n_hyper,
+                learn_intercept=False,
             )
             self.hypergradient_ = "sid"
             self._attach(objective, start_time)

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from inspect import signature
 
 import numpy as np
+import scipy.sparse as sp
 from joblib import Parallel, delayed
 from sklearn.base import (
     BaseEstimator,
@@ -56,6 +57,7 @@ from ._cv import FoldsObjective, rank_scores
 from ._estimator import FIT_FRAMES, CallbackSupportMixin, with_callbacks
 from ._logistic import BilevelLogisticCV
 from ._ridge import BilevelRidgeCV
+from ._stochastic import LogLossFit, RowReader, SquaredFit
 from ._validation import (
     as_float64_data,
     check_bounds,
@@ -134,17 +136,6 @@ def _check_space(param_space, key, bilevel_final):
                 grid[name] = values
         out.append((grid, bounds))
     return out
-
-
-def _ridge_stand_in(problem, w, one_target):
-    """A fitted-looking Ridge carrying one fold's solution, for scorers."""
-    model = Ridge()
-    coef, intercept = w.T, problem.intercept(w)
-    if one_target:
-        coef, intercept = coef[0], float(intercept[0])
-    model.coef_, model.intercept_ = coef, intercept
-    model.n_features_in_ = w.shape[0]
-    return model
 
 
 def _as_float_data(X):
@@ -325,20 +316,49 @@ class _Candidate:
             split["X_train"] = _as_float_data(split["X_train"])
             split["X_test"] = _as_float_data(split["X_test"])
         if bilevel_cls is BilevelLogisticCV:
-            problems, stand_in, lo, hi = _logistic_problems(tuner, splits, y)
-            value_tol = 1e-3
+            plan = _logistic_plan(tuner, splits, y)
         else:
-            problems, stand_in, lo, hi = _ridge_problems(tuner, splits)
-            value_tol = None
-        if method == "auto":
-            method = "direct" if problems[0].can_factorize else "cg"
-        objective = FoldsObjective(
-            problems, method, tuner.adjoint_max_iter, n_jobs, self.verbose, value_tol
-        )
+            plan = _ridge_plan(tuner, splits)
+        n_hyper = plan["n_hyper"]
+        first_train = plan["parts"][0][0]
+        lo, hi = tuner._log_bounds(_as_float_data(first_train[0]), first_train[2])
+        stochastic = tuner._check_solver(len(y), method) == "stochastic"
+        if stochastic:
+            # Each split reads its own transformed rows: training part first.
+            readers = []
+            for train, test in plan["parts"]:
+                X, targets, sw = _stacked(train, test)
+                n_train = train[0].shape[0]
+                readers.append(
+                    (
+                        RowReader(X),
+                        plan["data_term"](targets, sw),
+                        np.arange(n_train),
+                        np.arange(n_train, X.shape[0]),
+                    )
+                )
+            objective = tuner._stochastic_objective(
+                readers, plan["coef_groups"], n_hyper, plan["learn_intercept"]
+            )
+        else:
+            problems = [plan["problem"](train, test) for train, test in plan["parts"]]
+            if method == "auto":
+                method = "direct" if problems[0].can_factorize else "cg"
+            objective = FoldsObjective(
+                problems,
+                method,
+                tuner.adjoint_max_iter,
+                n_jobs,
+                self.verbose,
+                plan["value_tol"],
+            )
         tuner._attach(objective, start)
         objective.callback = self.callback
-        theta0 = tuner._initial_theta(problems[0].n_hyper, lo, hi)
-        result = tuner._run_outer(objective, theta0, problems[0].n_hyper, lo, hi)
+        if stochastic:
+            result = tuner._run_stochastic(objective, n_hyper, lo, hi)
+        else:
+            theta0 = tuner._initial_theta(n_hyper, lo, hi)
+            result = tuner._run_outer(objective, theta0, n_hyper, lo, hi)
         if not result.converged:
             warnings.warn(
                 f"The hypergradient search of candidate {self.params!r} did not "
@@ -365,10 +385,25 @@ class _Candidate:
                 hypergradient_norm=grad_norm,
                 accurate=accurate,
             )
-            for problem, w, split in zip(
-                problems, objective.solutions[i], splits, strict=True
-            ):
-                self._score_row(row, stand_in(problem, w), split)
+            if stochastic:
+                # Mini-batch estimates along the way; the final point is
+                # scored with each fold's coefficients.
+                if i == len(objective.rows) - 1:
+                    for fold, split in zip(objective.folds, splits, strict=True):
+                        model = plan["stand_in"](*fold.coefficients())
+                        self._score_row(row, model, split)
+                else:
+                    nan = {metric: np.nan for metric in self.scorers}
+                    row["test"] = [nan] * len(splits)
+                    row["score_time"] = [0.0] * len(splits)
+                    if row["train"] is not None:
+                        row["train"] = [nan] * len(splits)
+            else:
+                for problem, w, split in zip(
+                    problems, objective.solutions[i], splits, strict=True
+                ):
+                    model = plan["stand_in"](*plan["coefficients"](problem, w))
+                    self._score_row(row, model, split)
             rows.append(row)
         return rows
 
@@ -400,7 +435,8 @@ def _same_width(splits):
     return widths.pop()
 
 
-def _logistic_problems(tuner, splits, y_all):
+def _logistic_plan(tuner, splits, y_all):
+    """How to build and read the logistic fold problems of a candidate."""
     encoder = LabelEncoder().fit(y_all)
     classes = encoder.classes_
     if len(classes) < 2:
@@ -415,22 +451,41 @@ def _logistic_problems(tuner, splits, y_all):
             y=encoder.transform(y_all),
         )
     group_idx, n_hyper, _ = tuner._penalty_layout(n_features, n_out)
-    problems = []
+    parts = []
     for split in splits:
-        parts = []
+        sides = []
         for side in ("train", "test"):
             X = split[f"X_{side}"]
             targets = encoder.transform(split[f"y_{side}"])
             extra = None if class_weights is None else class_weights[targets]
-            sw = check_sample_weight(split[f"sw_{side}"], X, extra)
-            parts.append((X, targets, sw))
-        problems.append(tuner._fold_problem(*parts, n_out, group_idx, n_hyper))
+            sides.append(
+                (X, targets, check_sample_weight(split[f"sw_{side}"], X, extra))
+            )
+        parts.append(sides)
     tuner.classes_, tuner.n_features_in_ = classes, n_features
-    lo, hi = tuner._log_bounds(problems[0].X, problems[0].sw)
-    return problems, (lambda problem, w: tuner._fold_model(w)), lo, hi
+
+    def stand_in(W, intercept):
+        return tuner._fold_model(
+            np.vstack([W, intercept]) if tuner.fit_intercept else W
+        )
+
+    return dict(
+        parts=parts,
+        problem=lambda train, test: tuner._fold_problem(
+            train, test, n_out, group_idx, n_hyper
+        ),
+        data_term=lambda targets, sw: LogLossFit(targets, sw, n_out),
+        coefficients=lambda problem, w: (w[:n_features], w[n_features:].ravel()),
+        stand_in=stand_in,
+        coef_groups=group_idx[:n_features],
+        n_hyper=n_hyper,
+        learn_intercept=True,
+        value_tol=1e-3,  # Newton's decrement bounds the loss error
+    )
 
 
-def _ridge_problems(tuner, splits):
+def _ridge_plan(tuner, splits):
+    """How to build and read the ridge fold problems of a candidate."""
     n_features = _same_width(splits)
     one_target = np.ndim(splits[0]["y_train"]) == 1
     first = np.asarray(splits[0]["y_train"])
@@ -438,22 +493,47 @@ def _ridge_problems(tuner, splits):
     group_idx, n_hyper, _ = check_penalty(
         tuner.penalty, n_features, n_targets, "per_target"
     )
-    problems = []
+    parts = []
     for split in splits:
-        parts = []
+        sides = []
         for side in ("train", "test"):
             X = split[f"X_{side}"]
             Y = np.asarray(split[f"y_{side}"], dtype=np.float64)
-            Y = Y.reshape(X.shape[0], -1)
-            sw = check_sample_weight(split[f"sw_{side}"], X)
-            parts.append((X, np.ascontiguousarray(Y), sw))
-        problems.append(tuner._fold_problem(*parts, group_idx, n_hyper))
-    lo, hi = tuner._log_bounds(problems[0].X, problems[0].sw)
+            Y = np.ascontiguousarray(Y.reshape(X.shape[0], -1))
+            sides.append((X, Y, check_sample_weight(split[f"sw_{side}"], X)))
+        parts.append(sides)
 
-    def stand_in(problem, w):
-        return _ridge_stand_in(problem, w, one_target)
+    def stand_in(W, intercept):
+        """A fitted-looking Ridge carrying one fold's solution, for scorers."""
+        model = Ridge()
+        coef, intercept = W.T, np.asarray(intercept, dtype=float)
+        if one_target:
+            coef, intercept = coef[0], float(intercept[0])
+        model.coef_, model.intercept_ = coef, intercept
+        model.n_features_in_ = W.shape[0]
+        return model
 
-    return problems, stand_in, lo, hi
+    return dict(
+        parts=parts,
+        problem=lambda train, test: tuner._fold_problem(
+            train, test, group_idx, n_hyper
+        ),
+        data_term=lambda Y, sw: SquaredFit(Y, sw),
+        coefficients=lambda problem, w: (w, problem.intercept(w)),
+        stand_in=stand_in,
+        coef_groups=group_idx,
+        n_hyper=n_hyper,
+        learn_intercept=False,
+        value_tol=None,
+    )
+
+
+def _stacked(train, test):
+    """One design matrix, targets and weights of a split's two parts."""
+    stack = sp.vstack if sp.issparse(train[0]) else np.vstack
+    X = stack([train[0], test[0]])
+    X = X.tocsr() if sp.issparse(X) else X
+    return X, np.concatenate([train[1], test[1]]), np.concatenate([train[2], test[2]])
 
 
 def _search_estimator_has(attr):

@@ -29,6 +29,8 @@ Rows are read by index from the full design matrix (dense, memory-mapped or
 CSR) by :mod:`skbilevel._sid_kernels`: no fold copies the data.
 """
 
+import time
+
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
@@ -464,15 +466,19 @@ class StochasticObjective(CVObjective):
         self.adjoint_steps = adjoint_steps
         self.n_val_batches = n_val_batches
         self.n_jobs = n_jobs
+        self.split_times = []  # per evaluation: seconds spent on each fold
 
     def _evaluate(self, theta, need_grad):
-        results = map_folds(
-            lambda fold: fold.evaluate(
+        def timed(fold):
+            start = time.perf_counter()
+            out = fold.evaluate(
                 theta, self.inner_steps, self.adjoint_steps, self.n_val_batches
-            ),
-            self.folds,
-            self.n_jobs,
-        )
+            )
+            return out, time.perf_counter() - start
+
+        timed_results = map_folds(timed, self.folds, self.n_jobs)
+        results = [r for r, _ in timed_results]
+        self.split_times.append([seconds for _, seconds in timed_results])
         losses = np.array([r[0] for r in results])
         grad = np.mean([r[1] for r in results], axis=0)
         return float(losses.mean()), grad, losses
@@ -481,11 +487,14 @@ class StochasticObjective(CVObjective):
         """Settle every fold at ``theta`` and log its full validation loss."""
 
         def settle(fold):
+            start = time.perf_counter()
             fold.settle(theta, int(np.ceil(inner_epochs * fold.epoch)))
-            return fold.full_validation_loss()
+            return fold.full_validation_loss(), time.perf_counter() - start
 
         with self._callback_task():
-            losses = np.array(map_folds(settle, self.folds, self.n_jobs))
+            settled = map_folds(settle, self.folds, self.n_jobs)
+            losses = np.array([loss for loss, _ in settled])
+            self.split_times.append([seconds for _, seconds in settled])
             self.noisy = False
             self._log(np.asarray(theta, dtype=float), losses.mean(), losses, None)
             self.noisy = True

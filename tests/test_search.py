@@ -517,3 +517,35 @@ def test_dataframe_and_string_labels():
         _pipe(), {"clf__C": (1e-2, 1e2)}, scoring="neg_log_loss"
     ).fit(X, y)
     assert search.best_score_ == pytest.approx(numeric.best_score_, rel=1e-10)
+
+
+def test_stochastic_solver_through_the_search(monkeypatch):
+    import skbilevel._estimator as estimator_module
+
+    X, y = _cancer(400)
+    pipe = make_pipeline(
+        StandardScaler(),
+        BilevelLogisticCV(solver="stochastic", max_iter=20, random_state=0),
+    )
+    search = HypergradientSearchCV(
+        pipe, {"bilevellogisticcv__C": (1e-3, 1e3)}, scoring="neg_log_loss", cv=3
+    ).fit(X, y)
+    scores = search.cv_results_["mean_test_score"]
+    assert np.isnan(scores[:-1]).all() and np.isfinite(scores[-1])
+    assert search.best_index_ == len(scores) - 1
+    assert search.best_estimator_[-1].solver_ == "stochastic"
+    # A plain Ridge on "large" data switches to the stochastic solver too.
+    monkeypatch.setattr(estimator_module, "STOCHASTIC_MIN_SAMPLES", 300)
+    Xr, yr = load_diabetes(return_X_y=True)
+    ridge = HypergradientSearchCV(
+        make_pipeline(StandardScaler(), Ridge()),
+        {"ridge__alpha": (1e-3, 1e3)},
+        scoring="neg_mean_squared_error",
+    ).fit(Xr, yr)
+    grid = GridSearchCV(
+        make_pipeline(StandardScaler(), Ridge()),
+        {"ridge__alpha": np.logspace(-3, 3, 61)},
+        scoring="neg_mean_squared_error",
+    ).fit(Xr, yr)
+    assert np.isnan(ridge.cv_results_["mean_test_score"][:-1]).all()
+    assert ridge.best_score_ >= grid.best_score_ * (1 + 2e-3)  # within 0.2%
