@@ -1,4 +1,4 @@
-"""Command line: ``python -m skbilevel demo``.
+"""Command line: ``python -m skbilevel demo`` and ``python -m skbilevel compare``.
 
 The demo tunes ridge regression on scikit-learn's diabetes data with
 BilevelRidgeCV and with GridSearchCV over 50 strengths, on the same folds, and
@@ -96,6 +96,36 @@ def _demo():
     )
 
 
+def _compare(args, parser):
+    from ._compare import compare, format_table, load_dataset, plot_curves
+
+    def progress(message):
+        print(f"[compare] {message}", file=sys.stderr, flush=True)
+
+    try:
+        X, y, name = load_dataset(args.dataset, args.target)
+        progress(f"{name}: {X.shape[0]} samples, {X.shape[1]} features")
+        runs = compare(
+            X,
+            y,
+            estimator=args.estimator,
+            penalty=args.penalty,
+            cv=args.cv,
+            test_size=args.test_size,
+            random_state=args.random_state,
+            progress=progress,
+        )
+    except ValueError as error:
+        parser.error(str(error))
+    scoring_name = runs[0]["scoring"]
+    for line in format_table(runs, scoring_name):
+        print(line)
+    if args.plot:
+        plot_curves(runs, args.plot, scoring_name)
+        progress(f"saved {args.plot}")
+    return 0
+
+
 def main(argv=None):
     """Entry point of ``python -m skbilevel``."""
     parser = argparse.ArgumentParser(
@@ -104,10 +134,47 @@ def main(argv=None):
     )
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("demo", help="tune ridge on the diabetes data next to GridSearchCV")
+    compare = sub.add_parser(
+        "compare",
+        help="skbilevel vs grid, random and Optuna search on a dataset",
+        description="Tune StandardScaler -> Ridge/LogisticRegression on DATASET "
+        "with skbilevel, GridSearchCV, RandomizedSearchCV and (when installed) "
+        "Optuna, on the same folds; print time, best CV score, held-out score "
+        "and number of fits.",
+    )
+    compare.add_argument(
+        "dataset",
+        help="a scikit-learn dataset (diabetes, breast_cancer, iris, wine, "
+        "digits) or a .csv/.npy file",
+    )
+    compare.add_argument(
+        "--target",
+        default=None,
+        help="target column of a CSV (name) or NPY (index) file; default: last",
+    )
+    compare.add_argument(
+        "--estimator",
+        choices=["ridge", "logistic"],
+        default=None,
+        help="default: logistic for class labels, else ridge",
+    )
+    compare.add_argument(
+        "--penalty", choices=["scalar", "per_feature"], default="scalar"
+    )
+    compare.add_argument("--cv", type=int, default=5, help="number of folds")
+    compare.add_argument(
+        "--test-size", type=float, default=0.25, help="held-out fraction"
+    )
+    compare.add_argument("--random-state", type=int, default=0)
+    compare.add_argument(
+        "--plot", default=None, help="save best CV score vs time to FILE.png"
+    )
     args = parser.parse_args(argv)
     if args.command in (None, "demo"):
         _demo()
         return 0
+    if args.command == "compare":
+        return _compare(args, parser)
     parser.print_help()
     return 2
 
