@@ -44,9 +44,6 @@ print(
 )
 
 try:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 except ImportError:  # plotting is optional
     plt = None
@@ -81,5 +78,3 @@ if plt is not None:
     ax.set_ylim(top=-search.best_score_ * 1.5)
     ax.legend()
     fig.tight_layout()
-    fig.savefig("plot_ridge_vs_gridsearch.png", dpi=100)
-    print("saved plot_ridge_vs_gridsearch.png")
