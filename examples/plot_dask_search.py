@@ -1,7 +1,7 @@
 """
-=========================================================
+==============================
 A distributed search with dask
-=========================================================
+==============================
 
 ``HypergradientSearchCV`` runs the candidates of its list parameters through
 joblib. Under ``joblib.parallel_config(backend="dask")`` with a

@@ -1,7 +1,7 @@
 """
-=================================================
+============================================
 Hypergradient methods: accuracy against work
-=================================================
+============================================
 
 The hypergradient needs the adjoint ``v = H^{-1} g`` of every fold. The
 ``direct`` method factorizes the Hessian; ``cg`` (conjugate gradient),

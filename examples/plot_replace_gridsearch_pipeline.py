@@ -1,7 +1,7 @@
 """
-=====================================================
+================================================
 Replace GridSearchCV over a pipeline in one line
-=====================================================
+================================================
 
 A scaler and a logistic regression, tuned by GridSearchCV over 20 values of
 ``C`` for each of two scalers, against HypergradientSearchCV with the same

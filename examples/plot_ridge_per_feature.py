@@ -1,7 +1,7 @@
 """
-=================================================
+==================================================
 One regularization strength per feature (ARD-like)
-=================================================
+==================================================
 
 With many useless features, a single ridge strength must compromise between
 shrinking the noise features and keeping the informative ones. Tuning one

@@ -1,7 +1,7 @@
 """
-==================================================
+===================================================
 Replace GridSearchCV over Ridge with BilevelRidgeCV
-==================================================
+===================================================
 
 GridSearchCV fits one model per grid point and per fold. BilevelRidgeCV
 differentiates the cross-validated error with respect to ``alpha`` and

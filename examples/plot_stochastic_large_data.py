@@ -1,7 +1,7 @@
 """
-================================================
+=====================================
 The stochastic mode on a million rows
-================================================
+=====================================
 
 With ``solver="stochastic"`` every fold's training problem and adjoint are
 solved on mini-batches read in place from the data (stochastic implicit

@@ -166,7 +166,7 @@ class BilevelRidgeCV(
     solver_ : str
         The solver that was used ("deterministic" or "stochastic").
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Defined only when X has feature names that are all strings.
 
     See Also

@@ -640,7 +640,7 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
     classes_ : ndarray of shape (n_classes,)
         Classifiers only.
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Defined when the refit estimator has it (string column names).
 
     See Also
