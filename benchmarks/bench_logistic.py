@@ -20,11 +20,11 @@ held-out log-loss when most features are useless.
 """
 
 import argparse
-import time
 import warnings
 
 import numpy as np
 import scipy.sparse as sp
+from _timing import best_time  # benchmarks/_timing.py
 from sklearn.datasets import load_breast_cancer, load_digits, make_classification
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.metrics import log_loss
@@ -87,23 +87,6 @@ def exact_cv_log_loss(X, y, C, folds):
     return float(np.mean(losses))
 
 
-def timed(func, repeat=1):
-    """Best wall time of ``repeat`` runs (after a 1 s pause each), and a result.
-
-    The pause lets the previous method's worker threads (OpenMP, BLAS) go
-    idle: right after a LogisticRegressionCV run, the same fit measured up to
-    30% slower on this 2-core machine. The best of several runs is the usual
-    estimate of a time on a noisy machine.
-    """
-    best = np.inf
-    for _ in range(repeat):
-        time.sleep(1.0)
-        start = time.perf_counter()
-        result = func()
-        best = min(best, time.perf_counter() - start)
-    return best, result
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller datasets")
@@ -135,14 +118,14 @@ def main():
     print("-" * len(header))
     for name, X, y in datasets(args.quick):
         folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))
-        lrcv_t, lrcv = timed(
+        lrcv_t, lrcv = best_time(
             lambda X=X, y=y, folds=folds: LogisticRegressionCV(
                 Cs=20, cv=folds, scoring="neg_log_loss", max_iter=1000
             ).fit(X, y),
             args.repeat,
         )
         lrcv_loss = -np.max(np.mean(next(iter(lrcv.scores_.values())), axis=0))
-        grid_t, grid = timed(
+        grid_t, grid = best_time(
             lambda X=X, y=y, folds=folds: GridSearchCV(
                 LogisticRegression(max_iter=1000),
                 {"C": CS},
@@ -150,7 +133,7 @@ def main():
                 scoring="neg_log_loss",
             ).fit(X, y)
         )
-        ours_t, ours = timed(
+        ours_t, ours = best_time(
             lambda X=X, y=y, folds=folds: BilevelLogisticCV(cv=folds).fit(X, y),
             args.repeat,
         )
@@ -175,7 +158,7 @@ def main():
         X, y, test_size=0.5, random_state=0
     )
     for penalty in ["scalar", "per_feature"]:
-        seconds, model = timed(
+        seconds, model = best_time(
             lambda penalty=penalty: BilevelLogisticCV(penalty=penalty).fit(
                 X_train, y_train
             )

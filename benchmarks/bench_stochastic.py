@@ -21,11 +21,11 @@ modes.
 """
 
 import argparse
-import time
 import tracemalloc
 import warnings
 
 import numpy as np
+from _timing import best_time  # benchmarks/_timing.py
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
@@ -36,12 +36,7 @@ from skbilevel import BilevelLogisticCV
 
 def measured(func, repeat):
     """Best time over ``repeat`` runs, the last result, and its peak memory."""
-    best = np.inf
-    for _ in range(repeat):
-        time.sleep(1.0)
-        start = time.perf_counter()
-        result = func()
-        best = min(best, time.perf_counter() - start)
+    best, result = best_time(func, repeat)
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
     func()

@@ -20,7 +20,7 @@ from ._cv import FoldsObjective, build_cv_results
 from ._hypergradient import HYPERGRADIENT_METHODS
 from ._outer import minimize_box, minimize_scalar
 from ._stochastic import StochasticFold, StochasticObjective, minimize_stochastic
-from ._validation import check_hypergradient
+from ._validation import check_hypergradient, check_positive_int, check_tol
 
 try:  # scikit-learn >= 1.9 ships a callback API (e.g. sklearn.callback.ProgressBar)
     from sklearn.callback import CallbackSupportMixin, with_callbacks
@@ -73,15 +73,8 @@ class BilevelSearchMixin(CallbackSupportMixin):
     def _check_common_params(self):
         method = check_hypergradient(self.hypergradient, HYPERGRADIENT_METHODS)
         for name in ("max_iter", "adjoint_max_iter"):
-            value = getattr(self, name)
-            if (
-                not isinstance(value, numbers.Integral)
-                or isinstance(value, bool)
-                or value < 1
-            ):
-                raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-        if not isinstance(self.tol, numbers.Real) or not self.tol > 0:
-            raise ValueError(f"tol must be a positive number; got {self.tol!r}.")
+            check_positive_int(getattr(self, name), name)
+        check_tol(self.tol)
         if not isinstance(self.fit_intercept, (bool, np.bool_)):
             raise TypeError(
                 "fit_intercept must be a bool; got "
@@ -105,6 +98,11 @@ class BilevelSearchMixin(CallbackSupportMixin):
         """Give the objective the fit's clock and the hyperparameter's name."""
         objective.start_time = start_time
         objective.param_name, objective.param_sign = self._param_name, self._param_sign
+
+    def _begin_search(self, objective, start_time, X, y):
+        """Attach the objective to this fit: clock, names and callbacks."""
+        self._attach(objective, start_time)
+        self._callback_begin(objective, X, y)
 
     def _check_solver(self, n_samples, method):
         """The solver to use: ``solver``, or for "auto" the data size's."""

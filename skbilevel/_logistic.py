@@ -270,8 +270,7 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
                 learn_intercept=True,
             )
             self.hypergradient_ = "sid"
-            self._attach(objective, start_time)
-            self._callback_begin(objective, X, y)
+            self._begin_search(objective, start_time, X, y)
             result = self._run_stochastic(objective, n_hyper, lo, hi)
             split_scores = self._stochastic_scores(
                 objective, folds, X, y, sw, sample_weight
@@ -325,8 +324,7 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
             self.verbose,
             value_tol=1e-3,  # Newton's decrement bounds the loss error
         )
-        self._attach(objective, start_time)
-        self._callback_begin(objective, X, y)
+        self._begin_search(objective, start_time, X, y)
 
         theta0 = self._initial_theta(n_hyper, lo, hi)
         result = self._run_outer(objective, theta0, n_hyper, lo, hi)

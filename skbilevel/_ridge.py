@@ -319,8 +319,7 @@ class BilevelRidgeCV(
                 learn_intercept=False,
             )
             self.hypergradient_ = "sid"
-            self._attach(objective, start_time)
-            self._callback_begin(objective, X, y)
+            self._begin_search(objective, start_time, X, y)
             result = self._run_stochastic(objective, n_hyper, lo, hi)
             split_scores = self._stochastic_scores(objective, folds, X, Y, sw)
             theta = self._finish_search(objective, result, split_scores, False)
@@ -339,8 +338,7 @@ class BilevelRidgeCV(
                 X, Y, sw, folds, group_idx, n_hyper, shared, method
             )
         self.hypergradient_ = method
-        self._attach(objective, start_time)
-        self._callback_begin(objective, X, y)
+        self._begin_search(objective, start_time, X, y)
 
         theta0 = self._initial_theta(n_hyper, lo, hi)
         result = self._run_outer(objective, theta0, n_hyper, lo, hi)

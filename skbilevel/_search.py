@@ -62,7 +62,9 @@ from ._validation import (
     as_float64_data,
     check_bounds,
     check_penalty,
+    check_positive_int,
     check_sample_weight,
+    check_tol,
 )
 
 __all__ = ["HypergradientSearchCV"]
@@ -718,16 +720,8 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
             )
         if isinstance(final, (Ridge, LogisticRegression)):
             _translate(final)
-        for name in ("max_iter",):
-            value = getattr(self, name)
-            if (
-                not isinstance(value, numbers.Integral)
-                or isinstance(value, bool)
-                or value < 1
-            ):
-                raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-        if not isinstance(self.tol, numbers.Real) or not self.tol > 0:
-            raise ValueError(f"tol must be a positive number; got {self.tol!r}.")
+        check_positive_int(self.max_iter, "max_iter")
+        check_tol(self.tol)
         if not (
             self.error_score == "raise" or isinstance(self.error_score, numbers.Real)
         ):

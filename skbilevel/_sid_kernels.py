@@ -22,6 +22,16 @@ __all__ = [
 
 
 @jit
+def _shifted_intercept(mean, W, intercept):
+    """``intercept - mean @ W``: the scores of centered rows, ``x @ W + shift``."""
+    shift = intercept.copy()
+    for j in range(W.shape[0]):
+        for k in range(W.shape[1]):
+            shift[k] -= mean[j] * W[j, k]
+    return shift
+
+
+@jit
 def dense_gather_scores(X, rows, mean, W, intercept):
     """``(X[rows] - mean) @ W + intercept`` without copying the rows.
 
@@ -38,10 +48,7 @@ def dense_gather_scores(X, rows, mean, W, intercept):
     Z : ndarray of shape (batch, n_out)
     """
     n_features, n_out = W.shape
-    shift = intercept.copy()
-    for j in range(n_features):
-        for k in range(n_out):
-            shift[k] -= mean[j] * W[j, k]
+    shift = _shifted_intercept(mean, W, intercept)
     Z = np.empty((rows.shape[0], n_out))
     if n_out == 1:  # one dot product per row: a contiguous, vectorizable loop
         w = W[:, 0].copy()
@@ -97,12 +104,8 @@ def dense_gather_scatter(X, rows, mean, R):
 @jit
 def csr_gather_scores(data, indices, indptr, rows, mean, W, intercept):
     """CSR version of :func:`dense_gather_scores` (implicit centering)."""
-    n_features, n_out = W.shape
-    shift = intercept.copy()
-    for j in range(n_features):
-        for k in range(n_out):
-            shift[k] -= mean[j] * W[j, k]
-    Z = np.empty((rows.shape[0], n_out))
+    shift = _shifted_intercept(mean, W, intercept)
+    Z = np.empty((rows.shape[0], W.shape[1]))
     for r in range(rows.shape[0]):
         i = rows[r]
         _csr_row_scores(data, indices, indptr[i], indptr[i + 1], W, shift, Z[r])

@@ -84,6 +84,18 @@ def check_bounds(bounds, name):
     return float(np.log(low)), float(np.log(high))
 
 
+def check_positive_int(value, name):
+    """Raise a ValueError unless ``value`` is a positive integer (not a bool)."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+
+
+def check_tol(tol):
+    """Raise a ValueError unless ``tol`` is a positive number."""
+    if not isinstance(tol, numbers.Real) or not tol > 0:
+        raise ValueError(f"tol must be a positive number; got {tol!r}.")
+
+
 def check_hypergradient(method, allowed):
     """Validate the ``hypergradient`` parameter."""
     if not isinstance(method, str) or method not in ("auto", *allowed):
