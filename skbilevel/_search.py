@@ -215,22 +215,33 @@ class _Candidate:
                 # run <- _run_candidate <- fit: the caller's line when sequential
                 stacklevel=4 + FIT_FRAMES,
             )
-            n_splits = len(self.folds)
-            scores = [{name: self.error_score for name in self.scorers}] * n_splits
-            return [
-                dict(
-                    params=dict(self.params),
-                    test=scores,
-                    train=scores if self.return_train_score else None,
-                    fit_time=[0.0] * n_splits,
-                    score_time=[0.0] * n_splits,
-                    iter=0,
-                    n_iter=0,
-                    hypergradient_norm=np.nan,
-                    accurate=True,
-                    error=error,
-                )
-            ]
+            row = self._new_row(self.params, fit_time=[0.0] * len(self.folds))
+            self._fill_scores(row, self.error_score)
+            row["error"] = error
+            return [row]
+
+    def _new_row(self, params, *, fit_time=None, **fields):
+        """A ``cv_results_`` row with no scores yet (see ``_build_results``)."""
+        row = dict(
+            params=dict(params),
+            test=[],
+            train=[] if self.return_train_score else None,
+            fit_time=[] if fit_time is None else fit_time,
+            score_time=[],
+            iter=0,
+            n_iter=0,
+            hypergradient_norm=np.nan,
+            accurate=True,
+        )
+        row.update(fields)
+        return row
+
+    def _fill_scores(self, row, value):
+        """Every split's score, for every metric, set to ``value``."""
+        scores = [{name: value for name in self.scorers}] * len(self.folds)
+        row["test"], row["score_time"] = scores, [0.0] * len(self.folds)
+        if row["train"] is not None:
+            row["train"] = scores
 
     def _split_data(self, X, y):
         """Per fold: transformed parts, targets, weights, score parameters, time."""
@@ -266,17 +277,7 @@ class _Candidate:
 
     def _plain_row(self, final, splits):
         """A pure grid point: fit the final step as configured on every fold."""
-        row = dict(
-            params=dict(self.params),
-            test=[],
-            train=[] if self.return_train_score else None,
-            fit_time=[],
-            score_time=[],
-            iter=0,
-            n_iter=0,
-            hypergradient_norm=np.nan,
-            accurate=True,
-        )
+        row = self._new_row(self.params)
         for split in splits:
             start = time.perf_counter()
             kwargs = {}
@@ -323,7 +324,7 @@ class _Candidate:
             plan = _ridge_plan(tuner, splits)
         n_hyper = plan["n_hyper"]
         first_train = plan["parts"][0][0]
-        lo, hi = tuner._log_bounds(_as_float_data(first_train[0]), first_train[2])
+        lo, hi = tuner._log_bounds(first_train[0], first_train[2])
         stochastic = tuner._check_solver(len(y), method) == "stochastic"
         if stochastic:
             # Each split reads its own transformed rows: training part first.
@@ -373,15 +374,13 @@ class _Candidate:
         rows = []
         for i, record in enumerate(objective.rows):
             theta, _, _, grad_norm, _, accurate = record
-            row = dict(
-                params={**self.params, prefix + name: tuner._to_param(theta)},
-                test=[],
-                train=[] if self.return_train_score else None,
+            row = self._new_row(
+                {**self.params, prefix + name: tuner._to_param(theta)},
+                # The preprocessing time counts once, in the first row.
                 fit_time=[
                     t + (split["time"] if i == 0 else 0.0)
                     for t, split in zip(objective.split_times[i], splits, strict=True)
                 ],
-                score_time=[],
                 iter=i,
                 n_iter=result.n_iter,
                 hypergradient_norm=grad_norm,
@@ -395,11 +394,7 @@ class _Candidate:
                         model = plan["stand_in"](*fold.coefficients())
                         self._score_row(row, model, split)
                 else:
-                    nan = {metric: np.nan for metric in self.scorers}
-                    row["test"] = [nan] * len(splits)
-                    row["score_time"] = [0.0] * len(splits)
-                    if row["train"] is not None:
-                        row["train"] = [nan] * len(splits)
+                    self._fill_scores(row, np.nan)
             else:
                 for problem, w, split in zip(
                     problems, objective.solutions[i], splits, strict=True
