@@ -21,6 +21,7 @@ __all__ = [
     "FoldsObjective",
     "build_cv_results",
     "map_folds",
+    "map_folds_timed",
     "rank_scores",
 ]
 
@@ -40,6 +41,18 @@ def map_folds(func, items, n_jobs=None):
     return Parallel(n_jobs=n_jobs, backend="threading")(
         delayed(func)(item) for item in items
     )
+
+
+def map_folds_timed(func, items, n_jobs=None):
+    """:func:`map_folds`, also returning the seconds each item took."""
+
+    def timed(item):
+        start = time.perf_counter()
+        out = func(item)
+        return out, time.perf_counter() - start
+
+    pairs = map_folds(timed, items, n_jobs)
+    return [out for out, _ in pairs], [seconds for _, seconds in pairs]
 
 
 class CVObjective:
@@ -202,17 +215,12 @@ class FoldsObjective(CVObjective):
             adjoint_tol=self.tol,
             adjoint_max_iter=self.adjoint_max_iter,
         )
-
-        def timed_fold(pair):
-            start = time.perf_counter()
-            out = fold_value_and_grad(pair[0], theta, pair[1], **kwargs)
-            return out, time.perf_counter() - start
-
-        timed = map_folds(
-            timed_fold, zip(self.problems, self.states, strict=True), self.n_jobs
+        results, seconds = map_folds_timed(
+            lambda pair: fold_value_and_grad(pair[0], theta, pair[1], **kwargs),
+            zip(self.problems, self.states, strict=True),
+            self.n_jobs,
         )
-        results = [r for r, _ in timed]
-        self.split_times.append([seconds for _, seconds in timed])
+        self.split_times.append(seconds)
         losses = np.array([r[0] for r in results])
         self.solutions.append([r[2] for r in results])
         grad = None

@@ -29,13 +29,11 @@ Rows are read by index from the full design matrix (dense, memory-mapped or
 CSR) by :mod:`skbilevel._sid_kernels`: no fold copies the data.
 """
 
-import time
-
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from ._cv import CVObjective, map_folds
+from ._cv import CVObjective, map_folds_timed
 from ._linalg import robust_cho_factor
 from ._logistic_kernels import samplewise_hvp, samplewise_loss_grad
 from ._outer import OuterResult
@@ -484,16 +482,14 @@ class StochasticObjective(CVObjective):
         self.split_times = []  # per evaluation: seconds spent on each fold
 
     def _evaluate(self, theta, need_grad):
-        def timed(fold):
-            start = time.perf_counter()
-            out = fold.evaluate(
+        results, seconds = map_folds_timed(
+            lambda fold: fold.evaluate(
                 theta, self.inner_steps, self.adjoint_steps, self.n_val_batches
-            )
-            return out, time.perf_counter() - start
-
-        timed_results = map_folds(timed, self.folds, self.n_jobs)
-        results = [r for r, _ in timed_results]
-        self.split_times.append([seconds for _, seconds in timed_results])
+            ),
+            self.folds,
+            self.n_jobs,
+        )
+        self.split_times.append(seconds)
         losses = np.array([r[0] for r in results])
         grad = np.mean([r[1] for r in results], axis=0)
         return float(losses.mean()), grad, losses
@@ -502,14 +498,13 @@ class StochasticObjective(CVObjective):
         """Settle every fold at ``theta`` and log its full validation loss."""
 
         def settle(fold):
-            start = time.perf_counter()
             fold.settle(theta, int(np.ceil(inner_epochs * fold.epoch)))
-            return fold.full_validation_loss(), time.perf_counter() - start
+            return fold.full_validation_loss()
 
         with self._callback_task():
-            settled = map_folds(settle, self.folds, self.n_jobs)
-            losses = np.array([loss for loss, _ in settled])
-            self.split_times.append([seconds for _, seconds in settled])
+            losses, seconds = map_folds_timed(settle, self.folds, self.n_jobs)
+            losses = np.array(losses)
+            self.split_times.append(seconds)
             self.noisy = False
             self._log(np.asarray(theta, dtype=float), losses.mean(), losses, None)
             self.noisy = True
