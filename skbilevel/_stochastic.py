@@ -7,23 +7,25 @@ mini-batch estimates (stochastic approximate implicit differentiation):
 * the inner problem of each fold is solved by mini-batch SGD, warm-started
   across outer steps;
 * the adjoint system ``H v = grad E`` by the stochastic relaxed fixed-point
-  iteration ``v <- v - eta_k * gamma * (H_batch v - g)`` with mini-batch
+  iteration ``v <- v - eta_k * gamma * P (H_batch v - g)`` with mini-batch
   Hessian-vector products, warm-started too, where ``g`` (the validation
   gradient) is averaged over ``n_val_batches`` fresh mini-batches;
 * the hypergradient of an L2 penalty, ``-p_j w_j v_j`` summed per group,
   needs no data (the cross-derivative is the penalty's);
-* the outer step is a projected stochastic (AdaGrad) step in log-space,
-  whose effective length decreases like ``1 / sqrt(step)``; the returned
-  hyperparameters average the second half of the iterates.
+* the outer step is a projected stochastic (AdaGrad) step in log-space
+  (:func:`minimize_stochastic`); the returned hyperparameters average the
+  second half of the iterates, where a few full-batch passes polish each
+  fold's solution for the final evaluation.
 
-Both stochastic maps are contractions in expectation: their step ``gamma``
-is ``1 / L`` with ``L`` the largest curvature of a mini-batch's training
-Hessian, estimated by power iteration on a few batches (for every batch the
-map ``u -> u - gamma H_batch u`` is then non-expansive, and strictly
-contracting through the penalty), and the relaxation ``eta_k = 1 / (1 + k /
-T)`` decreases with one epoch ``T`` as its half-life. The mean-square
-error of the hypergradient then decreases like ``O(1/t) + O(1/k) + O(1/J)``
-in the numbers of inner steps, adjoint steps and validation batches.
+Both maps are preconditioned by ``P``, an inverse training Hessian estimated
+on a sample of rows, and are contractions in expectation: their step
+``gamma`` is ``1 / L`` with ``L`` the largest eigenvalue of ``P H_batch``
+over a few batches (power iteration), so the map ``u -> u - gamma P H_batch
+u`` of every batch is non-expansive and strictly contracting through the
+penalty; the relaxation ``eta_k = 1 / (1 + k / T)`` decreases with one epoch
+``T`` as its half-life. The mean-square error of the hypergradient then
+decreases like ``O(1/t) + O(1/k) + O(1/J)`` in the numbers of inner steps,
+adjoint steps and validation batches (see ``tests/test_stochastic.py``).
 
 Rows are read by index from the full design matrix (dense, memory-mapped or
 CSR) by :mod:`skbilevel._sid_kernels`: no fold copies the data.
