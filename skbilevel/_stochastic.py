@@ -496,8 +496,13 @@ class StochasticObjective(CVObjective):
         grad = np.mean([r[1] for r in results], axis=0)
         return float(losses.mean()), grad, losses
 
-    def final(self, theta, inner_epochs=0.25):
-        """Settle every fold at ``theta`` and log its full validation loss."""
+    def final(self, theta, inner_epochs=0.0):
+        """Settle every fold at ``theta`` and log its full validation loss.
+
+        ``inner_epochs`` of SGD may precede the full-batch polishing passes
+        of :meth:`StochasticFold.settle`; the passes alone already remove the
+        SGD noise from a warm iterate.
+        """
 
         def settle(fold):
             fold.settle(theta, int(np.ceil(inner_epochs * fold.epoch)))
