@@ -197,6 +197,7 @@ class _Candidate:
         self.score_params = routed.scorer.score
         self.folds = folds
         self.tol, self.max_iter = search.tol, search.max_iter
+        self.random_state = search.random_state
         self.verbose = search.verbose
         self.return_train_score = search.return_train_score
         self.error_score = search.error_score
@@ -311,7 +312,11 @@ class _Candidate:
             if self.bounds is not None:
                 tuner.set_params(**{f"{name}_bounds": self.bounds})
         else:
-            tuner = bilevel_cls(**_translate(final), **{f"{name}_bounds": self.bounds})
+            tuner = bilevel_cls(
+                **_translate(final),
+                **{f"{name}_bounds": self.bounds},
+                random_state=self.random_state,  # seeds a stochastic solver
+            )
         tuner.set_params(tol=self.tol, max_iter=self.max_iter, verbose=self.verbose)
         method = tuner._check_common_params()
         start = time.perf_counter()
@@ -600,7 +605,9 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
         Outer stopping tolerance of each search (relative hypergradient).
     random_state : int, RandomState instance or None, default=None
         With an int ``cv``: None uses unshuffled (Stratified)KFold, as
-        GridSearchCV does; a seed shuffles the rows before splitting.
+        GridSearchCV does; a seed shuffles the rows before splitting. It also
+        seeds the stochastic solver of a Ridge or LogisticRegression final
+        step on large data (a skbilevel final step keeps its own).
     error_score : "raise" or float, default=np.nan
         Score given to a candidate whose fit fails (with a FitFailedWarning);
         "raise" raises the error.

@@ -549,3 +549,13 @@ def test_stochastic_solver_through_the_search(monkeypatch):
     ).fit(Xr, yr)
     assert np.isnan(ridge.cv_results_["mean_test_score"][:-1]).all()
     assert ridge.best_score_ >= grid.best_score_ * (1 + 2e-3)  # within 0.2%
+    # random_state seeds the stochastic solver of a plain final step.
+    seeded = [
+        HypergradientSearchCV(
+            make_pipeline(StandardScaler(), Ridge()),
+            {"ridge__alpha": (1e-3, 1e3)},
+            random_state=1,
+        ).fit(Xr, yr)
+        for _ in range(2)
+    ]
+    assert seeded[0].best_params_ == seeded[1].best_params_
