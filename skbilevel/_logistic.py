@@ -222,7 +222,9 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
                 self.class_weight, classes=np.arange(len(self.classes_)), y=targets
             )[targets]
         sw = check_sample_weight(sample_weight, X, class_weights)
-        return as_float64_data(X), y, targets, sw, X.dtype
+        # Dense X meets only BLAS and the row-gathering kernels: a read-only
+        # memory map is used in place.
+        return as_float64_data(X, writable=False), y, targets, sw, X.dtype
 
     def _log_bounds(self, X, sw):
         if self.C_bounds is not None:

@@ -8,9 +8,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, MultiOutputMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import check_scoring
-from sklearn.utils.validation import (
-    validate_data,
-)
+from sklearn.utils.validation import _num_samples, validate_data
 
 from ._cv import FoldRows, FoldsObjective
 from ._estimator import FIT_FRAMES, BilevelSearchMixin, with_callbacks
@@ -244,7 +242,7 @@ class BilevelRidgeCV(
             )
         return method
 
-    def _validate_input(self, X, y, sample_weight):
+    def _validate_input(self, X, y, sample_weight, writable=True):
         X, y = validate_data(
             self,
             X,
@@ -255,7 +253,7 @@ class BilevelRidgeCV(
             y_numeric=True,
         )
         dtype = X.dtype
-        X = as_float64_data(X)
+        X = as_float64_data(X, writable=writable)
         y = np.asarray(y, dtype=np.float64)
         if not np.all(np.isfinite(y)):
             raise ValueError("Input y contains NaN or infinity.")
@@ -291,7 +289,20 @@ class BilevelRidgeCV(
         """
         start_time = time.perf_counter()
         method = self._check_params()
-        X, y, Y, sw, dtype = self._validate_input(X, y, sample_weight)
+        self.solver_ = self._check_solver(_num_samples(X), method)
+        if self.cv is None and self.solver_ == "stochastic":
+            if self.solver == "stochastic":
+                raise ValueError(
+                    "cv=None is exact leave-one-out (deterministic); the "
+                    "stochastic solver needs hold-out splits (cv=5, ...)."
+                )
+            self.solver_ = "deterministic"
+        # The stochastic mode reads dense X in place (BLAS and row gathers
+        # only), a read-only memory map included; the deterministic kernels
+        # need a writable float64 array.
+        X, y, Y, sw, dtype = self._validate_input(
+            X, y, sample_weight, writable=self.solver_ == "deterministic"
+        )
         n_samples, n_features = X.shape
         n_targets = Y.shape[1]
         group_idx, n_hyper, labels = check_penalty(
@@ -301,14 +312,6 @@ class BilevelRidgeCV(
         lo, hi = self._log_bounds(X, sw)
         self.penalty_groups_ = labels
 
-        self.solver_ = self._check_solver(n_samples, method)
-        if self.cv is None and self.solver_ == "stochastic":
-            if self.solver == "stochastic":
-                raise ValueError(
-                    "cv=None is exact leave-one-out (deterministic); the "
-                    "stochastic solver needs hold-out splits (cv=5, ...)."
-                )
-            self.solver_ = "deterministic"
         if self.solver_ == "stochastic":
             folds = self._make_folds(X, y, groups, sw, classifier=False)
             reader, fit = RowReader(X), SquaredFit(Y, sw)

@@ -105,17 +105,21 @@ def check_hypergradient(method, allowed):
     return method
 
 
-def as_float64_data(X):
+def as_float64_data(X, writable=True):
     """X as C-contiguous float64, or CSR with float64 data and int64 indices.
 
     Computations run in float64 whatever the input's dtype, and the kernels
-    then see one type and layout only (no recompilation).
+    then see one type and layout only (no recompilation). ``writable=False``
+    keeps a read-only dense array (a read-only memory map) in place: for
+    code that passes dense X to BLAS or to the row-gathering kernels only.
     """
     if sp.issparse(X):
         X = sp.csr_matrix(X, dtype=np.float64)
         X.data = as_float_c(X.data)
         X.indices, X.indptr = as_index_c(X.indices), as_index_c(X.indptr)
         return X
+    if not writable:
+        return np.ascontiguousarray(X, dtype=np.float64)
     return as_float_c(X)
 
 

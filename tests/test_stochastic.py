@@ -10,6 +10,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.model_selection import ShuffleSplit, StratifiedKFold
 
+import skbilevel._logistic
+import skbilevel._ridge
 from skbilevel import BilevelLogisticCV, BilevelRidgeCV
 from skbilevel._hypergradient import FoldState, fold_value_and_grad
 from skbilevel._problems._logistic import LogisticProblem
@@ -138,7 +140,7 @@ def test_reproducible_and_independent_of_n_jobs():
     assert not np.array_equal(a.C_, c.C_)
 
 
-def test_sparse_and_memory_mapped_inputs(tmp_path):
+def test_sparse_and_memory_mapped_inputs(tmp_path, monkeypatch):
     X, y = make_classification(4000, 12, random_state=0)
     kwargs = dict(solver="stochastic", max_iter=15, random_state=0, batch_size=256)
     dense = BilevelLogisticCV(**kwargs).fit(X, y)
@@ -148,10 +150,23 @@ def test_sparse_and_memory_mapped_inputs(tmp_path):
     path = tmp_path / "X.npy"
     np.save(path, X)
     mapped = np.load(path, mmap_mode="r")  # read-only memory map
-    reader = RowReader(mapped)
-    assert np.shares_memory(reader.dense, mapped)  # read in place
-    from_map = BilevelLogisticCV(**kwargs).fit(mapped, y)
-    np.testing.assert_allclose(from_map.coef_, dense.coef_, rtol=1e-10)
+    readers = []
+
+    class Recording(RowReader):
+        def __init__(self, X):
+            super().__init__(X)
+            readers.append(self)
+
+    for module, Estimator, target in [
+        (skbilevel._logistic, BilevelLogisticCV, y),
+        (skbilevel._ridge, BilevelRidgeCV, y.astype(float)),
+    ]:
+        monkeypatch.setattr(module, "RowReader", Recording)
+        from_map = Estimator(**kwargs).fit(mapped, target)
+        # The estimator's folds read the memory map in place.
+        assert np.shares_memory(readers[-1].dense, mapped)
+        in_memory = Estimator(**kwargs).fit(X, target)
+        np.testing.assert_allclose(from_map.coef_, in_memory.coef_, rtol=1e-10)
 
 
 def test_multinomial_and_scoring():

@@ -52,7 +52,8 @@ def _prepare_X(X):
     if sp.issparse(X):
         X = sp.csr_matrix(X)
         return X, (as_float_c(X.data), as_index_c(X.indices), as_index_c(X.indptr))
-    return as_float_c(X), None
+    # Dense X only meets BLAS here: a read-only array (memory map) is fine.
+    return np.ascontiguousarray(X, dtype=np.float64), None
 
 
 def _loss_grad(X, csr, W, targets, sw, fit_intercept):

@@ -173,7 +173,11 @@ class RidgeProblem(InnerProblem):
             if self.sparse:
                 G = (X.T @ X.multiply(sw[:, None]).tocsr()).toarray()
             else:
-                G = X.T @ (X * sw[:, None])
+                # In chunks of rows: no weighted copy of X is formed.
+                G = np.zeros((self.n_features, self.n_features))
+                for start in range(0, self.n_samples, 8192):
+                    block = X[start : start + 8192]
+                    G += block.T @ (block * sw[start : start + 8192, None])
             G -= sw.sum() * np.outer(xbar, xbar)
             self._gram = G
         return self._gram
