@@ -19,7 +19,13 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._cv import FoldsObjective, build_cv_results
 from ._hypergradient import HYPERGRADIENT_METHODS
 from ._outer import minimize_box, minimize_scalar
-from ._stochastic import StochasticFold, StochasticObjective, minimize_stochastic
+from ._stochastic import (
+    LogLossFit,
+    RowReader,
+    StochasticFold,
+    StochasticObjective,
+    minimize_stochastic,
+)
 from ._validation import check_hypergradient, check_positive_int, check_tol
 
 try:  # scikit-learn >= 1.9 ships a callback API (e.g. sklearn.callback.ProgressBar)
@@ -173,6 +179,24 @@ class BilevelSearchMixin(CallbackSupportMixin):
             self.verbose,
         )
         return objective
+
+    def _stochastic_search(self, X, y, fit, folds, coef_groups, n_hyper, box, start):
+        """The stochastic mode on the estimator's own data; ``(objective, result)``.
+
+        Every split reads its rows from ``X`` in place; ``fit`` is the data
+        term over all rows (log-loss: the intercept is a learnt coordinate;
+        squared error: it is the training mean of the centered targets).
+        """
+        reader = RowReader(X)
+        objective = self._stochastic_objective(
+            [(reader, fit, train, test) for train, test in folds],
+            coef_groups,
+            n_hyper,
+            learn_intercept=isinstance(fit, LogLossFit),
+        )
+        self.hypergradient_ = "sid"
+        self._begin_search(objective, start, X, y)
+        return objective, self._run_stochastic(objective, n_hyper, *box)
 
     def _run_stochastic(self, objective, n_hyper, lo, hi):
         theta0 = self._initial_theta(n_hyper, lo, hi)

@@ -22,7 +22,7 @@ from ._estimator import FIT_FRAMES, BilevelSearchMixin, with_callbacks
 from ._kernels import as_index_c
 from ._problems import LogisticProblem
 from ._problems._logistic import uses_float32_gram
-from ._stochastic import LogLossFit, RowReader
+from ._stochastic import LogLossFit
 from ._validation import (
     as_float64_data,
     check_bounds,
@@ -264,16 +264,16 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
         folds = self._make_folds(X, y, groups, sw, classifier=True)
         self.solver_ = self._check_solver(X.shape[0], method)
         if self.solver_ == "stochastic":
-            reader, fit = RowReader(X), LogLossFit(targets, sw, n_out)
-            objective = self._stochastic_objective(
-                [(reader, fit, train, test) for train, test in folds],
+            objective, result = self._stochastic_search(
+                X,
+                y,
+                LogLossFit(targets, sw, n_out),
+                folds,
                 group_idx[:n_features],
                 n_hyper,
-                learn_intercept=True,
+                (lo, hi),
+                start_time,
             )
-            self.hypergradient_ = "sid"
-            self._begin_search(objective, start_time, X, y)
-            result = self._run_stochastic(objective, n_hyper, lo, hi)
             split_scores = self._stochastic_scores(
                 objective, folds, X, y, sw, sample_weight
             )

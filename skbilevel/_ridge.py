@@ -26,7 +26,7 @@ from ._problems._ridge_cv import (
     SpectralHoldoutObjective,
     SpectralLOOObjective,
 )
-from ._stochastic import RowReader, SquaredFit
+from ._stochastic import SquaredFit
 from ._validation import (
     as_float64_data,
     check_bounds,
@@ -314,16 +314,9 @@ class BilevelRidgeCV(
 
         if self.solver_ == "stochastic":
             folds = self._make_folds(X, y, groups, sw, classifier=False)
-            reader, fit = RowReader(X), SquaredFit(Y, sw)
-            objective = self._stochastic_objective(
-                [(reader, fit, train, test) for train, test in folds],
-                group_idx,
-                n_hyper,
-                learn_intercept=False,
+            objective, result = self._stochastic_search(
+                X, y, SquaredFit(Y, sw), folds, group_idx, n_hyper, (lo, hi), start_time
             )
-            self.hypergradient_ = "sid"
-            self._begin_search(objective, start_time, X, y)
-            result = self._run_stochastic(objective, n_hyper, lo, hi)
             split_scores = self._stochastic_scores(objective, folds, X, Y, sw)
             theta = self._finish_search(objective, result, split_scores, False)
             self._precomputed = {}

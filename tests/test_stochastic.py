@@ -10,8 +10,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.model_selection import ShuffleSplit, StratifiedKFold
 
-import skbilevel._logistic
-import skbilevel._ridge
+import skbilevel._estimator
 from skbilevel import BilevelLogisticCV, BilevelRidgeCV
 from skbilevel._hypergradient import FoldState, fold_value_and_grad
 from skbilevel._problems._logistic import LogisticProblem
@@ -157,11 +156,11 @@ def test_sparse_and_memory_mapped_inputs(tmp_path, monkeypatch):
             super().__init__(X)
             readers.append(self)
 
-    for module, Estimator, target in [
-        (skbilevel._logistic, BilevelLogisticCV, y),
-        (skbilevel._ridge, BilevelRidgeCV, y.astype(float)),
+    monkeypatch.setattr(skbilevel._estimator, "RowReader", Recording)
+    for Estimator, target in [
+        (BilevelLogisticCV, y),
+        (BilevelRidgeCV, y.astype(float)),
     ]:
-        monkeypatch.setattr(module, "RowReader", Recording)
         from_map = Estimator(**kwargs).fit(mapped, target)
         # The estimator's folds read the memory map in place.
         assert np.shares_memory(readers[-1].dense, mapped)
