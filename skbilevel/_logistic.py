@@ -1,39 +1,34 @@
-"""BilevelLogisticCV: logistic regression with L2 strengths tuned by hypergradient."""
+"""BilevelLogisticCV: logistic regression with L2 strengths tuned by hypergradient.
 
-import time
-import warnings
+The fit pipeline is :class:`~skbilevel._base.BaseBilevelCV`'s; this module
+supplies the logistic hooks: label encoding and class weights, the fold
+problems (Newton, with float32 Hessians where they pay), the stochastic data
+term and the refit.
+"""
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.special import expit, log_softmax
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import check_scoring
-from sklearn.preprocessing import LabelEncoder
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import (
-    validate_data,
-)
+from sklearn.utils.validation import column_or_1d
 
-from ._cv import FoldRows, FoldsObjective
-from ._estimator import FIT_FRAMES, BilevelSearchMixin, with_callbacks
-from ._kernels import as_index_c
-from ._problems import LogisticProblem
-from ._problems._logistic import uses_float32_gram
-from ._stochastic import LogLossFit
-from ._validation import (
-    as_float64_data,
-    check_bounds,
-    check_penalty,
-    check_sample_weight,
+from ._base import BaseBilevelCV, Layout, Targets, common_constraints
+from ._problems._logistic import (
+    DIRECT_MAX_PARAMS,
+    LogisticProblem,
+    LogLossFit,
+    uses_float32_gram,
 )
+from ._results import ClassifierScoresAsInput, log_probabilities
+from ._validation import as_index_c, check_penalty, warn_user
 
 __all__ = ["BilevelLogisticCV"]
 
 
-class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
+class BilevelLogisticCV(ClassifierMixin, BaseBilevelCV):
     """Logistic regression with L2 strengths tuned by hypergradient descent.
 
     The validation log-loss, averaged over cross-validation folds, is
@@ -151,8 +146,16 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
     C=0.63, CV log-loss=0.078
     """
 
+    _parameter_constraints = {
+        **common_constraints("C", "per_class"),
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
     _param_name = "C"
     _param_sign = -1.0  # theta = log(1 / C), the penalty weight
+    # 1 / C ranges over (1e-6 q min_j ss_j, 1e4 q max_j ss_j), q = 0.25.
+    _default_box = dict(scale=0.25, low=1e-6, high=1e4, floor=1e-12)
+    _value_tol = 1e-3  # Newton's decrement bounds the loss error
+    _writable_X = False  # dense X meets only BLAS and the row-gathering kernels
 
     def __init__(
         self,
@@ -198,235 +201,96 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
         tags.input_tags.sparse = True
         return tags
 
-    # ------------------------------------------------------------------- fit
-    def _validate_input(self, X, y, sample_weight):
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            accept_sparse=["csr", "csc", "coo"],
-            dtype=[np.float64, np.float32],
-        )
+    # ------------------------------------------------------------------ hooks
+    def _target_info(self, y):
+        y = column_or_1d(y, warn=True)  # a column vector, as LogisticRegression
         check_classification_targets(y)
-        encoder = LabelEncoder().fit(y)
-        self.classes_ = encoder.classes_
-        if len(self.classes_) < 2:
+        classes = np.unique(y)
+        if len(classes) < 2:
             raise ValueError(
-                "BilevelLogisticCV needs samples of at least 2 classes in the data, "
-                f"but the data contains only one class: {self.classes_[0]!r}."
+                f"{type(self).__name__} needs samples of at least 2 classes in the "
+                f"data, but the data contains only one class: {classes[0]!r}."
             )
-        targets = as_index_c(encoder.transform(y))
-        class_weights = None
+        class_weight = None
         if self.class_weight is not None:
-            class_weights = compute_class_weight(
-                self.class_weight, classes=np.arange(len(self.classes_)), y=targets
-            )[targets]
-        sw = check_sample_weight(sample_weight, X, class_weights)
-        # Dense X meets only BLAS and the row-gathering kernels: a read-only
-        # memory map is used in place.
-        return as_float64_data(X, writable=False), y, targets, sw, X.dtype
-
-    def _log_bounds(self, X, sw):
-        if self.C_bounds is not None:
-            low, high = check_bounds(self.C_bounds, "C_bounds")
-            return -high, -low
-        return self._data_scaled_box(X, sw, scale=0.25, low=1e-6, high=1e4, floor=1e-12)
-
-    @with_callbacks
-    def fit(self, X, y, sample_weight=None, groups=None):
-        """Tune ``C`` by hypergradient descent, then refit on all the data.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-            Class labels (any type).
-        sample_weight : array-like of shape (n_samples,), default=None
-        groups : array-like of shape (n_samples,), default=None
-            Group labels for a group-aware ``cv`` splitter.
-
-        Returns
-        -------
-        self : object
-        """
-        start_time = time.perf_counter()
-        method = self._check_common_params()
-        if self.C_bounds is not None:
-            check_bounds(self.C_bounds, "C_bounds")
-        X, y, targets, sw, dtype = self._validate_input(X, y, sample_weight)
-        n_features = X.shape[1]
-        n_classes = len(self.classes_)
-        n_out = 1 if n_classes == 2 else n_classes
-        group_idx, n_hyper, self.penalty_groups_ = self._penalty_layout(
-            n_features, n_out
-        )
-        lo, hi = self._log_bounds(X, sw)
-        folds = self._make_folds(X, y, groups, sw, classifier=True)
-        self.solver_ = self._check_solver(X.shape[0], method)
-        if self.solver_ == "stochastic":
-            objective, result = self._stochastic_search(
-                X,
-                y,
-                LogLossFit(targets, sw, n_out),
-                folds,
-                group_idx[:n_features],
-                n_hyper,
-                (lo, hi),
-                start_time,
+            class_weight = compute_class_weight(
+                self.class_weight,
+                classes=np.arange(len(classes)),
+                y=np.searchsorted(classes, y),
             )
-            split_scores = self._stochastic_scores(
-                objective, folds, X, y, sw, sample_weight
-            )
-            theta = self._finish_search(objective, result, split_scores, False)
-            w0 = np.mean(
-                [
-                    np.vstack([W, b]) if self.fit_intercept else W
-                    for W, b in (f.coefficients() for f in objective.folds)
-                ],
-                axis=0,
-            )
-            self._refit(X, targets, sw, n_out, group_idx, n_hyper, theta, w0, dtype)
-            self._callback_end(X, y)
-            return self
-        rows = FoldRows(X.shape[0], folds)  # views of one copy for K-fold
-        float32 = method in ("auto", "direct") and uses_float32_gram(
-            n_features + self.fit_intercept, n_out, sp.issparse(X)
+        n_out = 1 if len(classes) == 2 else len(classes)
+        return Targets(n_out=n_out, classes=classes, class_weight=class_weight)
+
+    def _encode(self, y, info):
+        return as_index_c(np.searchsorted(info.classes, column_or_1d(y)))
+
+    def _layout(self, n_features, info):
+        """Hyperparameter group of every coefficient (-1: the intercept row)."""
+        coef_groups, n_hyper, labels = check_penalty(
+            self.penalty, n_features, info.n_out, "per_class"
         )
-        X32_parts = (
-            rows.split(X, np.float32) if float32 else [(None, None)] * len(folds)
+        group_idx = coef_groups
+        if self.fit_intercept:
+            intercept_row = np.full((1, info.n_out), -1, np.int64)
+            group_idx = np.vstack([coef_groups, intercept_row])
+        return Layout(group_idx, coef_groups, n_hyper, labels)
+
+    def _can_factorize(self, splits, layout):
+        return layout.group_idx.size <= DIRECT_MAX_PARAMS
+
+    def _fold_problems(self, splits, info, layout, method):
+        parts = splits.parts()
+        n_params = layout.group_idx.shape[0]
+        float32 = method == "direct" and uses_float32_gram(
+            n_params, info.n_out, splits.sparse
         )
-        problems = [
-            self._fold_problem(
-                (X_train, t_train, sw_train),
-                (X_test, t_test, sw_test),
-                n_out,
-                group_idx,
-                n_hyper,
+        designs32 = (
+            splits.parts(float32_design=True) if float32 else [None] * len(parts)
+        )
+        return [
+            LogisticProblem(
+                *train,
+                info.n_out,
+                layout.group_idx,
+                layout.n_hyper,
+                self.fit_intercept,
+                X_val=test[0],
+                targets_val=test[1],
+                sw_val=test[2],
                 X32=X32,
             )
-            for (X_train, X_test), (t_train, t_test), (sw_train, sw_test), (
-                X32,
-                _,
-            ) in zip(
-                rows.split(X),
-                rows.split(targets),
-                rows.split(sw),
-                X32_parts,
-                strict=True,
-            )
+            for (train, test), X32 in zip(parts, designs32, strict=True)
         ]
-        if method == "auto":
-            method = "direct" if problems[0].can_factorize else "cg"
-        self.hypergradient_ = method
-        objective = FoldsObjective(
-            problems,
-            method,
-            self.adjoint_max_iter,
-            self.n_jobs,
-            self.verbose,
-            value_tol=1e-3,  # Newton's decrement bounds the loss error
-        )
-        self._begin_search(objective, start_time, X, y)
 
-        theta0 = self._initial_theta(n_hyper, lo, hi)
-        result = self._run_outer(objective, theta0, n_hyper, lo, hi)
-        split_scores = self._split_scores(objective, folds, y, sw, sample_weight)
-        theta = self._finish_search(objective, result, split_scores, False)
+    def _data_term(self, targets, sw, info):
+        return LogLossFit(targets, sw, info.n_out)
 
-        # Refit on all the data, warm-started from the folds' mean solution.
-        w0 = np.mean(objective.solutions[self.best_index_], axis=0)
-        self._refit(X, targets, sw, n_out, group_idx, n_hyper, theta, w0, dtype)
-        self._callback_end(X, y)
-        return self
+    def _response_model(self, info):
+        return ClassifierScoresAsInput(info.classes)
 
-    def _refit(self, X, targets, sw, n_out, group_idx, n_hyper, theta, w0, dtype):
-        """Deterministic fit on all the data at ``theta``, warm-started at ``w0``."""
+    def _refit(self, X, targets, sw, info, layout, theta, warm, objective):
+        """Newton on all the data at ``theta``, warm-started at the folds' mean."""
+        w0 = None
+        if warm is not None:
+            w0 = np.mean(
+                [np.vstack([c, b]) if self.fit_intercept else c for c, b in warm],
+                axis=0,
+            )
         full = LogisticProblem(
-            X, targets, sw, n_out, group_idx, n_hyper, self.fit_intercept
-        )
+            X, targets, sw, info.n_out, layout.group_idx, layout.n_hyper,
+            self.fit_intercept,
+        )  # fmt: skip
         method = "direct" if full.can_factorize else "cg"
         # No adjoint follows: chord steps may finish, no Hessian at the end.
         W, converged = full.solve(theta, w0, tol=1e-8, method=method, for_adjoint=False)
         if not converged:
-            warnings.warn(
+            warn_user(
                 "The final refit did not reach its tolerance; the last Newton "
                 "iterate is used.",
                 ConvergenceWarning,
-                stacklevel=3 + FIT_FRAMES,
             )
-        n_features = X.shape[1]
-        self.coef_ = np.ascontiguousarray(W[:n_features].T).astype(dtype, copy=False)
-        self.intercept_ = (
-            W[n_features].copy() if self.fit_intercept else np.zeros(n_out)
-        ).astype(dtype, copy=False)
-
-    def _penalty_layout(self, n_features, n_out):
-        """Hyperparameter group of every coefficient (-1: intercept row)."""
-        coef_groups, n_hyper, labels = check_penalty(
-            self.penalty, n_features, n_out, "per_class"
-        )
-        group_idx = coef_groups
-        if self.fit_intercept:
-            group_idx = np.vstack([coef_groups, np.full((1, n_out), -1, np.int64)])
-        return group_idx, n_hyper, labels
-
-    def _fold_problem(self, train, test, n_out, group_idx, n_hyper, X32=None):
-        """Inner problem of one split from ``(X, targets, sw)`` of each part."""
-        return LogisticProblem(
-            *train,
-            n_out,
-            group_idx,
-            n_hyper,
-            self.fit_intercept,
-            X_val=test[0],
-            targets_val=test[1],
-            sw_val=test[2],
-            X32=X32,
-        )
-
-    def _split_scores(self, objective, folds, y, sw, sample_weight):
-        """Score of every evaluated point on every split (greater is better)."""
-        rows = objective.rows
-        if self.scoring is None:
-            return np.array([-r[2] for r in rows])
-        scorer = check_scoring(self, scoring=self.scoring)
-        out = np.empty((len(rows), len(folds)))
-        for i in range(len(rows)):
-            for k, (problem, W) in enumerate(
-                zip(objective.problems, objective.solutions[i], strict=True)
-            ):
-                stand_in = self._fold_model(W)
-                test = folds[k][1]
-                kwargs = {} if sample_weight is None else {"sample_weight": sw[test]}
-                out[i, k] = scorer(stand_in, problem.X_val, y[test], **kwargs)
-        return out
-
-    def _stochastic_scores(self, objective, folds, X, y, sw, sample_weight):
-        """Scores of the stochastic rows: the noisy estimates; with ``scoring``,
-        NaN except for the final row, scored on each split's validation rows."""
-        rows = objective.rows
-        if self.scoring is None:
-            return np.array([-r[2] for r in rows])
-        out = np.full((len(rows), len(folds)), np.nan)
-        scorer = check_scoring(self, scoring=self.scoring)
-        for k, (fold, (_, test)) in enumerate(zip(objective.folds, folds, strict=True)):
-            W, b = fold.coefficients()
-            stand_in = self._fold_model(np.vstack([W, b]) if self.fit_intercept else W)
-            kwargs = {} if sample_weight is None else {"sample_weight": sw[test]}
-            out[-1, k] = scorer(stand_in, X[test], y[test], **kwargs)
-        return out
-
-    def _fold_model(self, W):
-        """A LogisticRegression carrying one fold's coefficients, for scorers."""
-        n_features = self.n_features_in_
-        model = LogisticRegression()
-        model.classes_ = self.classes_
-        model.coef_ = np.ascontiguousarray(W[:n_features].T)
-        model.intercept_ = (
-            W[n_features].copy() if self.fit_intercept else np.zeros(W.shape[1])
-        )
-        model.n_features_in_ = n_features
-        return model
+        coef, intercept = full.coefficients(W)
+        return np.ascontiguousarray(coef.T), intercept
 
     # ------------------------------------------------------------- prediction
     def decision_function(self, X):
@@ -469,10 +333,7 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
         -------
         log_proba : ndarray of shape (n_samples, n_classes)
         """
-        scores = self.decision_function(X)
-        if scores.ndim == 1:
-            scores = np.column_stack([np.zeros_like(scores), scores])
-        return log_softmax(scores, axis=1)
+        return log_probabilities(self.decision_function(X))
 
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes).
@@ -485,11 +346,7 @@ class BilevelLogisticCV(BilevelSearchMixin, ClassifierMixin, BaseEstimator):
         -------
         proba : ndarray of shape (n_samples, n_classes)
         """
-        scores = self.decision_function(X)
-        if scores.ndim == 1:
-            positive = expit(scores)
-            return np.column_stack([1.0 - positive, positive])
-        return np.exp(log_softmax(scores, axis=1))
+        return np.exp(log_probabilities(self.decision_function(X)))
 
     def score(self, X, y, sample_weight=None):
         """Accuracy, or ``scoring`` when it is set.

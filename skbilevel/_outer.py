@@ -8,6 +8,8 @@
   hypergradient method, with Barzilai-Borwein step lengths and a non-monotone
   Armijo backtracking along the projected direction (spectral projected
   gradient).
+* :func:`minimize_stochastic` - the stochastic mode: projected AdaGrad steps
+  on noisy hypergradients, then iterate averaging.
 
 Both take ``fun(theta, need_grad) -> (f, grad)``. Convergence is measured in
 relative terms: the (projected) derivative in log-space, divided by ``|f|``.
@@ -17,9 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["OuterResult", "minimize_scalar", "minimize_box"]
+__all__ = ["OuterResult", "minimize_box", "minimize_scalar", "minimize_stochastic"]
 
 _TINY = np.finfo(np.float64).tiny
+# Hypergradients averaged by the stopping test of the stochastic outer loop.
+_WINDOW = 10
 
 
 @dataclass
@@ -313,3 +317,87 @@ def minimize_box(
         if f < best[1]:
             best = (theta.copy(), f)
     return OuterResult(best[0], best[1], n_iter, converged)
+
+
+def minimize_stochastic(objective, theta0, lo, hi, *, max_iter, tol, step=0.5):
+    """Projected stochastic (AdaGrad) steps in log-space, then iterate averaging.
+
+    With several hyperparameters, a first phase (at most a third of the
+    steps) moves their common value only, along the summed hypergradient;
+    the second phase moves each one. The common phase runs its budget; the
+    last phase stops earlier once the mean of its last ``_WINDOW``
+    hypergradients (which averages their noise out) gives a projected step
+    whose l1 norm is at most ``tol`` times the mean loss (the criterion of
+    :func:`minimize_box`).
+
+    Parameters
+    ----------
+    objective : skbilevel._stochastic.StochasticObjective
+    theta0 : ndarray of shape (n_hyper,)
+    lo, hi : float
+        Box in log-space.
+    max_iter : int
+        Maximum number of stochastic outer steps.
+    tol : float
+        Relative tolerance of the stopping test.
+    step : float, default=0.5
+        First step length in log-space (per coordinate).
+
+    Returns
+    -------
+    result : OuterResult
+        ``theta`` is the mean of the second half of the last phase's
+        iterates; ``f`` the full validation loss there
+        (:meth:`StochasticObjective.final`); ``converged`` whether the last
+        phase met the stopping test.
+    """
+    theta = np.clip(np.asarray(theta0, dtype=float), lo, hi)
+    n_hyper = theta.size
+    # (moves the common value, step budget): the common value first, like
+    # the deterministic search's 1-D phase, then every hyperparameter.
+    phases = [(True, max_iter // 3), (False, max_iter)] if n_hyper > 1 else []
+    phases = phases or [(True, max_iter)]
+    n_iter = 0
+    converged = False
+    iterates = []
+    for common, budget in phases:
+        accumulated = np.zeros(n_hyper)
+        grads, losses, iterates = [], [], []
+        converged = False
+        while n_iter < max_iter and len(iterates) < budget:
+            f, grad = objective(theta, True)
+            n_iter += 1
+            if common:
+                grad = np.full(n_hyper, np.sum(grad))
+            grads.append(grad)
+            losses.append(f)
+            # The common phase before per-hyperparameter steps runs its whole
+            # budget: AdaGrad's normalized steps cross flat stretches of the
+            # loss, whose noisy hypergradients could not tell them from the
+            # optimum. The last phase stops once flat in every direction: one
+            # unit of log-strength moved along the mean hypergradient (noise
+            # averaged out) gains at most tol (relative), as in minimize_box.
+            last = common is False or n_hyper == 1
+            if last and len(iterates) >= _WINDOW:
+                mean = np.mean(grads[-_WINDOW:], axis=0)
+                if common:
+                    mean = mean / n_hyper
+                projected = np.clip(theta - mean, lo, hi) - theta
+                scale = max(abs(np.mean(losses[-_WINDOW:])), _TINY)
+                if np.sum(np.abs(projected)) <= tol * scale:
+                    converged = True
+                    break
+            accumulated += grad * grad
+            # AdaGrad's normalization, floored at the flat-gradient scale
+            # tol * |f| (per hyperparameter): a hypergradient far below it,
+            # mostly noise on a flat loss, moves the iterate proportionally
+            # less instead of a full normalized step.
+            floor = tol * max(abs(f), _TINY) / (1 if common else n_hyper)
+            theta = theta - step * grad / (np.sqrt(accumulated) + floor)
+            theta = np.clip(theta, lo, hi)
+            iterates.append(theta)
+        if not iterates:
+            iterates = [theta]
+    averaged = np.mean(iterates[len(iterates) // 2 :], axis=0)
+    f = objective.final(averaged)
+    return OuterResult(averaged, f, n_iter, converged)

@@ -1,59 +1,38 @@
-"""BilevelRidgeCV: ridge regression whose L2 strengths are tuned by hypergradient."""
+"""BilevelRidgeCV: ridge regression whose L2 strengths are tuned by hypergradient.
 
-import time
-import warnings
+The fit pipeline is :class:`~skbilevel._base.BaseBilevelCV`'s; this module
+supplies the ridge hooks: target encoding, the fold problems, the closed
+forms (spectral K-fold and exact leave-one-out), the stochastic data term
+and the refit.
+"""
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, MultiOutputMixin, RegressorMixin
+from sklearn.base import MultiOutputMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import check_scoring
-from sklearn.utils.validation import _num_samples, validate_data
 
-from ._cv import FoldRows, FoldsObjective
-from ._estimator import FIT_FRAMES, BilevelSearchMixin, with_callbacks
-from ._kernels import as_float_c
-from ._problems import RidgeProblem
+from ._base import BaseBilevelCV, Layout, Targets, common_constraints
 from ._problems._ridge import (
     DENSE_MAX_ENTRIES,
     GRAM_MAX_DIM,
+    RidgeProblem,
+    SquaredFit,
     can_factorize,
-    spectral_holdout_folds,
-    spectral_loo,
 )
-from ._problems._ridge_cv import (
+from ._problems._ridge_spectral import (
     DirectLOOObjective,
     SpectralHoldoutObjective,
     SpectralLOOObjective,
+    spectral_holdout_folds,
+    spectral_loo,
 )
-from ._stochastic import SquaredFit
-from ._validation import (
-    as_float64_data,
-    check_bounds,
-    check_penalty,
-    check_sample_weight,
-)
+from ._results import RegressorPredictionsAsInput
+from ._validation import as_float_c, check_penalty, warn_user
 
 __all__ = ["BilevelRidgeCV"]
 
 
-class _PredictionsAsInput(RegressorMixin, BaseEstimator):
-    """Stand-in estimator whose ``predict`` returns its input.
-
-    Lets any scikit-learn scorer score predictions we computed ourselves
-    (validation predictions in eigen-coordinates, leave-one-out predictions).
-    """
-
-    def fit(self, X, y=None):
-        return self
-
-    def predict(self, X):
-        return X
-
-
-class BilevelRidgeCV(
-    BilevelSearchMixin, MultiOutputMixin, RegressorMixin, BaseEstimator
-):
+class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
     """Ridge regression with L2 strengths tuned by hypergradient descent.
 
     The cross-validated mean squared error is minimized over the
@@ -224,129 +203,56 @@ class BilevelRidgeCV(
         self.batch_size = batch_size
         self.random_state = random_state
 
+    _parameter_constraints = {
+        **common_constraints("alpha", "per_target"),
+        "cv": ["cv_object", None],  # None: exact leave-one-out
+    }
+    _exact_leave_one_out = True
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         tags.target_tags.multi_output = True
         return tags
 
-    # ------------------------------------------------------------- validation
-    def _check_params(self):
-        method = self._check_common_params()
-        if self.alpha_bounds is not None:
-            check_bounds(self.alpha_bounds, "alpha_bounds")
-        if self.cv is None and method not in ("auto", "direct"):
-            raise ValueError(
-                "cv=None uses the closed-form leave-one-out hypergradient: "
-                f"hypergradient must be 'auto' or 'direct', got {method!r}."
-            )
-        return method
-
-    def _validate_input(self, X, y, sample_weight, writable=True):
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            accept_sparse=["csr", "csc", "coo"],
-            dtype=[np.float64, np.float32],
-            multi_output=True,
-            y_numeric=True,
-        )
-        dtype = X.dtype
-        X = as_float64_data(X, writable=writable)
-        y = np.asarray(y, dtype=np.float64)
-        if not np.all(np.isfinite(y)):
+    # ------------------------------------------------------------------ hooks
+    def _target_info(self, y):
+        if not np.all(np.isfinite(np.asarray(y, dtype=np.float64))):
             raise ValueError("Input y contains NaN or infinity.")
-        Y = as_float_c(y.reshape(-1, 1) if y.ndim == 1 else y)
-        return X, y, Y, check_sample_weight(sample_weight, X), dtype
+        return Targets(n_out=1 if y.ndim == 1 else y.shape[1], ndim=y.ndim)
 
-    def _log_bounds(self, X, sw):
-        if self.alpha_bounds is not None:
-            return check_bounds(self.alpha_bounds, "alpha_bounds")
-        return self._data_scaled_box(X, sw, scale=1.0, low=1e-6, high=1e6, floor=1e-14)
+    def _encode(self, y, info):
+        y = np.asarray(y, dtype=np.float64)
+        return as_float_c(y.reshape(-1, 1) if y.ndim == 1 else y)
 
-    # -------------------------------------------------------------------- fit
-    @with_callbacks
-    def fit(self, X, y, sample_weight=None, groups=None):
-        """Tune the strengths by hypergradient descent, then refit on all data.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Training data.
-        y : array-like of shape (n_samples,) or (n_samples, n_targets)
-            Target values.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative sample weights, used in training and validation
-            losses alike.
-        groups : array-like of shape (n_samples,), default=None
-            Group labels for a group-aware ``cv`` splitter.
-
-        Returns
-        -------
-        self : object
-            Fitted estimator.
-        """
-        start_time = time.perf_counter()
-        method = self._check_params()
-        self.solver_ = self._check_solver(_num_samples(X), method)
-        if self.cv is None and self.solver_ == "stochastic":
-            if self.solver == "stochastic":
-                raise ValueError(
-                    "cv=None is exact leave-one-out (deterministic); the "
-                    "stochastic solver needs hold-out splits (cv=5, ...)."
-                )
-            self.solver_ = "deterministic"
-        # The stochastic mode reads dense X in place (BLAS and row gathers
-        # only), a read-only memory map included; the deterministic kernels
-        # need a writable float64 array.
-        X, y, Y, sw, dtype = self._validate_input(
-            X, y, sample_weight, writable=self.solver_ == "deterministic"
-        )
-        n_samples, n_features = X.shape
-        n_targets = Y.shape[1]
+    def _layout(self, n_features, info):
         group_idx, n_hyper, labels = check_penalty(
-            self.penalty, n_features, n_targets, "per_target"
+            self.penalty, n_features, info.n_out, "per_target"
         )
-        shared = bool(np.all(group_idx == group_idx[:1, :]))  # same in every row
-        lo, hi = self._log_bounds(X, sw)
-        self.penalty_groups_ = labels
+        return Layout(group_idx, group_idx, n_hyper, labels)
 
-        if self.solver_ == "stochastic":
-            folds = self._make_folds(X, y, groups, sw, classifier=False)
-            objective, result = self._stochastic_search(
-                X, y, SquaredFit(Y, sw), folds, group_idx, n_hyper, (lo, hi), start_time
-            )
-            split_scores = self._stochastic_scores(objective, folds, X, Y, sw)
-            theta = self._finish_search(objective, result, split_scores, False)
-            self._precomputed = {}
-            self._refit(X, Y, sw, theta, group_idx, n_hyper, dtype, y.ndim)
-            self._callback_end(X, y)
-            return self
-        if self.cv is None:
-            objective, method = self._loo_objective(
-                X, Y, sw, group_idx, n_hyper, shared
-            )
-            folds = None
-        else:
-            folds = self._make_folds(X, y, groups, sw, classifier=False)
-            objective, method = self._holdout_objective(
-                X, Y, sw, folds, group_idx, n_hyper, shared, method
-            )
-        self.hypergradient_ = method
-        self._begin_search(objective, start_time, X, y)
+    def _can_factorize(self, splits, layout):
+        return can_factorize(splits.min_train_size, splits.n_features, splits.sparse)
 
-        theta0 = self._initial_theta(n_hyper, lo, hi)
-        result = self._run_outer(objective, theta0, n_hyper, lo, hi)
-        split_scores = self._split_scores(
-            objective, folds, Y, sw, sample_weight_given=not np.all(sw == 1.0)
+    def _closed_form_objective(self, splits, info, layout, method):
+        if splits.leave_one_out:
+            return self._loo_objective(*splits.whole[:3], layout)
+        if splits.whole is None or method != "direct" or not layout.shared:
+            return None
+        X, Y, sw, folds = splits.whole
+        if min(X.shape) > GRAM_MAX_DIM:
+            return None
+        mode = "primal" if X.shape[1] <= X.shape[0] else "dual"
+        spectral, precomputed = spectral_holdout_folds(
+            X, Y, sw, folds, self.fit_intercept, mode, self.n_jobs
         )
-        theta = self._finish_search(objective, result, split_scores, folds is None)
-        self._refit(X, Y, sw, theta, group_idx, n_hyper, dtype, y.ndim)
-        self._callback_end(X, y)
-        return self
+        objective = SpectralHoldoutObjective(
+            spectral, layout.coef_groups[0], layout.n_hyper, self.n_jobs, self.verbose
+        )
+        objective.precomputed = precomputed
+        return objective
 
-    def _loo_objective(self, X, Y, sw, group_idx, n_hyper, shared):
+    def _loo_objective(self, X, Y, sw, layout):
         n_samples, n_features = X.shape
         if n_samples < 2:
             raise ValueError(
@@ -359,162 +265,70 @@ class BilevelRidgeCV(
                 f"most; with {n_samples} samples and {n_features} features use "
                 "cv=5 instead."
             )
-        if shared:
+        if layout.shared:
             mode = "primal" if n_features <= n_samples else "dual"
-            P, Z, s2, y_tilde, q2, self._precomputed = spectral_loo(
+            P, Z, s2, y_tilde, q2, precomputed = spectral_loo(
                 X, Y, sw, self.fit_intercept, mode
             )
             objective = SpectralLOOObjective(
-                P, Z, s2, y_tilde, q2, sw, group_idx[0], n_hyper, self.verbose
-            )
-        else:
-            self._precomputed = {}
-            if sp.issparse(X):
-                if n_samples * n_features > DENSE_MAX_ENTRIES:
-                    raise ValueError(
-                        "Leave-one-out with a per-feature or grouped penalty needs a "
-                        "dense copy of X, which is too large here; use cv=5."
-                    )
-                X = X.toarray()
-            objective = DirectLOOObjective(
-                X, Y, sw, self.fit_intercept, group_idx[:, 0], n_hyper, self.verbose
-            )
-        return objective, "direct"
-
-    def _holdout_objective(self, X, Y, sw, folds, group_idx, n_hyper, shared, method):
-        n_samples, n_features = X.shape
-        n_train = min(len(tr) for tr, _ in folds)
-        factorizable = can_factorize(n_train, n_features, sp.issparse(X))
-        if method == "auto":
-            method = "direct" if factorizable else "cg"
-        if method == "direct" and not factorizable:
-            raise ValueError(
-                "hypergradient='direct' needs a factorization that is too large for "
-                f"{n_train} training samples and {n_features} features; use 'cg'."
-            )
-        self._precomputed = {}
-        if method == "direct" and shared and min(n_samples, n_features) <= GRAM_MAX_DIM:
-            mode = "primal" if n_features <= n_samples else "dual"
-            spectral, self._precomputed = spectral_holdout_folds(
-                X, Y, sw, folds, self.fit_intercept, mode, self.n_jobs
-            )
-            objective = SpectralHoldoutObjective(
-                spectral, group_idx[0], n_hyper, self.n_jobs, self.verbose
-            )
-            return objective, method
-        rows = FoldRows(n_samples, folds)  # views of one copy for K-fold
-        problems = [
-            self._fold_problem(
-                (X_train, Y_train, sw_train),
-                (X_test, Y_test, sw_test),
-                group_idx,
-                n_hyper,
-            )
-            for (X_train, X_test), (Y_train, Y_test), (sw_train, sw_test) in zip(
-                rows.split(X), rows.split(Y), rows.split(sw), strict=True
-            )
-        ]
-        objective = FoldsObjective(
-            problems, method, self.adjoint_max_iter, self.n_jobs, self.verbose
-        )
-        return objective, method
-
-    def _fold_problem(self, train, test, group_idx, n_hyper):
-        """Inner problem of one split from ``(X, Y, sw)`` of each of its parts."""
-        return RidgeProblem(
-            *train,
-            group_idx,
-            n_hyper,
-            self.fit_intercept,
-            X_val=test[0],
-            Y_val=test[1],
-            sw_val=test[2],
-        )
-
-    # ---------------------------------------------------------------- results
-    def _split_scores(self, objective, folds, Y, sw, sample_weight_given):
-        rows = objective.rows
-        if self.scoring is None:
-            return np.array([-r[2] for r in rows])
-        scorer = check_scoring(self, scoring=self.scoring)
-        passthrough = _PredictionsAsInput()
-        single = Y.shape[1] == 1
-
-        def score(pred, y_true, weights):
-            if single:
-                pred, y_true = pred[:, 0], y_true[:, 0]
-            kwargs = {"sample_weight": weights} if sample_weight_given else {}
-            return scorer(passthrough, pred, y_true, **kwargs)
-
-        out = np.empty((len(rows), 1 if folds is None else len(folds)))
-        for i, row in enumerate(rows):
-            theta = row[0]
-            if folds is None:
-                root = np.sqrt(sw)
-                resid = objective.loo_residuals(theta)
-                loo = np.divide(
-                    resid,
-                    root[:, None],
-                    out=np.zeros_like(resid),
-                    where=root[:, None] > 0,
+                P, Z, s2, y_tilde, q2, Y, sw, layout.coef_groups[0], layout.n_hyper,
+                self.verbose,
+            )  # fmt: skip
+            objective.precomputed = precomputed
+            return objective
+        if sp.issparse(X):
+            if n_samples * n_features > DENSE_MAX_ENTRIES:
+                raise ValueError(
+                    "Leave-one-out with a per-feature or grouped penalty needs a "
+                    "dense copy of X, which is too large here; use cv=5."
                 )
-                out[i, 0] = score(Y - loo, Y, sw)
-            elif isinstance(objective, SpectralHoldoutObjective):
-                pairs = zip(objective.folds, folds, strict=True)
-                for k, (fold, (_, test)) in enumerate(pairs):
-                    pred = fold.predict(np.exp(theta)[objective.target_group])
-                    out[i, k] = score(pred, Y[test], sw[test])
-            else:
-                for k, (problem, w) in enumerate(
-                    zip(objective.problems, objective.solutions[i], strict=True)
-                ):
-                    pred = np.asarray(problem.X_val @ w) + problem.intercept(w)
-                    out[i, k] = score(pred, problem.Y_val, problem.sw_val)
-        return out
+            X = X.toarray()
+        return DirectLOOObjective(
+            X, Y, sw, self.fit_intercept, layout.coef_groups[:, 0], layout.n_hyper,
+            self.verbose,
+        )  # fmt: skip
 
-    def _stochastic_scores(self, objective, folds, X, Y, sw):
-        """Scores of the stochastic rows: the noisy estimates; with ``scoring``,
-        NaN except for the final row, scored on each split's validation rows."""
-        rows = objective.rows
-        if self.scoring is None:
-            return np.array([-r[2] for r in rows])
-        scorer = check_scoring(self, scoring=self.scoring)
-        passthrough = _PredictionsAsInput()
-        out = np.full((len(rows), len(folds)), np.nan)
-        weighted = not np.all(sw == 1.0)
-        for k, (fold, (_, test)) in enumerate(zip(objective.folds, folds, strict=True)):
-            W, intercept = fold.coefficients()
-            pred = np.asarray(X[test] @ W) + intercept
-            y_true = Y[test]
-            if Y.shape[1] == 1:
-                pred, y_true = pred[:, 0], y_true[:, 0]
-            kwargs = {"sample_weight": sw[test]} if weighted else {}
-            out[-1, k] = scorer(passthrough, pred, y_true, **kwargs)
-        return out
+    def _fold_problems(self, splits, info, layout, method):
+        return [
+            RidgeProblem(
+                *train,
+                layout.group_idx,
+                layout.n_hyper,
+                self.fit_intercept,
+                X_val=test[0],
+                Y_val=test[1],
+                sw_val=test[2],
+            )
+            for train, test in splits.parts()
+        ]
 
-    def _refit(self, X, Y, sw, theta, group_idx, n_hyper, dtype, y_ndim):
+    def _data_term(self, targets, sw, info):
+        return SquaredFit(targets, sw)
+
+    def _response_model(self, info):
+        return RegressorPredictionsAsInput(single_output=info.ndim == 1)
+
+    def _refit(self, X, Y, sw, info, layout, theta, warm, objective):
+        """Ridge on all the data at ``theta`` (reusing the search's Gram matrix)."""
         problem = RidgeProblem(
-            X, Y, sw, group_idx, n_hyper, self.fit_intercept, **self._precomputed
-        )
-        del self._precomputed
+            X, Y, sw, layout.group_idx, layout.n_hyper, self.fit_intercept,
+            **objective.precomputed,
+        )  # fmt: skip
         if problem.can_factorize:
-            w, converged = problem.solve(theta, method="direct")
+            w, _ = problem.solve(theta, method="direct")
         else:
             w, converged = problem.solve(
                 theta, tol=1e-10, method="cg", max_iter=max(1000, 10 * X.shape[1])
             )
             if not converged:
-                warnings.warn(
+                warn_user(
                     "The final refit's conjugate gradient did not reach its tolerance.",
                     ConvergenceWarning,
-                    stacklevel=4 + FIT_FRAMES,
                 )
-        coef = w.T.astype(dtype, copy=False)
-        intercept = problem.intercept(w)
-        if y_ndim == 1:
-            self.coef_, self.intercept_ = coef[0], float(intercept[0])
-        else:
-            self.coef_, self.intercept_ = coef, intercept
+        coef, intercept = w.T, problem.intercept(w)
+        if info.ndim == 1:
+            return coef[0], float(intercept[0])
+        return coef, intercept
 
     # ------------------------------------------------------------- prediction
     def predict(self, X):

@@ -15,29 +15,27 @@ point becomes one row of ``cv_results_``, scored with ``scoring``.
 
 import numbers
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from inspect import signature
 
 import numpy as np
-import scipy.sparse as sp
 from joblib import Parallel, delayed
 from sklearn.base import (
     BaseEstimator,
     MetaEstimatorMixin,
+    _fit_context,
     clone,
     is_classifier,
 )
-from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
+from sklearn.exceptions import FitFailedWarning
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.metrics import check_scoring
+from sklearn.metrics import check_scoring, get_scorer_names
 from sklearn.metrics._scorer import _check_multimetric_scoring
 from sklearn.model_selection import ParameterGrid, check_cv
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import Bunch, _safe_indexing
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils._tags import get_tags
-from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.metadata_routing import (
     MetadataRouter,
     MethodMapping,
@@ -53,18 +51,16 @@ from sklearn.utils.validation import (
     indexable,
 )
 
-from ._cv import FoldsObjective, rank_scores
-from ._estimator import FIT_FRAMES, CallbackSupportMixin, with_callbacks
+from ._base import CallbackSupportMixin, with_callbacks
+from ._folds import Splits
 from ._logistic import BilevelLogisticCV
+from ._results import build_cv_results
 from ._ridge import BilevelRidgeCV
-from ._stochastic import LogLossFit, RowReader, SquaredFit
 from ._validation import (
     as_float64_data,
     check_bounds,
-    check_penalty,
-    check_positive_int,
     check_sample_weight,
-    check_tol,
+    warn_user,
 )
 
 __all__ = ["HypergradientSearchCV"]
@@ -209,12 +205,10 @@ class _Candidate:
         except Exception as error:
             if self.error_score == "raise":
                 raise
-            warnings.warn(
+            warn_user(
                 f"Candidate {self.params!r} failed and scores error_score="
                 f"{self.error_score!r}: {type(error).__name__}: {error}",
                 FitFailedWarning,
-                # run <- _run_candidate <- fit: the caller's line when sequential
-                stacklevel=4 + FIT_FRAMES,
             )
             row = self._new_row(self.params, fit_time=[0.0] * len(self.folds))
             self._fill_scores(row, self.error_score)
@@ -289,23 +283,24 @@ class _Candidate:
             self._score_row(row, model, split)
         return row
 
-    def _score_row(self, row, model, split):
+    def _score_row(self, row, model, split, X_test=None, X_train=None):
+        """Score ``model`` on the split; ``X_test``/``X_train`` replace its parts
+        (decision values read by a stand-in model)."""
+        X_test = split["X_test"] if X_test is None else X_test
         scores, seconds = _score(
-            self.scorers, model, split["X_test"], split["y_test"], split["score_test"]
+            self.scorers, model, X_test, split["y_test"], split["score_test"]
         )
         row["test"].append(scores)
         row["score_time"].append(seconds)
         if row["train"] is not None:
+            X_train = split["X_train"] if X_train is None else X_train
             train_scores, _ = _score(
-                self.scorers,
-                model,
-                split["X_train"],
-                split["y_train"],
-                split["score_train"],
+                self.scorers, model, X_train, split["y_train"], split["score_train"]
             )
             row["train"].append(train_scores)
 
     def _bilevel_rows(self, prefix, final, spec, splits, n_jobs, y):
+        """The candidate's hypergradient search: the estimators' own pipeline."""
         name, bilevel_cls = spec
         if isinstance(final, bilevel_cls):
             tuner = clone(final)
@@ -317,95 +312,61 @@ class _Candidate:
                 **{f"{name}_bounds": self.bounds},
                 random_state=self.random_state,  # seeds a stochastic solver
             )
-        tuner.set_params(tol=self.tol, max_iter=self.max_iter, verbose=self.verbose)
-        method = tuner._check_common_params()
+        tuner.set_params(
+            tol=self.tol, max_iter=self.max_iter, verbose=self.verbose, n_jobs=n_jobs
+        )
+        tuner._validate_params()
         start = time.perf_counter()
+        info = tuner._target_info(np.asarray(y))
+        parts = []
         for split in splits:  # the final step's input, as the kernels take it
-            split["X_train"] = _as_float_data(split["X_train"])
-            split["X_test"] = _as_float_data(split["X_test"])
-        if bilevel_cls is BilevelLogisticCV:
-            plan = _logistic_plan(tuner, splits, y)
-        else:
-            plan = _ridge_plan(tuner, splits)
-        n_hyper = plan["n_hyper"]
-        first_train = plan["parts"][0][0]
-        lo, hi = tuner._log_bounds(first_train[0], first_train[2])
-        stochastic = tuner._check_solver(len(y), method) == "stochastic"
-        if stochastic:
-            # Each split reads its own transformed rows: training part first.
-            readers = []
-            for train, test in plan["parts"]:
-                X, targets, sw = _stacked(train, test)
-                n_train = train[0].shape[0]
-                readers.append(
-                    (
-                        RowReader(X),
-                        plan["data_term"](targets, sw),
-                        np.arange(n_train),
-                        np.arange(n_train, X.shape[0]),
-                    )
-                )
-            objective = tuner._stochastic_objective(
-                readers, plan["coef_groups"], n_hyper, plan["learn_intercept"]
-            )
-        else:
-            problems = [plan["problem"](train, test) for train, test in plan["parts"]]
-            if method == "auto":
-                method = "direct" if problems[0].can_factorize else "cg"
-            objective = FoldsObjective(
-                problems,
-                method,
-                tuner.adjoint_max_iter,
-                n_jobs,
-                self.verbose,
-                plan["value_tol"],
-            )
-        tuner._attach(objective, start)
-        objective.callback = self.callback
-        if stochastic:
-            result = tuner._run_stochastic(objective, n_hyper, lo, hi)
-        else:
-            theta0 = tuner._initial_theta(n_hyper, lo, hi)
-            result = tuner._run_outer(objective, theta0, n_hyper, lo, hi)
-        if not result.converged:
-            warnings.warn(
-                f"The hypergradient search of candidate {self.params!r} did not "
-                f"converge in {self.max_iter} iterations (tol={self.tol}); its best "
-                "point is kept. Increase max_iter or tol.",
-                ConvergenceWarning,
-                # _bilevel_rows <- _run <- run <- _run_candidate <- fit
-                stacklevel=6 + FIT_FRAMES,
-            )
+            sides = []
+            for side in ("train", "test"):
+                X = _as_float_data(split[f"X_{side}"])
+                split[f"X_{side}"] = X
+                targets = tuner._encode(split[f"y_{side}"], info)
+                weight = info.sample_multiplier(targets)
+                sw = check_sample_weight(split[f"sw_{side}"], X, weight)
+                sides.append((X, targets, sw))
+            parts.append(tuple(sides))
+        data = Splits.from_parts(
+            parts, [s["y_test"] for s in splits], [s["sw_test"] for s in splits]
+        )
+        outcome = tuner._bilevel_search(
+            data,
+            info,
+            start,
+            callback=self.callback,
+            label=f"candidate {self.params!r}",
+        )
+        objective, model = outcome.objective, tuner._response_model(info)
         rows = []
-        for i, record in enumerate(objective.rows):
-            theta, _, _, grad_norm, _, accurate = record
+        for i, record in enumerate(objective.records):
+            times = record.split_times or [0.0] * len(splits)
             row = self._new_row(
-                {**self.params, prefix + name: tuner._to_param(theta)},
+                {**self.params, prefix + name: tuner._to_param(record.theta)},
                 # The preprocessing time counts once, in the first row.
                 fit_time=[
                     t + (split["time"] if i == 0 else 0.0)
-                    for t, split in zip(objective.split_times[i], splits, strict=True)
+                    for t, split in zip(times, splits, strict=True)
                 ],
                 iter=i,
-                n_iter=result.n_iter,
-                hypergradient_norm=grad_norm,
-                accurate=accurate,
+                n_iter=outcome.result.n_iter,
+                hypergradient_norm=record.hypergradient_norm,
+                accurate=record.accurate,
             )
-            if stochastic:
-                # Mini-batch estimates along the way; the final point is
-                # scored with each fold's coefficients.
-                if i == len(objective.rows) - 1:
-                    for fold, split in zip(objective.folds, splits, strict=True):
-                        model = plan["stand_in"](*fold.coefficients())
-                        self._score_row(row, model, split)
-                else:
-                    self._fill_scores(row, np.nan)
-            else:
-                for problem, w, split in zip(
-                    problems, objective.solutions[i], splits, strict=True
-                ):
-                    model = plan["stand_in"](*plan["coefficients"](problem, w))
-                    self._score_row(row, model, split)
+            predictions = objective.validation_predictions(i)
+            if predictions is None:  # a stochastic estimate: no model was kept
+                self._fill_scores(row, np.nan)
+                rows.append(row)
+                continue
+            coefficients = objective.split_coefficients(i)
+            for k, split in enumerate(splits):
+                train_predictions = None
+                if row["train"] is not None:
+                    coef, intercept = coefficients[k]
+                    train_predictions = np.asarray(split["X_train"] @ coef) + intercept
+                self._score_row(row, model, split, predictions[k], train_predictions)
             rows.append(row)
         return rows
 
@@ -424,118 +385,6 @@ def _translate(final):
             f"hypergradient; got penalty={penalty!r}, l1_ratio={l1_ratio!r}."
         )
     return dict(fit_intercept=final.fit_intercept, class_weight=final.class_weight)
-
-
-def _same_width(splits):
-    widths = {split["X_train"].shape[1] for split in splits}
-    if len(widths) > 1:
-        raise ValueError(
-            "The preprocessing gives a different number of features on different "
-            f"folds ({sorted(widths)}); per-feature penalties need the same columns "
-            "on every fold."
-        )
-    return widths.pop()
-
-
-def _logistic_plan(tuner, splits, y_all):
-    """How to build and read the logistic fold problems of a candidate."""
-    encoder = LabelEncoder().fit(y_all)
-    classes = encoder.classes_
-    if len(classes) < 2:
-        raise ValueError("The target holds a single class; nothing to classify.")
-    n_out = 1 if len(classes) == 2 else len(classes)
-    n_features = _same_width(splits)
-    class_weights = None
-    if tuner.class_weight is not None:
-        class_weights = compute_class_weight(
-            tuner.class_weight,
-            classes=np.arange(len(classes)),
-            y=encoder.transform(y_all),
-        )
-    group_idx, n_hyper, _ = tuner._penalty_layout(n_features, n_out)
-    parts = []
-    for split in splits:
-        sides = []
-        for side in ("train", "test"):
-            X = split[f"X_{side}"]
-            targets = encoder.transform(split[f"y_{side}"])
-            extra = None if class_weights is None else class_weights[targets]
-            sides.append(
-                (X, targets, check_sample_weight(split[f"sw_{side}"], X, extra))
-            )
-        parts.append(sides)
-    tuner.classes_, tuner.n_features_in_ = classes, n_features
-
-    def stand_in(W, intercept):
-        return tuner._fold_model(
-            np.vstack([W, intercept]) if tuner.fit_intercept else W
-        )
-
-    return dict(
-        parts=parts,
-        problem=lambda train, test: tuner._fold_problem(
-            train, test, n_out, group_idx, n_hyper
-        ),
-        data_term=lambda targets, sw: LogLossFit(targets, sw, n_out),
-        coefficients=lambda problem, w: (w[:n_features], w[n_features:].ravel()),
-        stand_in=stand_in,
-        coef_groups=group_idx[:n_features],
-        n_hyper=n_hyper,
-        learn_intercept=True,
-        value_tol=1e-3,  # Newton's decrement bounds the loss error
-    )
-
-
-def _ridge_plan(tuner, splits):
-    """How to build and read the ridge fold problems of a candidate."""
-    n_features = _same_width(splits)
-    one_target = np.ndim(splits[0]["y_train"]) == 1
-    first = np.asarray(splits[0]["y_train"])
-    n_targets = 1 if one_target else first.shape[1]
-    group_idx, n_hyper, _ = check_penalty(
-        tuner.penalty, n_features, n_targets, "per_target"
-    )
-    parts = []
-    for split in splits:
-        sides = []
-        for side in ("train", "test"):
-            X = split[f"X_{side}"]
-            Y = np.asarray(split[f"y_{side}"], dtype=np.float64)
-            Y = np.ascontiguousarray(Y.reshape(X.shape[0], -1))
-            sides.append((X, Y, check_sample_weight(split[f"sw_{side}"], X)))
-        parts.append(sides)
-
-    def stand_in(W, intercept):
-        """A fitted-looking Ridge carrying one fold's solution, for scorers."""
-        model = Ridge()
-        coef, intercept = W.T, np.asarray(intercept, dtype=float)
-        if one_target:
-            coef, intercept = coef[0], float(intercept[0])
-        model.coef_, model.intercept_ = coef, intercept
-        model.n_features_in_ = W.shape[0]
-        return model
-
-    return dict(
-        parts=parts,
-        problem=lambda train, test: tuner._fold_problem(
-            train, test, group_idx, n_hyper
-        ),
-        data_term=lambda Y, sw: SquaredFit(Y, sw),
-        coefficients=lambda problem, w: (w, problem.intercept(w)),
-        stand_in=stand_in,
-        coef_groups=group_idx,
-        n_hyper=n_hyper,
-        learn_intercept=False,
-        value_tol=None,
-    )
-
-
-def _stacked(train, test):
-    """One design matrix, targets and weights of a split's two parts."""
-    stack = sp.vstack if sp.issparse(train[0]) else np.vstack
-    X = stack([train[0], test[0]])
-    X = X.tocsr() if sp.issparse(X) else X
-    return X, np.concatenate([train[1], test[1]]), np.concatenate([train[2], test[2]])
 
 
 def _search_estimator_has(attr):
@@ -670,6 +519,28 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
     'Pipeline'
     """
 
+    _parameter_constraints = {
+        "estimator": [HasMethods(["fit"])],
+        "param_space": [dict, list],
+        "scoring": [
+            StrOptions(set(get_scorer_names())),
+            callable,
+            list,
+            tuple,
+            dict,
+            None,
+        ],
+        "cv": ["cv_object"],
+        "refit": ["boolean", str, callable],
+        "n_jobs": [numbers.Integral, None],
+        "verbose": ["verbose"],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "tol": [Interval(numbers.Real, 0, None, closed="neither")],
+        "random_state": ["random_state"],
+        "error_score": [StrOptions({"raise"}), numbers.Real],
+        "return_train_score": ["boolean"],
+    }
+
     def __init__(
         self,
         estimator,
@@ -722,14 +593,6 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
             )
         if isinstance(final, (Ridge, LogisticRegression)):
             _translate(final)
-        check_positive_int(self.max_iter, "max_iter")
-        check_tol(self.tol)
-        if not (
-            self.error_score == "raise" or isinstance(self.error_score, numbers.Real)
-        ):
-            raise ValueError(
-                f"error_score must be 'raise' or a number; got {self.error_score!r}."
-            )
         bilevel_final = isinstance(final, (BilevelRidgeCV, BilevelLogisticCV))
         return _check_space(self.param_space, prefix + spec[0], bilevel_final)
 
@@ -807,6 +670,7 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
 
     # -------------------------------------------------------------------- fit
     @with_callbacks
+    @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None, **params):
         """Run the searches, then refit the best parameters on all the data.
 
@@ -1080,36 +944,23 @@ class _RoutingScorers:
 
 def _build_results(rows, metrics, n_splits):
     """GridSearchCV-shaped ``cv_results_`` from the candidates' rows."""
-    n_rows = len(rows)
-    results = {}
-    for key, label in (("fit_time", "fit_time"), ("score_time", "score_time")):
-        times = np.array([r[key] for r in rows], dtype=float).reshape(n_rows, -1)
-        results[f"mean_{label}"] = times.mean(axis=1)
-        results[f"std_{label}"] = times.std(axis=1)
-    names = sorted({k for r in rows for k in r["params"]})
-    for name in names:
-        column = np.ma.MaskedArray(np.empty(n_rows, dtype=object), mask=True)
-        for i, r in enumerate(rows):
-            if name in r["params"]:
-                column[i] = r["params"][name]
-        results[f"param_{name}"] = column
-    results["params"] = [dict(r["params"]) for r in rows]
-    for side in ("test", "train"):
-        if side == "train" and rows and rows[0]["train"] is None:
-            continue
-        for metric in metrics:
-            scores = np.array(
-                [[split[metric] for split in r[side]] for r in rows], dtype=float
-            ).reshape(n_rows, n_splits)
-            for k in range(n_splits):
-                results[f"split{k}_{side}_{metric}"] = scores[:, k]
-            mean = scores.mean(axis=1)
-            results[f"mean_{side}_{metric}"] = mean
-            results[f"std_{side}_{metric}"] = scores.std(axis=1)
-            if side == "test":
-                results[f"rank_test_{metric}"] = rank_scores(mean)
-    results["iter"] = np.array([r["iter"] for r in rows])
-    results["hypergradient_norm"] = np.array(
-        [r["hypergradient_norm"] for r in rows], dtype=float
+
+    def scores(side, metric):
+        return np.array(
+            [[split[metric] for split in r[side]] for r in rows], dtype=float
+        ).reshape(len(rows), n_splits)
+
+    train = rows and rows[0]["train"] is not None
+    return build_cv_results(
+        [r["params"] for r in rows],
+        {metric: scores("test", metric) for metric in metrics},
+        train_scores={m: scores("train", m) for m in metrics} if train else None,
+        times={k: [r[k] for r in rows] for k in ("fit_time", "score_time")},
+        extra=[
+            ("iter", np.array([r["iter"] for r in rows])),
+            (
+                "hypergradient_norm",
+                np.array([r["hypergradient_norm"] for r in rows], dtype=float),
+            ),
+        ],
     )
-    return results

@@ -13,9 +13,9 @@ mini-batch estimates (stochastic approximate implicit differentiation):
 * the hypergradient of an L2 penalty, ``-p_j w_j v_j`` summed per group,
   needs no data (the cross-derivative is the penalty's);
 * the outer step is a projected stochastic (AdaGrad) step in log-space
-  (:func:`minimize_stochastic`); the returned hyperparameters average the
-  second half of the iterates, where a few full-batch passes polish each
-  fold's solution for the final evaluation.
+  (:func:`skbilevel._outer.minimize_stochastic`); the returned
+  hyperparameters average the second half of the iterates, where a few
+  full-batch passes polish each fold's solution for the final evaluation.
 
 Both maps are preconditioned by ``P``, an inverse training Hessian estimated
 on a sample of rows, and are contractions in expectation: their step
@@ -28,19 +28,19 @@ decreases like ``O(1/t) + O(1/k) + O(1/J)`` in the numbers of inner steps,
 adjoint steps and validation batches (see ``tests/test_stochastic.py``).
 
 Rows are read by index from the full design matrix (dense, memory-mapped or
-CSR) by :mod:`skbilevel._sid_kernels`: no fold copies the data.
+CSR) by :mod:`skbilevel._stochastic_kernels`: no fold copies the data. The
+data terms (squared error, log-loss) live beside their deterministic
+problems in :mod:`skbilevel._problems`.
 """
 
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from ._cv import CVObjective, map_folds_timed
 from ._linalg import robust_cho_factor
-from ._logistic_kernels import samplewise_hvp, samplewise_loss_grad
-from ._outer import OuterResult
+from ._objectives import CVObjective, map_folds_timed
 from ._problems._base import penalty_weights
-from ._sid_kernels import (
+from ._stochastic_kernels import (
     csr_gather_scatter,
     csr_gather_scores,
     dense_gather_scatter,
@@ -49,12 +49,10 @@ from ._sid_kernels import (
 from ._validation import as_float64_data
 
 __all__ = [
-    "LogLossFit",
     "RowReader",
-    "SquaredFit",
     "StochasticFold",
     "StochasticObjective",
-    "minimize_stochastic",
+    "relaxation_step",
 ]
 
 # Rows per chunk of the full passes (column means, final validation loss).
@@ -63,9 +61,15 @@ _CHUNK = 65536
 _DENSE_PRECONDITIONER = 1000
 # Outer steps between two estimates of the data curvature and of the step.
 _REFRESH = 10
-# Hypergradients averaged by the stopping test of the stochastic outer loop.
-_WINDOW = 10
-_TINY = np.finfo(np.float64).tiny
+
+
+def relaxation_step(gamma, k, epoch):
+    """Step of the k-th stochastic iteration: ``gamma / (1 + k / epoch)``.
+
+    ``gamma`` makes every sampled map a contraction; the relaxation decreases
+    with one epoch of the training part as its half-life (SID's schedule).
+    """
+    return gamma / (1.0 + k / epoch)
 
 
 class RowReader:
@@ -115,51 +119,6 @@ class RowReader:
         return total / selected.sum()
 
 
-class LogLossFit:
-    """Log-loss data term: ``targets`` are class indices, ``n_out`` 1 = sigmoid."""
-
-    val_factor = 1.0
-
-    def __init__(self, targets, sw, n_out):
-        self.targets, self.sw, self.n_out = targets, sw, n_out
-        # Largest eigenvalue of one sample's loss Hessian in its scores.
-        self.curvature = 0.25 if n_out == 1 else 0.5
-
-    def residual(self, Z, rows):
-        """``(sum_i sw_i loss_i, d/dZ, state for curvature products)``."""
-        return samplewise_loss_grad(Z, self.targets[rows], self.sw[rows])
-
-    def curvature_product(self, state, rows, Zv):
-        return samplewise_hvp(state, Zv, self.sw[rows])
-
-    def curvature_weights(self, state, rows):
-        """Per-sample, per-output diagonal curvature (preconditioner)."""
-        return self.sw[rows][:, None] * state * (1.0 - state)
-
-
-class SquaredFit:
-    """Squared error ``0.5 * sw * ||y - z||^2``; ``Y`` of shape (n, n_targets)."""
-
-    curvature = 1.0
-
-    def __init__(self, Y, sw):
-        self.Y, self.sw = Y, sw
-        self.n_out = Y.shape[1]
-        # The validation loss is the mean squared error over targets.
-        self.val_factor = 2.0 / self.n_out
-
-    def residual(self, Z, rows):
-        weights = self.sw[rows][:, None]
-        r = Z - self.Y[rows]
-        return 0.5 * float(np.sum(weights * r * r)), weights * r, None
-
-    def curvature_product(self, state, rows, Zv):
-        return self.sw[rows][:, None] * Zv
-
-    def curvature_weights(self, state, rows):
-        return np.repeat(self.sw[rows][:, None], self.n_out, axis=1)
-
-
 class StochasticFold:
     """One split: preconditioned SGD inner iterate, stochastic adjoint, hypergradient.
 
@@ -178,16 +137,16 @@ class StochasticFold:
     ----------
     reader : RowReader
     fit : LogLossFit or SquaredFit
+        The data term over the reader's rows. Its ``learns_intercept`` says
+        whether the intercept is an (unpenalized) coordinate of the iterate
+        (log-loss) or fixed at the weighted mean of the training targets
+        (squared error on centered rows: exact).
     train, test : ndarray of int64
         Row indices of the split's two parts.
     coef_groups : ndarray of shape (n_features, n_out), dtype int64
         Hyperparameter group of every coefficient.
     n_hyper : int
     fit_intercept : bool
-    learn_intercept : bool
-        True: the intercept is an (unpenalized) coordinate of the iterate
-        (log-loss). False: it is fixed at the weighted mean of the training
-        targets (squared error on centered rows: exact).
     batch_size : int
     seed : int
         Seed of this fold's own random generator (results do not depend on
@@ -203,16 +162,16 @@ class StochasticFold:
         coef_groups,
         n_hyper,
         fit_intercept,
-        learn_intercept,
         batch_size,
         seed,
     ):
         self.reader, self.fit = reader, fit
         # Sorted: full passes then read the rows in memory order.
         self.train = np.sort(np.asarray(train, dtype=np.int64))
-        self.test = np.sort(np.asarray(test, dtype=np.int64))
+        self.test_rows = np.asarray(test, dtype=np.int64)  # the split's order
+        self.test = np.sort(self.test_rows)
         self.coef_groups, self.n_hyper = coef_groups, n_hyper
-        self.learn_intercept = learn_intercept and fit_intercept
+        self.learn_intercept = fit.learns_intercept and fit_intercept
         self.batch = int(min(batch_size, len(self.train)))
         self.rng = np.random.default_rng(seed)
         self.n_train = len(self.train)
@@ -378,7 +337,7 @@ class StochasticFold:
     def inner(self, pen, n_steps):
         """``n_steps`` of preconditioned mini-batch SGD (training loss / n)."""
         for _ in range(n_steps):
-            step = self.gamma / (1.0 + self.t / self.epoch)
+            step = relaxation_step(self.gamma, self.t, self.epoch)
             _, g, _ = self._data_gradient(self._sample(self.train, self.batch))
             self.A -= step * self._precondition(g + pen * self.A)
             self.t += 1
@@ -393,7 +352,7 @@ class StochasticFold:
     def adjoint(self, pen, g, n_steps):
         """Stochastic relaxed fixed-point steps on ``(H / n) v~ = g``."""
         for _ in range(n_steps):
-            step = self.gamma / (1.0 + self.k / self.epoch)
+            step = relaxation_step(self.gamma, self.k, self.epoch)
             rows = self._sample(self.train, self.batch)
             _, _, state = self.fit.residual(self._scores(rows), rows)
             residual = self._batch_hvp(rows, state, self.V, pen) - g
@@ -451,6 +410,10 @@ class StochasticFold:
         W = self.W.copy()
         return W, self.b + self._intercept(self.A) - self.mean @ W
 
+    def validation_predictions(self):
+        """Decision values of the validation rows, in the split's order."""
+        return self._scores(self.test_rows)
+
 
 class StochasticObjective(CVObjective):
     """Mean over folds of stochastic validation losses and hypergradients.
@@ -481,7 +444,7 @@ class StochasticObjective(CVObjective):
         self.adjoint_steps = adjoint_steps
         self.n_val_batches = n_val_batches
         self.n_jobs = n_jobs
-        self.split_times = []  # per evaluation: seconds spent on each fold
+        self.final_index = None  # the evaluation logged by final()
 
     def _evaluate(self, theta, need_grad):
         results, seconds = map_folds_timed(
@@ -491,10 +454,19 @@ class StochasticObjective(CVObjective):
             self.folds,
             self.n_jobs,
         )
-        self.split_times.append(seconds)
         losses = np.array([r[0] for r in results])
         grad = np.mean([r[1] for r in results], axis=0)
-        return float(losses.mean()), grad, losses
+        return float(losses.mean()), grad, losses, seconds
+
+    def split_coefficients(self, index):
+        if index != self.final_index:
+            return None  # mini-batch estimates along the way keep no model
+        return [fold.coefficients() for fold in self.folds]
+
+    def validation_predictions(self, index):
+        if index != self.final_index:
+            return None
+        return [fold.validation_predictions() for fold in self.folds]
 
     def final(self, theta, inner_epochs=0.0):
         """Settle every fold at ``theta`` and log its full validation loss.
@@ -511,92 +483,9 @@ class StochasticObjective(CVObjective):
         with self._callback_task():
             losses, seconds = map_folds_timed(settle, self.folds, self.n_jobs)
             losses = np.array(losses)
-            self.split_times.append(seconds)
             self.noisy = False
-            self._log(np.asarray(theta, dtype=float), losses.mean(), losses, None)
+            theta = np.asarray(theta, dtype=float)
+            self._log(theta, losses.mean(), losses, None, seconds)
             self.noisy = True
+            self.final_index = len(self.records) - 1
         return float(losses.mean())
-
-
-def minimize_stochastic(objective, theta0, lo, hi, *, max_iter, tol, step=0.5):
-    """Projected stochastic (AdaGrad) steps in log-space, then iterate averaging.
-
-    With several hyperparameters, a first phase (at most a third of the
-    steps) moves their common value only, along the summed hypergradient;
-    the second phase moves each one. The common phase runs its budget; the
-    last phase stops earlier once the mean of its last ``_WINDOW``
-    hypergradients (which averages their noise out) gives a projected step
-    whose l1 norm is at most ``tol`` times the mean loss (the criterion of
-    :func:`~skbilevel._outer.minimize_box`).
-
-    Parameters
-    ----------
-    objective : StochasticObjective
-    theta0 : ndarray of shape (n_hyper,)
-    lo, hi : float
-        Box in log-space.
-    max_iter : int
-        Maximum number of stochastic outer steps.
-    tol : float
-        Relative tolerance of the stopping test.
-    step : float, default=0.5
-        First step length in log-space (per coordinate).
-
-    Returns
-    -------
-    result : OuterResult
-        ``theta`` is the mean of the second half of the last phase's
-        iterates; ``f`` the full validation loss there
-        (:meth:`StochasticObjective.final`); ``converged`` whether the last
-        phase met the stopping test.
-    """
-    theta = np.clip(np.asarray(theta0, dtype=float), lo, hi)
-    n_hyper = theta.size
-    # (moves the common value, step budget): the common value first, like
-    # the deterministic search's 1-D phase, then every hyperparameter.
-    phases = [(True, max_iter // 3), (False, max_iter)] if n_hyper > 1 else []
-    phases = phases or [(True, max_iter)]
-    n_iter = 0
-    converged = False
-    iterates = []
-    for common, budget in phases:
-        accumulated = np.zeros(n_hyper)
-        grads, losses, iterates = [], [], []
-        converged = False
-        while n_iter < max_iter and len(iterates) < budget:
-            f, grad = objective(theta, True)
-            n_iter += 1
-            if common:
-                grad = np.full(n_hyper, np.sum(grad))
-            grads.append(grad)
-            losses.append(f)
-            # The common phase before per-hyperparameter steps runs its whole
-            # budget: AdaGrad's normalized steps cross flat stretches of the
-            # loss, whose noisy hypergradients could not tell them from the
-            # optimum. The last phase stops once flat in every direction: one
-            # unit of log-strength moved along the mean hypergradient (noise
-            # averaged out) gains at most tol (relative), as in minimize_box.
-            last = common is False or n_hyper == 1
-            if last and len(iterates) >= _WINDOW:
-                mean = np.mean(grads[-_WINDOW:], axis=0)
-                if common:
-                    mean = mean / n_hyper
-                projected = np.clip(theta - mean, lo, hi) - theta
-                scale = max(abs(np.mean(losses[-_WINDOW:])), _TINY)
-                if np.sum(np.abs(projected)) <= tol * scale:
-                    converged = True
-                    break
-            accumulated += grad * grad
-            # AdaGrad's normalization, floored at the flat-gradient scale
-            # tol * |f| (per hyperparameter): a hypergradient far below it,
-            # mostly noise on a flat loss, moves the iterate proportionally
-            # less instead of a full normalized step.
-            floor = tol * max(abs(f), _TINY) / (1 if common else n_hyper)
-            theta = theta - step * grad / (np.sqrt(accumulated) + floor)
-            theta = np.clip(theta, lo, hi)
-            iterates.append(theta)
-        if not iterates:
-            iterates = [theta]
-    averaged = np.mean(iterates[len(iterates) // 2 :], axis=0)
-    f = objective.final(averaged)
-    return OuterResult(averaged, f, n_iter, converged)

@@ -1,20 +1,83 @@
-"""Checks and conversions shared by the estimators."""
+"""Input checks, dtype normalization and user-facing warnings.
 
-import numbers
+Parameter *types and ranges* are declared in each public class's
+``_parameter_constraints`` (scikit-learn's validation); this module holds
+what that language cannot say (a penalty array of the right length, bounds
+that depend on each other) and the conversions every kernel relies on.
+"""
+
+import sys
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.validation import _check_sample_weight
 
-from ._kernels import as_float_c, as_index_c
-
 __all__ = [
     "as_float64_data",
+    "as_float_c",
+    "as_index_c",
     "check_bounds",
-    "check_hypergradient",
     "check_penalty",
     "check_sample_weight",
+    "warn_user",
 ]
+
+# Frames of these packages are skipped when a warning looks for the user's line.
+_INTERNAL_PACKAGES = {"skbilevel", "sklearn", "joblib"}
+
+
+def warn_user(message, category):
+    """``warnings.warn`` attributed to the first frame outside the library.
+
+    Fit methods are wrapped by scikit-learn's decorators and may be called by
+    a Pipeline or a search: counting frames by hand breaks whenever one of
+    those layers changes. The warning points at the user's line instead:
+    the innermost frame whose module is not skbilevel, scikit-learn or joblib.
+    """
+    frame = sys._getframe(1)
+    level = 2  # stacklevel of warn_user's caller
+    while frame.f_back is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module.partition(".")[0] not in _INTERNAL_PACKAGES:
+            break
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level)
+
+
+def as_float_c(a):
+    """Return ``a`` as a writable, C-contiguous float64 array (copy only if needed)."""
+    a = np.asarray(a)
+    if a.dtype == np.float64 and a.flags.c_contiguous and a.flags.writeable:
+        return a
+    return np.array(a, dtype=np.float64, order="C")
+
+
+def as_index_c(a):
+    """Return ``a`` as a writable, C-contiguous int64 array (copy only if needed)."""
+    a = np.asarray(a)
+    if a.dtype == np.int64 and a.flags.c_contiguous and a.flags.writeable:
+        return a
+    return np.array(a, dtype=np.int64, order="C")
+
+
+def as_float64_data(X, writable=True):
+    """X as C-contiguous float64, or CSR with float64 data and int64 indices.
+
+    Computations run in float64 whatever the input's dtype, and the kernels
+    then see one type and layout only (no recompilation). ``writable=False``
+    keeps a read-only dense array (a read-only memory map) in place: for
+    code that passes dense X to BLAS or to the row-gathering kernels only.
+    """
+    if sp.issparse(X):
+        X = sp.csr_matrix(X, dtype=np.float64)
+        X.data = as_float_c(X.data)
+        X.indices, X.indptr = as_index_c(X.indices), as_index_c(X.indptr)
+        return X
+    if not writable:
+        return np.ascontiguousarray(X, dtype=np.float64)
+    return as_float_c(X)
 
 
 def check_penalty(penalty, n_features, n_targets, per_output_name):
@@ -75,52 +138,18 @@ def check_bounds(bounds, name):
             f"{name} must be a (low, high) pair of positive numbers; got {bounds!r}."
         ) from None
     for value in (low, high):
-        if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        if isinstance(value, (bool, np.bool_)) or not np.isreal(value):
             raise TypeError(f"{name} must hold real numbers; got {bounds!r}.")
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must hold real numbers; got {bounds!r}.") from None
+    low, high = float(low), float(high)
     if not (np.isfinite(low) and np.isfinite(high) and 0 < low <= high):
         raise ValueError(
             f"{name} must satisfy 0 < low <= high with finite values; got {bounds!r}."
         )
     return float(np.log(low)), float(np.log(high))
-
-
-def check_positive_int(value, name):
-    """Raise a ValueError unless ``value`` is a positive integer (not a bool)."""
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-
-
-def check_tol(tol):
-    """Raise a ValueError unless ``tol`` is a positive number."""
-    if not isinstance(tol, numbers.Real) or not tol > 0:
-        raise ValueError(f"tol must be a positive number; got {tol!r}.")
-
-
-def check_hypergradient(method, allowed):
-    """Validate the ``hypergradient`` parameter."""
-    if not isinstance(method, str) or method not in ("auto", *allowed):
-        raise ValueError(
-            f"hypergradient must be 'auto' or one of {list(allowed)}; got {method!r}."
-        )
-    return method
-
-
-def as_float64_data(X, writable=True):
-    """X as C-contiguous float64, or CSR with float64 data and int64 indices.
-
-    Computations run in float64 whatever the input's dtype, and the kernels
-    then see one type and layout only (no recompilation). ``writable=False``
-    keeps a read-only dense array (a read-only memory map) in place: for
-    code that passes dense X to BLAS or to the row-gathering kernels only.
-    """
-    if sp.issparse(X):
-        X = sp.csr_matrix(X, dtype=np.float64)
-        X.data = as_float_c(X.data)
-        X.indices, X.indptr = as_index_c(X.indices), as_index_c(X.indptr)
-        return X
-    if not writable:
-        return np.ascontiguousarray(X, dtype=np.float64)
-    return as_float_c(X)
 
 
 def check_sample_weight(sample_weight, X, multiplier=None):

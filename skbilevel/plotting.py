@@ -97,10 +97,10 @@ class OptimizationPathDisplay:
         -------
         display : OptimizationPathDisplay
         """
-        from ._estimator import BilevelSearchMixin
+        from ._base import BaseBilevelCV
         from ._search import HypergradientSearchCV, _final_step, _tunable
 
-        if not isinstance(estimator, (BilevelSearchMixin, HypergradientSearchCV)):
+        if not isinstance(estimator, (BaseBilevelCV, HypergradientSearchCV)):
             raise TypeError(
                 "OptimizationPathDisplay plots skbilevel estimators and "
                 f"HypergradientSearchCV; got {type(estimator).__name__}."

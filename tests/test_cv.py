@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold
 
-from skbilevel._cv import FoldRows
+from skbilevel._folds import FoldRows
 
 
 @pytest.mark.parametrize(

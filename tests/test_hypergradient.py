@@ -12,13 +12,14 @@ import pytest
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import KFold
 
-from skbilevel._cv import FoldsObjective
+from skbilevel._objectives import FoldsObjective
 from skbilevel._problems import RidgeProblem
-from skbilevel._problems._ridge import spectral_holdout_folds, spectral_loo
-from skbilevel._problems._ridge_cv import (
+from skbilevel._problems._ridge_spectral import (
     DirectLOOObjective,
     SpectralHoldoutObjective,
     SpectralLOOObjective,
+    spectral_holdout_folds,
+    spectral_loo,
 )
 from skbilevel._validation import check_penalty
 
@@ -165,7 +166,9 @@ def test_spectral_loo(
     )
     group_idx, n_hyper, _ = check_penalty(penalty, n_features, 2, "per_target")
     P, Z, s2, y_tilde, q2, _ = spectral_loo(X, Y, sw, fit_intercept, mode)
-    objective = SpectralLOOObjective(P, Z, s2, y_tilde, q2, sw, group_idx[0], n_hyper)
+    objective = SpectralLOOObjective(
+        P, Z, s2, y_tilde, q2, Y, sw, group_idx[0], n_hyper
+    )
     theta = _theta(n_hyper)
     f, grad = objective(theta)
     if penalty == "scalar":

@@ -23,7 +23,6 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from .._kernels import as_float_c, as_index_c
 from .._linalg import conjugate_gradient, power_iteration, robust_cho_factor
 from .._logistic_kernels import (
     csr_hvp,
@@ -31,9 +30,16 @@ from .._logistic_kernels import (
     samplewise_hvp,
     samplewise_loss_grad,
 )
+from .._validation import as_float_c, as_index_c
 from ._base import InnerProblem, penalty_weights
 
-__all__ = ["LogisticProblem", "DIRECT_MAX_PARAMS"]
+__all__ = [
+    "DIRECT_MAX_PARAMS",
+    "LogLossFit",
+    "LogisticProblem",
+    "logistic_curvature",
+    "uses_float32_gram",
+]
 
 # Largest number of coefficients (features+intercept times outputs) for which
 # the Hessian is formed and factorized.
@@ -46,6 +52,26 @@ def uses_float32_gram(n_params, n_out, sparse):
     """Whether the data Hessian is formed from a float32 copy of X (see
     :meth:`LogisticProblem._weighted_gram`): binary, dense, factorizable."""
     return n_out == 1 and not sparse and n_params <= DIRECT_MAX_PARAMS
+
+
+def logistic_curvature(P, sw):
+    """Second derivative of each sample's binary log-loss in its score, weighted.
+
+    The reference formula ``sw * p * (1 - p)`` (per output column); the Numba
+    kernels (:func:`~skbilevel._logistic_kernels.samplewise_hvp`) are tested
+    against it.
+
+    Parameters
+    ----------
+    P : ndarray of shape (n_samples, n_out)
+        Predicted probabilities.
+    sw : ndarray of shape (n_samples,)
+
+    Returns
+    -------
+    curvature : ndarray of shape (n_samples, n_out)
+    """
+    return sw[:, None] * P * (1.0 - P)
 
 
 def _prepare_X(X):
@@ -191,8 +217,7 @@ class LogisticProblem(InnerProblem):
         return self._data_hvp(W, V) + self._penalty(theta) * V
 
     def hessian_diagonal(self, W, theta):
-        P = self._data_terms(W)[2]
-        curvature = self.sw[:, None] * P * (1.0 - P)  # n x n_out
+        curvature = logistic_curvature(self._data_terms(W)[2], self.sw)
         if not hasattr(self, "_X_squared"):
             self._X_squared = (
                 self.X.multiply(self.X).tocsr() if sp.issparse(self.X) else self.X**2
@@ -272,7 +297,7 @@ class LogisticProblem(InnerProblem):
         P = self._data_terms(W)[2]
         K = self.n_out
         if K == 1:
-            H = self._weighted_gram(np.sqrt(self.sw * P[:, 0] * (1.0 - P[:, 0])))
+            H = self._weighted_gram(np.sqrt(logistic_curvature(P, self.sw)[:, 0]))
         else:
             Xa = self._augmented_design()
             m = self.n_params
@@ -420,9 +445,34 @@ class LogisticProblem(InnerProblem):
         )
         return loss / self.total_val, grad / self.total_val
 
-    def decision(self, X, W):
-        """Scores ``X W + b`` of shape (n_samples, n_out)."""
-        scores = np.asarray(X @ W[: self.n_features])
-        if self.fit_intercept:
-            scores = scores + W[self.n_features]
-        return scores
+    def coefficients(self, W):
+        """``(coef, intercept)``: the feature rows of ``W`` and its intercept row."""
+        d = self.n_features
+        return W[:d], (W[d].copy() if self.fit_intercept else np.zeros(self.n_out))
+
+
+class LogLossFit:
+    """Log-loss data term of the stochastic mode (rows read by index).
+
+    ``targets`` are class indices, ``n_out`` 1 = sigmoid. The intercept is a
+    learnt, unpenalized coordinate of the iterate.
+    """
+
+    val_factor = 1.0
+    learns_intercept = True
+
+    def __init__(self, targets, sw, n_out):
+        self.targets, self.sw, self.n_out = targets, sw, n_out
+        # Largest eigenvalue of one sample's loss Hessian in its scores.
+        self.curvature = 0.25 if n_out == 1 else 0.5
+
+    def residual(self, Z, rows):
+        """``(sum_i sw_i loss_i, d/dZ, state for curvature products)``."""
+        return samplewise_loss_grad(Z, self.targets[rows], self.sw[rows])
+
+    def curvature_product(self, state, rows, Zv):
+        return samplewise_hvp(state, Zv, self.sw[rows])
+
+    def curvature_weights(self, state, rows):
+        """Per-sample, per-output diagonal curvature (preconditioner)."""
+        return logistic_curvature(state, self.sw[rows])

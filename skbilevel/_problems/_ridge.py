@@ -1,4 +1,4 @@
-"""Weighted ridge regression as an inner problem, and its spectral shortcuts.
+"""Weighted ridge regression as an inner problem, and its stochastic data term.
 
 The training problem of one fold is
 
@@ -8,40 +8,32 @@ with ``p = exp(theta)[group_idx]`` and an unpenalized intercept ``b``. The
 intercept is eliminated by centering X and Y with their weighted means, so
 ``w`` holds only penalized coefficients. Centering of sparse X is implicit.
 
-Two representations are provided:
-
-* :class:`RidgeProblem` implements the generic protocol (any penalty
-  grouping, every hypergradient method) on a Gram matrix when it is small,
-  or on the design matrix itself (Numba kernels, dense or CSR) otherwise.
-* :func:`spectral_holdout_folds` / :func:`spectral_loo` exploit that a
-  penalty shared by all features of a target commutes with the Gram matrix:
-  one eigendecomposition per fold makes every later evaluation of the
-  validation loss and of its exact derivative cost O(n_val * rank).
+:class:`RidgeProblem` implements the generic protocol (any penalty
+grouping, every hypergradient method) on a Gram matrix when it is small, or
+on the design matrix itself (Numba kernels, dense or CSR) otherwise;
+:class:`SquaredFit` is the same data term for the stochastic mode. The
+closed forms for a penalty shared by all features of a target (one
+eigendecomposition per fold, exact leave-one-out) are in
+:mod:`._ridge_spectral`.
 """
 
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from .._cv import map_folds
-from .._kernels import (
-    as_float_c,
-    as_index_c,
-    csr_centered_gram_matvec,
-    dense_centered_gram_matvec,
-    spectral_holdout_loss_grad,
-)
 from .._linalg import conjugate_gradient, power_iteration, robust_cho_factor
+from .._ridge_kernels import csr_centered_gram_matvec, dense_centered_gram_matvec
+from .._validation import as_float_c, as_index_c
 from ._base import InnerProblem, penalty_weights
 
 __all__ = [
-    "RidgeProblem",
-    "can_factorize",
-    "SpectralFold",
-    "spectral_holdout_folds",
-    "spectral_loo",
-    "GRAM_MAX_DIM",
     "DENSE_MAX_ENTRIES",
+    "GRAM_MAX_DIM",
+    "RidgeProblem",
+    "SquaredFit",
+    "can_factorize",
+    "drop_null_directions",
+    "weighted_means",
 ]
 
 # Largest side of a Gram/kernel matrix we form and factorize (8000**2 doubles
@@ -79,7 +71,7 @@ def _csr_arrays(X):
     return as_float_c(X.data), as_index_c(X.indices), as_index_c(X.indptr)
 
 
-def _drop_null_directions(s2, vectors):
+def drop_null_directions(s2, vectors):
     """Keep the eigenpairs of a PSD matrix that are not round-off zeros."""
     s2 = np.maximum(s2, 0.0)
     keep = s2 > s2.max(initial=0.0) * max(vectors.shape) * np.finfo(np.float64).eps
@@ -361,6 +353,10 @@ class RidgeProblem(InnerProblem):
         """Unpenalized intercept that goes with coefficients ``w``."""
         return self.ybar - self.xbar @ w
 
+    def coefficients(self, w):
+        """``(coef, intercept)`` in the original (uncentered) coordinates."""
+        return w, self.intercept(w)
+
     def outer_loss_grad(self, w):
         """Weighted validation MSE (averaged over targets) and its gradient in w."""
         residual = np.asarray(self.X_val @ w) - self.xbar @ w + self.ybar - self.Y_val
@@ -372,214 +368,29 @@ class RidgeProblem(InnerProblem):
         return loss, grad
 
 
-# --------------------------------------------------------------------------
-# Spectral shortcuts for a penalty shared by all features of each target.
-# --------------------------------------------------------------------------
+class SquaredFit:
+    """Squared-error data term of the stochastic mode (rows read by index).
 
-
-class SpectralFold:
-    """One hold-out fold in eigen-coordinates (see ``spectral_holdout_loss_grad``).
-
-    Validation predictions at per-target strengths ``alpha`` are
-    ``A @ (Z / (s2 + alpha)) + ybar``.
-
-    Attributes
-    ----------
-    A : ndarray of shape (n_val, rank)
-    Z : ndarray of shape (rank, n_targets)
-    s2 : ndarray of shape (rank,)
-    ybar : ndarray of shape (n_targets,)
-        Weighted mean of the training targets (the intercept's share).
-    Y_val : ndarray of shape (n_val, n_targets)
-    sw : ndarray of shape (n_val,)
+    ``0.5 * sw * ||y - z||^2`` with ``Y`` of shape (n, n_targets); the
+    intercept is the training mean of the targets (rows are centered).
     """
 
-    def __init__(self, A, Z, s2, ybar, Y_val, sw):
-        self.A = as_float_c(A)
-        self.Z = as_float_c(Z)
-        self.s2 = as_float_c(s2)
-        self.ybar = ybar
-        self.Y_val = Y_val
-        self.res0 = as_float_c(ybar - Y_val)
-        self.sw = as_float_c(sw)
-        self.scale = 1.0 / (sw.sum() * Y_val.shape[1])
+    curvature = 1.0
+    learns_intercept = False
 
-    def predict(self, alpha):
-        """Validation predictions at per-target strengths ``alpha`` (n_targets,)."""
-        return self.A @ (self.Z / (self.s2[:, None] + alpha[None, :])) + self.ybar
+    def __init__(self, Y, sw):
+        self.Y, self.sw = Y, sw
+        self.n_out = Y.shape[1]
+        # The validation loss is the mean squared error over targets.
+        self.val_factor = 2.0 / self.n_out
 
-    def loss_grad(self, alpha):
-        """Validation MSE and its derivative in log(alpha) of each target."""
-        loss, grad = spectral_holdout_loss_grad(
-            self.A, self.Z, self.s2, alpha, self.res0, self.sw
-        )
-        return self.scale * loss.sum(), self.scale * grad
+    def residual(self, Z, rows):
+        weights = self.sw[rows][:, None]
+        r = Z - self.Y[rows]
+        return 0.5 * float(np.sum(weights * r * r)), weights * r, None
 
-    def scan(self, alphas):
-        """Validation MSE for many shared strengths at once (matrix products).
+    def curvature_product(self, state, rows, Zv):
+        return self.sw[rows][:, None] * Zv
 
-        Parameters
-        ----------
-        alphas : ndarray of shape (n_alphas,)
-
-        Returns
-        -------
-        losses : ndarray of shape (n_alphas,)
-        """
-        inv = 1.0 / (self.s2[:, None] + alphas[None, :])  # rank x n_alphas
-        out = np.zeros(alphas.shape[0])
-        for t in range(self.Z.shape[1]):
-            resid = self.A @ (self.Z[:, t : t + 1] * inv) + self.res0[:, t : t + 1]
-            out += self.sw @ resid**2
-        return out * self.scale
-
-
-def centered_kernel(K, sw, fit_intercept):
-    """``sqrt(S) (X - xbar)(X - xbar)^T sqrt(S)`` from the raw kernel ``K = X X^T``.
-
-    Works on one copy of ``K`` (these matrices are the large ones).
-    """
-    K = np.array(K, dtype=np.float64, order="C")
-    if fit_intercept:
-        total = sw.sum()
-        k = K @ sw / total  # X xbar
-        K -= k[:, None]
-        K -= k[None, :]
-        K += sw @ k / total
-    if np.any(sw != 1.0):
-        root = np.sqrt(sw)
-        K *= root[:, None]
-        K *= root[None, :]
-    return K
-
-
-def _raw_kernel(X):
-    return np.asarray((X @ X.T).toarray() if sp.issparse(X) else X @ X.T)
-
-
-def _gram_moments(X, Y, sw):
-    """Uncentered weighted Gram, cross-moments and sums of a block of rows."""
-    if sp.issparse(X):
-        Xw = X.multiply(sw[:, None]).tocsr()
-        G = (X.T @ Xw).toarray()
-        xs = np.asarray(Xw.sum(axis=0)).ravel()
-        xy = np.asarray(Xw.T @ Y)
-    else:
-        Xw = X * sw[:, None]
-        G = X.T @ Xw
-        xs = Xw.sum(axis=0)
-        xy = Xw.T @ Y
-    return G, xs, xy, sw @ Y, sw.sum()
-
-
-def spectral_holdout_folds(X, Y, sw, folds, fit_intercept, mode, n_jobs=None):
-    """Eigen-coordinates of every hold-out fold, sharing work across folds.
-
-    In ``mode="primal"`` (n_features small) the full weighted Gram matrix is
-    formed once and each fold's training Gram is obtained by subtracting the
-    validation rows' contribution. In ``mode="dual"`` (n_samples small) the
-    full kernel ``X X^T`` is formed once and every fold reads its blocks.
-    The per-fold eigendecompositions run in ``n_jobs`` threads.
-
-    Parameters
-    ----------
-    X : ndarray or CSR matrix of shape (n_samples, n_features)
-    Y : ndarray of shape (n_samples, n_targets)
-    sw : ndarray of shape (n_samples,)
-    folds : list of (train_idx, val_idx)
-    fit_intercept : bool
-    mode : {"primal", "dual"}
-    n_jobs : int, default=None
-
-    Returns
-    -------
-    folds : list of SpectralFold
-    precomputed : dict
-        ``{"gram": ...}`` or ``{"kernel": ...}``: the centered, weighted
-        matrix of all rows, for :class:`RidgeProblem` to refit without
-        forming it again.
-    """
-    if mode == "primal":
-        G, xs, xy, ys, total = _gram_moments(X, Y, sw)
-
-        def primal_fold(fold):
-            val = fold[1]
-            Xv, Yv, swv = X[val], Y[val], sw[val]
-            Gv, xsv, xyv, ysv, totv = _gram_moments(Xv, Yv, swv)
-            tot_t = total - totv
-            G_t = G - Gv
-            xy_t = xy - xyv
-            if fit_intercept:
-                xbar = (xs - xsv) / tot_t
-                ybar = (ys - ysv) / tot_t
-                G_t -= tot_t * np.outer(xbar, xbar)
-                xy_t -= tot_t * np.outer(xbar, ybar)
-            else:
-                xbar = np.zeros(X.shape[1])
-                ybar = np.zeros(Y.shape[1])
-            s2, V = _drop_null_directions(*np.linalg.eigh(G_t))
-            A = np.asarray(Xv @ V) - xbar @ V
-            return SpectralFold(A, V.T @ xy_t, s2, ybar, Yv, swv)
-
-        out = map_folds(primal_fold, folds, n_jobs)
-        if fit_intercept:
-            G -= np.outer(xs, xs) / total
-        return out, {"gram": G}
-
-    K = _raw_kernel(X)
-
-    def dual_fold(fold):
-        train, val = fold
-        swt = sw[train]
-        Ktt = K[np.ix_(train, train)]
-        Kvt = K[np.ix_(val, train)]
-        Yt = Y[train]
-        if fit_intercept:
-            tot_t = swt.sum()
-            kt = Ktt @ swt / tot_t  # X_t xbar
-            kv = Kvt @ swt / tot_t  # X_v xbar
-            xx = swt @ kt / tot_t  # ||xbar||^2
-            Kvt = Kvt - kv[:, None] - kt[None, :] + xx
-            ybar = swt @ Yt / tot_t
-        else:
-            ybar = np.zeros(Y.shape[1])
-        root = np.sqrt(swt)
-        s2, U = _drop_null_directions(
-            *np.linalg.eigh(centered_kernel(Ktt, swt, fit_intercept))
-        )
-        A = (Kvt * root) @ U
-        Z = U.T @ (root[:, None] * (Yt - ybar))
-        return SpectralFold(A, Z, s2, ybar, Y[val], sw[val])
-
-    out = map_folds(dual_fold, folds, n_jobs)
-    return out, {"kernel": centered_kernel(K, sw, fit_intercept)}
-
-
-def spectral_loo(X, Y, sw, fit_intercept, mode):
-    """Quantities for the exact leave-one-out loss (see ``spectral_loo_loss_grad``).
-
-    Returns
-    -------
-    P : ndarray of shape (n_samples, rank)
-    Z : ndarray of shape (rank, n_targets)
-    s2 : ndarray of shape (rank,)
-    y_tilde : ndarray of shape (n_samples, n_targets)
-    q2 : ndarray of shape (n_samples,)
-    precomputed : dict
-        ``{"gram": ...}`` or ``{"kernel": ...}`` for the final refit.
-    """
-    xbar, ybar = weighted_means(X, Y, sw, fit_intercept)
-    root = np.sqrt(sw)
-    y_tilde = root[:, None] * (Y - ybar)
-    q2 = sw / sw.sum() if fit_intercept else np.zeros_like(sw)
-    if mode == "primal":
-        G = _gram_moments(X, Y, sw)[0] - sw.sum() * np.outer(xbar, xbar)
-        s2, V = _drop_null_directions(*np.linalg.eigh(G))
-        P = root[:, None] * (np.asarray(X @ V) - xbar @ V)
-        Z = P.T @ y_tilde
-        return P, Z, s2, y_tilde, q2, {"gram": G, "eigen": (s2, V)}
-    K = centered_kernel(_raw_kernel(X), sw, fit_intercept)
-    s2, U = _drop_null_directions(*np.linalg.eigh(K))
-    P = U * np.sqrt(s2)
-    Z = P.T @ y_tilde
-    return P, Z, s2, y_tilde, q2, {"kernel": K, "eigen": (s2, U)}
+    def curvature_weights(self, state, rows):
+        return np.repeat(self.sw[rows][:, None], self.n_out, axis=1)

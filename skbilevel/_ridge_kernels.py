@@ -1,8 +1,10 @@
 """Numba kernels for the hot loops of the ridge hypergradient.
 
 Every kernel takes plain, C-contiguous float64 / int64 arrays; callers
-normalise dtype and layout first (see :func:`as_float_c`) so that float32,
-Fortran-ordered or read-only input never triggers a new compilation.
+normalise dtype and layout first (:func:`skbilevel._validation.as_float_c`)
+so that float32, Fortran-ordered or read-only input never triggers a new
+compilation. Each kernel is tested against the NumPy reference formula of
+:mod:`skbilevel._problems._ridge_spectral` or :mod:`._problems._ridge`.
 Dense and CSR variants sit side by side.
 """
 
@@ -11,29 +13,11 @@ import numpy as np
 from ._numba import jit
 
 __all__ = [
-    "as_float_c",
-    "as_index_c",
     "spectral_holdout_loss_grad",
     "spectral_loo_loss_grad",
     "dense_centered_gram_matvec",
     "csr_centered_gram_matvec",
 ]
-
-
-def as_float_c(a):
-    """Return ``a`` as a writable, C-contiguous float64 array (copy only if needed)."""
-    a = np.asarray(a)
-    if a.dtype == np.float64 and a.flags.c_contiguous and a.flags.writeable:
-        return a
-    return np.array(a, dtype=np.float64, order="C")
-
-
-def as_index_c(a):
-    """Return ``a`` as a writable, C-contiguous int64 array (copy only if needed)."""
-    a = np.asarray(a)
-    if a.dtype == np.int64 and a.flags.c_contiguous and a.flags.writeable:
-        return a
-    return np.array(a, dtype=np.int64, order="C")
 
 
 @jit

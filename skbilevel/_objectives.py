@@ -1,28 +1,27 @@
-"""Cross-validated objectives, their evaluation log, and ``cv_results_``.
+"""Cross-validated objectives and their evaluation log.
 
 An *objective* maps log-hyperparameters ``theta`` to the mean validation loss
 over folds and its hypergradient. :class:`CVObjective` records every
-evaluation (the rows of ``cv_results_``) and prints progress; subclasses only
-implement ``_evaluate``.
+evaluation as an :class:`Evaluation` (the rows of ``cv_results_``), prints
+progress and reports to callbacks; subclasses implement ``_evaluate`` and,
+for scoring, the validation predictions of an evaluation.
 """
 
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 from joblib import Parallel, delayed
 
 from ._hypergradient import FoldState, fold_value_and_grad
 
 __all__ = [
     "CVObjective",
-    "FoldRows",
+    "Evaluation",
     "FoldsObjective",
-    "build_cv_results",
     "map_folds",
     "map_folds_timed",
-    "rank_scores",
 ]
 
 
@@ -55,6 +54,38 @@ def map_folds_timed(func, items, n_jobs=None):
     return [out for out, _ in pairs], [seconds for _, seconds in pairs]
 
 
+@dataclass
+class Evaluation:
+    """One evaluation of a CV objective: one row of ``cv_results_``.
+
+    Attributes
+    ----------
+    theta : ndarray of shape (n_hyper,)
+        Log-hyperparameters.
+    loss : float
+        Mean validation loss over the splits.
+    split_losses : ndarray of shape (n_splits,)
+    hypergradient_norm : float
+        NaN when no hypergradient was computed (scan points, line searches).
+    elapsed : float
+        Seconds since the start of the fit.
+    accurate : bool
+        Whether the point may be chosen as the optimum: its training problems
+        were solved to the hypergradient's accuracy, not loosely (scan) or
+        from mini-batches (stochastic estimates).
+    split_times : list of float or None
+        Seconds spent on each split, where measured.
+    """
+
+    theta: np.ndarray
+    loss: float
+    split_losses: np.ndarray
+    hypergradient_norm: float
+    elapsed: float
+    accurate: bool
+    split_times: list = None
+
+
 class CVObjective:
     """Base class: recording, progress printing and the common-scalar view.
 
@@ -70,13 +101,15 @@ class CVObjective:
 
     # Whether many evaluations of the common scalar cost little (closed forms).
     cheap_scan = False
+    # Matrices of all the rows that the final refit may reuse (e.g. a Gram).
+    precomputed = {}
 
     def __init__(self, n_hyper, n_splits, verbose=0):
         self.n_hyper = n_hyper
         self.n_splits = n_splits
         self.verbose = verbose
-        self.rows = []  # (theta, f, split_losses, grad_norm, elapsed, accurate)
-        # Set by the estimators: the clock of the ``time`` column (start of
+        self.records = []
+        # Set by the fit pipeline: the clock of the ``time`` column (start of
         # fit), and how progress lines show a hyperparameter, e.g. "C" with
         # sign -1 for C = exp(-theta).
         self.start_time = time.perf_counter()
@@ -86,24 +119,42 @@ class CVObjective:
         self.callback = None
 
     def _evaluate(self, theta, need_grad):
-        """Return ``(f, grad or None, split_losses)``."""
+        """Return ``(f, grad or None, split_losses, split_times or None)``."""
         raise NotImplementedError
 
-    def _log(self, theta, f, split_losses, grad):
+    def validation_predictions(self, index):
+        """Decision values of evaluation ``index`` on every split's validation rows.
+
+        A list of arrays of shape (n_val, n_outputs), one per split, in the
+        order of :attr:`~skbilevel._folds.Splits.y_test`; None where the
+        evaluation kept no model to predict with.
+        """
+        return None
+
+    def split_coefficients(self, index):
+        """``[(coef, intercept)]`` of every split at evaluation ``index``, or None.
+
+        ``coef`` of shape (n_features, n_outputs), ``intercept`` of shape
+        (n_outputs,), in the original (uncentered) coordinates.
+        """
+        return None
+
+    def failures(self):
+        """Number of inner and adjoint solves that stopped before their tolerance."""
+        return 0, 0
+
+    def _log(self, theta, f, split_losses, grad, split_times=None):
         elapsed = time.perf_counter() - self.start_time
         grad_norm = np.nan if grad is None else float(np.linalg.norm(grad))
-        # Closed-form objectives are exact everywhere; iterative ones solve
-        # value-only evaluations more loosely, so only the rows with a
-        # hypergradient may be chosen as the optimum.
-        accurate = self._row_is_accurate(grad)
-        self.rows.append(
-            (
-                theta.copy(),
-                float(f),
-                np.asarray(split_losses),
-                grad_norm,
-                elapsed,
-                accurate,
+        self.records.append(
+            Evaluation(
+                theta=theta.copy(),
+                loss=float(f),
+                split_losses=np.asarray(split_losses),
+                hypergradient_norm=grad_norm,
+                elapsed=elapsed,
+                accurate=self._row_is_accurate(grad),
+                split_times=split_times,
             )
         )
         if self.verbose > 0 and grad is not None:
@@ -115,21 +166,26 @@ class CVObjective:
                 f"max {values.max():.3g}]"
             )
             print(
-                f"[skbilevel] eval {len(self.rows):3d}  {self.param_name}={shown}  "
+                f"[skbilevel] eval {len(self.records):3d}  {self.param_name}={shown}  "
                 f"cv_loss={f:.6g}  |hypergradient|={grad_norm:.3g}  "
                 f"time={elapsed:.2f}s",
                 flush=True,
             )
 
     def _row_is_accurate(self, grad):
-        """Whether an evaluation may be chosen as the optimum."""
+        """Whether an evaluation may be chosen as the optimum.
+
+        Closed-form objectives are exact everywhere; iterative ones solve
+        value-only evaluations more loosely, so only the rows with a
+        hypergradient may be chosen.
+        """
         return self.cheap_scan or grad is not None
 
     def __call__(self, theta, need_grad=True):
         theta = np.asarray(theta, dtype=float)
         with self._callback_task():
-            f, grad, split_losses = self._evaluate(theta, need_grad)
-            self._log(theta, f, split_losses, grad)
+            f, grad, split_losses, split_times = self._evaluate(theta, need_grad)
+            self._log(theta, f, split_losses, grad, split_times)
         return f, grad
 
     @contextmanager
@@ -195,8 +251,7 @@ class FoldsObjective(CVObjective):
         self.adjoint_max_iter = adjoint_max_iter
         self.n_jobs = n_jobs
         self.states = [FoldState() for _ in problems]
-        self.solutions = []  # per evaluation: list of per-fold w (for scoring)
-        self.split_times = []  # per evaluation: seconds spent on each fold
+        self.solutions = []  # per evaluation: list of per-fold w
         self.tol = 1e-6
 
     def tighten(self, relative_gradient):
@@ -220,136 +275,28 @@ class FoldsObjective(CVObjective):
             zip(self.problems, self.states, strict=True),
             self.n_jobs,
         )
-        self.split_times.append(seconds)
         losses = np.array([r[0] for r in results])
         self.solutions.append([r[2] for r in results])
         grad = None
         if need_grad:
             grad = np.mean([r[1] for r in results], axis=0)
-        return float(losses.mean()), grad, losses
+        return float(losses.mean()), grad, losses, seconds
+
+    def split_coefficients(self, index):
+        return [
+            problem.coefficients(w)
+            for problem, w in zip(self.problems, self.solutions[index], strict=True)
+        ]
+
+    def validation_predictions(self, index):
+        return [
+            np.asarray(problem.X_val @ coef) + intercept
+            for problem, (coef, intercept) in zip(
+                self.problems, self.split_coefficients(index), strict=True
+            )
+        ]
 
     def failures(self):
-        """Number of inner and adjoint solves that stopped before their tolerance."""
         inner = sum(s.failures.count("inner") for s in self.states)
         adjoint = sum(s.failures.count("adjoint") for s in self.states)
         return inner, adjoint
-
-
-def build_cv_results(rows, param_name, to_param, split_scores):
-    """Assemble a GridSearchCV-shaped ``cv_results_`` dict.
-
-    Parameters
-    ----------
-    rows : list of tuple
-        ``(theta, f, split_losses, grad_norm, elapsed, accurate)`` per
-        evaluation.
-    param_name : str
-        Name of the hyperparameter (``"alpha"``, ``"C"``).
-    to_param : callable
-        Maps ``theta`` to the user-facing value (float or ndarray).
-    split_scores : ndarray of shape (n_rows, n_splits)
-        Validation score of each row on each split (greater is better).
-
-    Returns
-    -------
-    cv_results : dict
-    """
-    n_rows = len(rows)
-    values = [to_param(r[0]) for r in rows]
-    param = np.ma.MaskedArray(np.empty(n_rows, dtype=object), mask=False)
-    for i, v in enumerate(values):
-        param[i] = v
-    results = {
-        "params": [{param_name: v} for v in values],
-        f"param_{param_name}": param,
-    }
-    split_scores = np.asarray(split_scores, dtype=float).reshape(n_rows, -1)
-    for k in range(split_scores.shape[1]):
-        results[f"split{k}_test_score"] = split_scores[:, k]
-    mean = split_scores.mean(axis=1)
-    results["mean_test_score"] = mean
-    results["std_test_score"] = split_scores.std(axis=1)
-    results["rank_test_score"] = rank_scores(mean)
-    results["iter"] = np.arange(n_rows)
-    results["time"] = np.array([r[4] for r in rows])
-    results["hypergradient_norm"] = np.array([r[3] for r in rows])
-    return results
-
-
-def rank_scores(mean):
-    """GridSearchCV's ranks: 1 is best, ties share the best rank, NaN ranks last."""
-    filled = np.where(np.isnan(mean), -np.inf, mean)
-    order = np.argsort(-filled, kind="stable")
-    ranks = np.empty(len(mean), dtype=np.int32)
-    ranks[order] = np.arange(1, len(mean) + 1)
-    for i in range(1, len(mean)):
-        if filled[order[i]] == filled[order[i - 1]]:
-            ranks[order[i]] = ranks[order[i - 1]]
-    return ranks
-
-
-class FoldRows:
-    """Training and validation rows of every split, without a copy per fold.
-
-    When the splits partition the samples (K-fold: every sample is validated
-    exactly once and trained on in every other split), the rows are stored
-    once in the order of the validation blocks, twice over: a split's
-    validation rows are then one contiguous block and its training rows the
-    contiguous window that follows it (wrapping around). Every fold's data
-    are views of that one array: 2 n rows in memory instead of K n, and no
-    per-fold copy (each costs page faults and memory bandwidth). Other
-    splits (shuffle-split, leave-p-out) get copies.
-
-    Parameters
-    ----------
-    n_samples : int
-    folds : list of (train, test) index arrays
-    """
-
-    def __init__(self, n_samples, folds):
-        self.folds = folds
-        self.order = None
-        tests = [np.asarray(test) for _, test in folds]
-        order = np.concatenate(tests) if tests else np.array([], dtype=int)
-        partition = (
-            len(order) == n_samples
-            and np.array_equal(np.sort(order), np.arange(n_samples))
-            and all(len(tr) + len(te) == n_samples for tr, te in folds)
-        )
-        if partition and len(folds) > 1:
-            self.order = np.concatenate([order, order])
-            self.starts = np.cumsum([0] + [len(t) for t in tests])
-
-    def _windows(self, k):
-        n = len(self.order) // 2
-        start, stop = self.starts[k], self.starts[k + 1]
-        return slice(stop, stop + n - (stop - start)), slice(start, stop)
-
-    def index(self, k):
-        """``(train, test)`` sample indices of split ``k``, in view order."""
-        if self.order is None:
-            return self.folds[k]
-        train, test = self._windows(k)
-        return self.order[train], self.order[test]
-
-    def split(self, A, dtype=None):
-        """``[(A_train, A_test)]`` per split, rows in the order of :meth:`index`.
-
-        Dense arrays are views of one doubled copy (in ``dtype`` if given)
-        when the splits partition the samples; sparse matrices and other
-        splits are indexed (copied) fold by fold. Validation rows keep the
-        order of the split's test indices.
-        """
-        if dtype is not None and not sp.issparse(A):
-            A = np.asarray(A, dtype=dtype)
-        if self.order is None or sp.issparse(A):
-            # Same row order as the views of dense arrays of the same splits.
-            return [
-                (A[train], A[test])
-                for train, test in map(self.index, range(len(self.folds)))
-            ]
-        doubled = np.take(A, self.order, axis=0)
-        return [
-            (doubled[train], doubled[test])
-            for train, test in map(self._windows, range(len(self.folds)))
-        ]

@@ -1,0 +1,613 @@
+"""The one fit pipeline of every ``Bilevel*CV`` estimator.
+
+:class:`BaseBilevelCV` owns ``fit``: validate the input, encode the targets,
+build the coefficient-to-hyperparameter layout, the box, the folds, pick the
+solver, build the CV objective, run the outer search, score the evaluations,
+refit and fill the fitted attributes. :class:`~skbilevel.HypergradientSearchCV`
+runs the same search (:meth:`BaseBilevelCV._bilevel_search`) on the
+preprocessed parts of its folds. A model supplies hooks only:
+
+* ``_target_info(y)`` / ``_encode(y, info)``: validate and encode targets;
+* ``_layout(n_features, info)``: the hyperparameter group of every coefficient;
+* ``_fold_problems(splits, info, layout, method)``: every fold's inner problem;
+* ``_can_factorize(splits, layout)``: whether "direct" fits in memory;
+* ``_closed_form_objective(...)``: an exact shortcut, if the model has one;
+* ``_data_term(targets, sw, info)``: the stochastic mode's data term;
+* ``_refit(...)``: the final fit on all the data;
+* ``_response_model(info)``: the stand-in that scorers read predictions from;
+
+and class attributes: the hyperparameter's name and sign, the default box.
+"""
+
+import numbers
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, _fit_context, is_regressor
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import check_scoring, get_scorer_names
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._folds import Splits, check_folds
+from ._hypergradient import HYPERGRADIENT_METHODS
+from ._objectives import FoldsObjective
+from ._outer import minimize_box, minimize_scalar, minimize_stochastic
+from ._results import build_cv_results, score_predictions
+from ._stochastic import RowReader, StochasticFold, StochasticObjective
+from ._validation import (
+    as_float64_data,
+    check_bounds,
+    check_sample_weight,
+    warn_user,
+)
+
+try:  # scikit-learn >= 1.9 ships a callback API (e.g. sklearn.callback.ProgressBar)
+    from sklearn.callback import CallbackSupportMixin, with_callbacks
+except ImportError:  # pragma: no cover - older scikit-learn
+
+    class CallbackSupportMixin:
+        """Stand-in: scikit-learn < 1.9 has no callbacks."""
+
+    def with_callbacks(method):
+        return method
+
+
+__all__ = [
+    "BaseBilevelCV",
+    "CallbackSupportMixin",
+    "Layout",
+    "Targets",
+    "with_callbacks",
+]
+
+# Scalar values within this fraction of the best scalar loss may start the
+# many-hyperparameter search (see BaseBilevelCV._box_start).
+START_TOLERANCE = 1e-2
+# solver="auto" picks the stochastic mode from this many samples on.
+STOCHASTIC_MIN_SAMPLES = 500_000
+# Mini-batch size of the stochastic mode for batch_size="auto".
+DEFAULT_BATCH_SIZE = 1024
+# Validation mini-batches averaged in each stochastic hypergradient.
+VALIDATION_BATCHES = 4
+
+
+@dataclass
+class Targets:
+    """What a model learnt from the whole ``y``.
+
+    Attributes
+    ----------
+    n_out : int
+        Number of output columns of the coefficients.
+    ndim : int
+        Dimension of the user's ``y`` (1 or 2).
+    classes : ndarray or None
+        Class labels (classifiers).
+    class_weight : ndarray or None
+        Weight of every encoded class, multiplied into the sample weights.
+    """
+
+    n_out: int
+    ndim: int = 1
+    classes: np.ndarray = None
+    class_weight: np.ndarray = None
+
+    def sample_multiplier(self, encoded):
+        """Per-sample class weights of encoded targets, or None."""
+        return None if self.class_weight is None else self.class_weight[encoded]
+
+
+@dataclass
+class Layout:
+    """The hyperparameter group of every coefficient.
+
+    Attributes
+    ----------
+    group_idx : ndarray of shape (n_params, n_out), dtype int64
+        Group of every coefficient of the inner problem, -1 for unpenalized
+        ones (an intercept row).
+    coef_groups : ndarray of shape (n_features, n_out), dtype int64
+        The same, for the feature coefficients only.
+    n_hyper : int
+    labels : ndarray or None
+        The distinct group ids of an array ``penalty``.
+    """
+
+    group_idx: np.ndarray
+    coef_groups: np.ndarray
+    n_hyper: int
+    labels: np.ndarray = None
+
+    @property
+    def shared(self):
+        """Whether every output's coefficients share one strength."""
+        return bool(np.all(self.coef_groups == self.coef_groups[:1, :]))
+
+
+@dataclass
+class SearchOutcome:
+    """What :meth:`BaseBilevelCV._bilevel_search` found."""
+
+    objective: object
+    result: object
+    layout: Layout
+    method: str
+    solver: str
+    best_index: int
+    theta: np.ndarray
+
+
+def common_constraints(name, per_output):
+    """``_parameter_constraints`` shared by every ``Bilevel*CV`` estimator."""
+    return {
+        "penalty": [StrOptions({"scalar", "per_feature", per_output}), "array-like"],
+        f"{name}_init": [
+            Interval(numbers.Real, 0, None, closed="neither"),
+            "array-like",
+            None,
+        ],  # fmt: skip
+        f"{name}_bounds": ["array-like", None],
+        "fit_intercept": ["boolean"],
+        "cv": ["cv_object"],
+        "scoring": [StrOptions(set(get_scorer_names())), callable, None],
+        "hypergradient": [StrOptions({"auto", *HYPERGRADIENT_METHODS})],
+        "adjoint_max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "tol": [Interval(numbers.Real, 0, None, closed="neither")],
+        "n_jobs": [numbers.Integral, None],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "solver": [StrOptions({"auto", "deterministic", "stochastic"})],
+        "batch_size": [
+            StrOptions({"auto"}),
+            Interval(numbers.Integral, 1, None, closed="left"),
+        ],
+        "random_state": ["random_state"],
+    }
+
+
+class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
+    """Shared fit pipeline; subclasses supply the hooks listed in the module doc.
+
+    ``_param_name``: user-facing name of the hyperparameter (``"alpha"``,
+    ``"C"``); ``_param_sign``: +1 when ``theta = log(param)``, -1 when
+    ``theta = -log(param)`` (C is an inverse penalty strength);
+    ``_default_box``: the data-scaled default box (see :meth:`_data_scaled_box`);
+    ``_value_tol``: the inner tolerance of value-only evaluations
+    (see :class:`~skbilevel._objectives.FoldsObjective`);
+    ``_writable_X``: whether the deterministic kernels need a writable copy
+    of dense X (a read-only memory map is otherwise read in place);
+    ``_exact_leave_one_out``: whether ``cv=None`` is the model's closed-form
+    leave-one-out (else it is scikit-learn's default 5-fold).
+    """
+
+    _param_name = "alpha"
+    _param_sign = 1.0
+    _default_box = dict(scale=1.0, low=1e-6, high=1e6, floor=1e-14)
+    _value_tol = None
+    _writable_X = True
+    _exact_leave_one_out = False  # whether cv=None means exact leave-one-out
+
+    # ------------------------------------------------------------------- fit
+    @with_callbacks
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None, groups=None):
+        """Tune the strengths by hypergradient descent, then refit on all data.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data.
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+            Target values (class labels of any type for classifiers).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative sample weights, used in training and validation
+            losses alike (and passed to ``scoring``).
+        groups : array-like of shape (n_samples,), default=None
+            Group labels for a group-aware ``cv`` splitter.
+
+        Returns
+        -------
+        self : object
+            Fitted estimator.
+        """
+        start_time = time.perf_counter()
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse=["csr", "csc", "coo"],
+            dtype=[np.float64, np.float32],
+            multi_output=is_regressor(self),
+            y_numeric=is_regressor(self),
+        )
+        dtype = X.dtype
+        info = self._target_info(y)
+        targets = self._encode(y, info)
+        sw = check_sample_weight(sample_weight, X, info.sample_multiplier(targets))
+        solver = self._choose_solver(X.shape[0], self._check_params())
+        # The stochastic mode reads dense X in place (BLAS and row gathers
+        # only), a read-only memory map included.
+        X = as_float64_data(X, writable=self._writable_X and solver != "stochastic")
+        folds = None
+        if not self._leave_one_out:
+            folds = check_folds(
+                self.cv, X, y, groups, sw, classifier=info.classes is not None
+            )
+        splits = Splits.from_indices(X, targets, sw, folds, y, sample_weight)
+        callback = self._callback_begin(X, y)
+        outcome = self._bilevel_search(splits, info, start_time, callback=callback)
+
+        self._store_search(outcome, splits, info)
+        warm = outcome.objective.split_coefficients(outcome.best_index)
+        coef, intercept = self._refit(
+            X, targets, sw, info, outcome.layout, outcome.theta, warm, outcome.objective
+        )
+        self.coef_ = coef.astype(dtype, copy=False)
+        self.intercept_ = (
+            float(intercept) if np.ndim(intercept) == 0 else intercept.astype(dtype)
+        )
+        if info.classes is not None:
+            self.classes_ = info.classes
+        self._callback_end(X, y)
+        return self
+
+    # --------------------------------------------------------------- checks
+    def _check_params(self):
+        """Checks the constraint language cannot say; returns the method."""
+        name = self._param_name
+        bounds = getattr(self, f"{name}_bounds")
+        if bounds is not None:
+            check_bounds(bounds, f"{name}_bounds")
+        method = self.hypergradient
+        if self._leave_one_out:
+            if method not in ("auto", "direct"):
+                raise ValueError(
+                    "cv=None uses the closed-form leave-one-out hypergradient: "
+                    f"hypergradient must be 'auto' or 'direct', got {method!r}."
+                )
+            if self.solver == "stochastic":
+                raise ValueError(
+                    "cv=None is exact leave-one-out (deterministic); the "
+                    "stochastic solver needs hold-out splits (cv=5, ...)."
+                )
+        if self.solver == "stochastic" and method != "auto":
+            raise ValueError(
+                f"hypergradient={method!r} applies to the deterministic solver; "
+                "the stochastic solver computes its own (stochastic implicit "
+                "differentiation). Leave hypergradient='auto'."
+            )
+        return method
+
+    def _choose_solver(self, n_samples, method):
+        """The solver to use: ``solver``, or for "auto" the data size's."""
+        if self.solver != "auto":
+            return self.solver
+        large = n_samples >= STOCHASTIC_MIN_SAMPLES and method == "auto"
+        return "stochastic" if large and not self._leave_one_out else "deterministic"
+
+    @property
+    def _leave_one_out(self):
+        return self.cv is None and self._exact_leave_one_out
+
+    # -------------------------------------------------------------- search
+    def _bilevel_search(self, splits, info, start_time, *, callback=None, label=""):
+        """Run the bilevel search on ``splits``; warnings name ``label``.
+
+        Shared by :meth:`fit` and :class:`~skbilevel.HypergradientSearchCV`;
+        it reads the estimator's parameters and sets no attribute.
+        """
+        method = self._check_params()
+        solver = self._choose_solver(splits.n_samples, method)
+        layout = self._layout(splits.n_features, info)
+        lo, hi = self._log_bounds(*splits.bounds_data)
+        n_hyper = layout.n_hyper
+        if solver == "stochastic":
+            objective = self._stochastic_objective(splits, info, layout)
+            method = "sid"
+        else:
+            if method == "auto":
+                method = "direct" if self._can_factorize(splits, layout) else "cg"
+            elif method == "direct" and not self._can_factorize(splits, layout):
+                raise ValueError(
+                    "hypergradient='direct' needs a factorization that is too large "
+                    f"for {splits.min_train_size} training samples and "
+                    f"{splits.n_features} features; use 'cg'."
+                )
+            objective = self._closed_form_objective(splits, info, layout, method)
+            if objective is None:
+                objective = FoldsObjective(
+                    self._fold_problems(splits, info, layout, method),
+                    method,
+                    self.adjoint_max_iter,
+                    self.n_jobs,
+                    self.verbose,
+                    value_tol=self._value_tol,
+                )
+        objective.start_time = start_time
+        objective.param_name, objective.param_sign = self._param_name, self._param_sign
+        objective.callback = callback
+
+        theta0 = self._initial_theta(n_hyper, lo, hi)
+        if solver == "stochastic":
+            if theta0 is None:
+                # scikit-learn's default strength (alpha = 1, C = 1), in the box.
+                theta0 = np.clip(np.zeros(n_hyper), lo, hi)
+            result = minimize_stochastic(
+                objective, theta0, lo, hi, max_iter=self.max_iter, tol=self.tol
+            )
+        else:
+            result = self._run_outer(objective, theta0, n_hyper, lo, hi)
+        self._warn_outcome(objective, result, label)
+        records = objective.records
+        losses = np.array([r.loss if r.accurate else np.inf for r in records])
+        if not np.isfinite(losses).any():
+            losses = np.array([r.loss for r in records])
+        best = int(np.argmin(losses))
+        return SearchOutcome(
+            objective, result, layout, method, solver, best, records[best].theta
+        )
+
+    def _warn_outcome(self, objective, result, label):
+        where = f" of {label}" if label else ""
+        if not result.converged:
+            warn_user(
+                f"The outer loop{where} did not converge in {self.max_iter} "
+                f"iterations (tol={self.tol}); the best point found is used. "
+                "Increase max_iter or tol.",
+                ConvergenceWarning,
+            )
+        inner, adjoint = objective.failures()
+        if inner or adjoint:
+            warn_user(
+                f"{inner} inner solves and {adjoint} adjoint solves{where} stopped "
+                "at their iteration cap before reaching their tolerance; the "
+                "hypergradient was approximate. Increase adjoint_max_iter.",
+                ConvergenceWarning,
+            )
+
+    def _stochastic_objective(self, splits, info, layout):
+        """The stochastic mode's CV objective (one StochasticFold per split).
+
+        Every fold has its own random generator, seeded from ``random_state``,
+        so ``n_jobs`` does not change the results.
+        """
+        batch = DEFAULT_BATCH_SIZE if self.batch_size == "auto" else self.batch_size
+        entropy = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        seeds = np.random.SeedSequence(int(entropy)).spawn(splits.n_splits)
+        readers = {}  # one reader per matrix: index splits share it
+        folds = []
+        for (X, targets, sw, train, test), seed in zip(
+            splits.readers(), seeds, strict=True
+        ):
+            if id(X) not in readers:
+                readers[id(X)] = RowReader(X), self._data_term(targets, sw, info)
+            reader, data_term = readers[id(X)]
+            folds.append(
+                StochasticFold(
+                    reader,
+                    data_term,
+                    train,
+                    test,
+                    layout.coef_groups,
+                    layout.n_hyper,
+                    self.fit_intercept,
+                    batch,
+                    int(seed.generate_state(1)[0]),
+                )
+            )
+        # A fiftieth of an epoch of inner and adjoint steps per outer step:
+        # max_iter=100 outer steps then make two epochs of each.
+        steps = int(np.clip(np.ceil(folds[0].epoch / 50), 10, 200))
+        return StochasticObjective(
+            folds, layout.n_hyper, steps, steps, VALIDATION_BATCHES, self.n_jobs,
+            self.verbose,
+        )  # fmt: skip
+
+    def _run_outer(self, objective, theta0, n_hyper, lo, hi):
+        """Deterministic outer search: 1-D scan and bracket, then the box method."""
+        decades = (hi - lo) / np.log(10.0)
+        # A cheap objective is scanned finely (4 points a decade), one that
+        # solves a training problem per point coarsely (1 every 2 decades).
+        per_decade = 4.0 if objective.cheap_scan else 0.5
+        n_scan = int(np.ceil(decades * per_decade)) + 1
+        box = dict(tol=self.tol, max_iter=self.max_iter, on_gradient=objective.tighten)
+        if theta0 is not None and n_hyper > 1 and not np.allclose(theta0, theta0[0]):
+            return minimize_box(objective, theta0, lo, hi, **box)
+        first = minimize_scalar(
+            objective.common,
+            lo,
+            hi,
+            x0=None if theta0 is None else float(theta0[0]),
+            # Closed forms scan all points at once; iterative solves go point
+            # by point along the path (see minimize_scalar).
+            scan=objective.common_scan if objective.cheap_scan else None,
+            n_scan=n_scan,
+            **box,
+        )
+        if n_hyper == 1:
+            return first
+        start = np.full(n_hyper, self._box_start(objective, first))
+        second = minimize_box(objective, start, lo, hi, **box)
+        second.n_iter += first.n_iter
+        second.converged = second.converged and first.converged
+        return second
+
+    @staticmethod
+    def _box_start(objective, first):
+        """Common value from which the many-hyperparameter search starts.
+
+        The validation loss is flat in ``theta_j`` wherever the penalty on
+        feature j is far below that feature's scale, so starting at a tiny
+        best scalar would leave every hypergradient near zero (and the search
+        would stop on that plateau). Among the scalar values whose loss is
+        within 1% of the best, we start from the largest penalty, where the
+        hypergradient sees every feature. The best point overall, scalar ones
+        included, is what the estimator keeps.
+        """
+        tolerance = START_TOLERANCE * abs(first.f)
+        common = [
+            r.theta[0]
+            for r in objective.records
+            if np.all(r.theta == r.theta[0]) and r.loss <= first.f + tolerance
+        ]
+        return max(common, default=float(first.theta[0]))
+
+    # ------------------------------------------------------- hyperparameters
+    def _to_param(self, theta):
+        values = np.exp(self._param_sign * np.asarray(theta, dtype=float))
+        if (
+            values.size == 1
+            and isinstance(self.penalty, str)
+            and self.penalty == "scalar"
+        ):
+            return float(values[0])
+        return values
+
+    def _initial_theta(self, n_hyper, lo, hi):
+        name = self._param_name
+        if self.warm_start and hasattr(self, f"{name}_"):
+            previous = np.ravel(getattr(self, f"{name}_"))
+            if previous.size == n_hyper:
+                return np.clip(self._param_sign * np.log(previous), lo, hi)
+        init = getattr(self, f"{name}_init")
+        if init is None:
+            return None
+        init = np.asarray(init, dtype=float).ravel()
+        if init.size not in (1, n_hyper):
+            raise ValueError(
+                f"{name}_init must be a scalar or hold {n_hyper} values; "
+                f"got {init.size}."
+            )
+        if not np.all(np.isfinite(init)) or np.any(init <= 0):
+            raise ValueError(f"{name}_init must hold positive, finite values.")
+        theta = self._param_sign * np.log(np.broadcast_to(init, (n_hyper,)))
+        return np.clip(theta, lo, hi)
+
+    def _log_bounds(self, X, sw):
+        """Box of log penalty strengths (theta), from the bounds or the data."""
+        bounds = getattr(self, f"{self._param_name}_bounds")
+        if bounds is None:
+            return self._data_scaled_box(X, sw, **self._default_box)
+        low, high = check_bounds(bounds, f"{self._param_name}_bounds")
+        return (low, high) if self._param_sign > 0 else (-high, -low)
+
+    def _data_scaled_box(self, X, sw, *, scale, low, high, floor):
+        """Default box of log penalty strengths, following the data's units.
+
+        With ``ss_j`` the weighted sum of squares of centered column ``j``, a
+        penalty matters for feature j when it is comparable to
+        ``scale * ss_j`` (the data term's curvature). The box is
+        ``(max(low * min_j, floor * max_j), high * max_j)`` in those units,
+        so every feature can be left nearly unpenalized or shrunk away
+        whatever its units, without going under the round-off level of the
+        largest column (``floor``).
+        """
+        total = sw.sum()
+        mean = np.asarray(X.T @ sw).ravel() / total
+        if not self.fit_intercept:
+            mean[:] = 0.0
+        if sp.issparse(X):
+            sq = np.asarray(X.multiply(X).T @ sw).ravel() - total * mean**2
+        else:
+            # Two passes, so that constant columns give (nearly) exact zeros;
+            # in chunks of rows, so that no copy of X is made.
+            sq = np.zeros(X.shape[1])
+            for start in range(0, X.shape[0], 8192):
+                block = X[start : start + 8192] - mean
+                sq += sw[start : start + 8192] @ (block * block)
+        sq = scale * sq[np.isfinite(sq)]
+        if sq.size == 0 or not sq.max() > 0:  # only constant columns
+            return float(np.log(low)), float(np.log(high))
+        # Columns under 1e-20 of the largest are constants up to round-off.
+        sq = sq[sq > 1e-20 * sq.max()]
+        return (
+            float(np.log(max(low * sq.min(), floor * sq.max()))),
+            float(np.log(high * sq.max())),
+        )
+
+    # -------------------------------------------------------------- results
+    def _store_search(self, outcome, splits, info):
+        """The search's fitted attributes: results, best point, diagnostics."""
+        records = outcome.objective.records
+        if self.scoring is None:
+            scores = np.array([-r.split_losses for r in records])
+        else:
+            scorer = check_scoring(self, scoring=self.scoring)
+            model = self._response_model(info)
+            scores = np.full((len(records), splits.n_splits), np.nan)
+            for i in range(len(records)):
+                predictions = outcome.objective.validation_predictions(i)
+                if predictions is None:
+                    continue  # stochastic estimates: no model kept
+                weights = splits.score_weight or [None] * splits.n_splits
+                scores[i] = [
+                    score_predictions(scorer, model, pred, y_true, weight)
+                    for pred, y_true, weight in zip(
+                        predictions, splits.y_test, weights, strict=True
+                    )
+                ]
+        extra = [
+            ("iter", np.arange(len(records))),
+            ("time", np.array([r.elapsed for r in records])),
+            ("hypergradient_norm", np.array([r.hypergradient_norm for r in records])),
+        ]
+        params = [{self._param_name: self._to_param(r.theta)} for r in records]
+        results = build_cv_results(params, {"score": scores}, extra=extra)
+        if splits.leave_one_out:
+            for key in [k for k in results if k.startswith("split")]:
+                del results[key]
+            results["std_test_score"] = np.full(len(records), np.nan)
+        # Every row holds a value: no masked entries in param_<name>.
+        results[f"param_{self._param_name}"].mask = False
+        self.cv_results_ = results
+        self.best_index_ = outcome.best_index
+        self.best_score_ = float(results["mean_test_score"][outcome.best_index])
+        setattr(self, f"{self._param_name}_", self._to_param(outcome.theta))
+        self.n_iter_ = int(outcome.result.n_iter)
+        self.n_splits_ = splits.n_splits
+        self.hypergradient_ = outcome.method
+        self.solver_ = outcome.solver
+        self.penalty_groups_ = outcome.layout.labels
+
+    # ----------------------------------------------------------- callbacks
+    def _callback_begin(self, X, y):
+        """Open the fit's callback task; each evaluation becomes a subtask.
+
+        ``set_callbacks`` (scikit-learn >= 1.9, e.g. ``ProgressBar()``) then
+        follows the outer iterations live.
+        """
+        if not hasattr(self, "_init_callback_context"):
+            return None
+        context = self._init_callback_context(max_subtasks=None)
+        context.call_on_fit_task_begin(estimator=self, X=X, y=y)
+        return context, self
+
+    def _callback_end(self, X, y):
+        context = getattr(self, "_callback_fit_ctx", None)
+        if context is not None:
+            context.call_on_fit_task_end(
+                estimator=self, X=X, y=y, reconstruction_attributes={}
+            )
+
+    # ---------------------------------------------------------- prediction
+    def _linear_scores(self, X):
+        """``X @ coef_.T + intercept_`` for validated, fitted-shape input."""
+        check_is_fitted(self)
+        X = validate_data(
+            self,
+            X,
+            accept_sparse=["csr", "csc", "coo"],
+            dtype=[np.float64, np.float32],
+            reset=False,
+        )
+        return np.asarray(X @ self.coef_.T) + self.intercept_
+
+    # ---------------------------------------------------------------- hooks
+    def _closed_form_objective(self, splits, info, layout, method):
+        """An exact objective that replaces the fold problems, or None."""
+        return None

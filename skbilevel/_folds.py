@@ -1,0 +1,247 @@
+"""Cross-validation splits as the bilevel search reads them.
+
+:class:`Splits` is the one description of a search's data, whether it comes
+from an estimator (one design matrix and index arrays, possibly exact
+leave-one-out) or from :class:`~skbilevel.HypergradientSearchCV` (every
+split's own preprocessed parts). The fit pipeline asks it for the parts of
+every split, for row readers of the stochastic mode, or for the whole
+matrix when a model can share work across folds.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.model_selection import check_cv
+
+__all__ = ["FoldRows", "Splits", "check_folds"]
+
+
+def check_folds(cv, X, y, groups, sw, classifier):
+    """The ``cv`` splits as index arrays, each with data and weight on both sides."""
+    splitter = check_cv(cv, y, classifier=classifier)
+    folds = [
+        (np.asarray(tr), np.asarray(te)) for tr, te in splitter.split(X, y, groups)
+    ]
+    for k, (train, test) in enumerate(folds):
+        if len(train) == 0 or len(test) == 0:
+            raise ValueError(f"cv split {k} has an empty training or test part.")
+        if not sw[train].sum() > 0 or not sw[test].sum() > 0:
+            raise ValueError(
+                f"cv split {k} has zero total sample_weight in its training or "
+                "test part; its loss is undefined."
+            )
+    return folds
+
+
+class FoldRows:
+    """Training and validation rows of every split, without a copy per fold.
+
+    When the splits partition the samples (K-fold: every sample is validated
+    exactly once and trained on in every other split), the rows are stored
+    once in the order of the validation blocks, twice over: a split's
+    validation rows are then one contiguous block and its training rows the
+    contiguous window that follows it (wrapping around). Every fold's data
+    are views of that one array: 2 n rows in memory instead of K n, and no
+    per-fold copy (each costs page faults and memory bandwidth). Other
+    splits (shuffle-split, leave-p-out) get copies.
+
+    Parameters
+    ----------
+    n_samples : int
+    folds : list of (train, test) index arrays
+    """
+
+    def __init__(self, n_samples, folds):
+        self.folds = folds
+        self.order = None
+        tests = [np.asarray(test) for _, test in folds]
+        order = np.concatenate(tests) if tests else np.array([], dtype=int)
+        partition = (
+            len(order) == n_samples
+            and np.array_equal(np.sort(order), np.arange(n_samples))
+            and all(len(tr) + len(te) == n_samples for tr, te in folds)
+        )
+        if partition and len(folds) > 1:
+            self.order = np.concatenate([order, order])
+            self.starts = np.cumsum([0] + [len(t) for t in tests])
+
+    def _windows(self, k):
+        n = len(self.order) // 2
+        start, stop = self.starts[k], self.starts[k + 1]
+        return slice(stop, stop + n - (stop - start)), slice(start, stop)
+
+    def index(self, k):
+        """``(train, test)`` sample indices of split ``k``, in view order."""
+        if self.order is None:
+            return self.folds[k]
+        train, test = self._windows(k)
+        return self.order[train], self.order[test]
+
+    def split(self, A, dtype=None):
+        """``[(A_train, A_test)]`` per split, rows in the order of :meth:`index`.
+
+        Dense arrays are views of one doubled copy (in ``dtype`` if given)
+        when the splits partition the samples; sparse matrices and other
+        splits are indexed (copied) fold by fold. Validation rows keep the
+        order of the split's test indices.
+        """
+        if dtype is not None and not sp.issparse(A):
+            A = np.asarray(A, dtype=dtype)
+        if self.order is None or sp.issparse(A):
+            # Same row order as the views of dense arrays of the same splits.
+            return [
+                (A[train], A[test])
+                for train, test in map(self.index, range(len(self.folds)))
+            ]
+        doubled = np.take(A, self.order, axis=0)
+        return [
+            (doubled[train], doubled[test])
+            for train, test in map(self._windows, range(len(self.folds)))
+        ]
+
+
+class Splits:
+    """The data of one bilevel search: every split's training and validation parts.
+
+    Build it with :meth:`from_indices` (an estimator's data and index
+    arrays; ``folds=None`` is exact leave-one-out) or :meth:`from_parts`
+    (each split's own, already transformed, parts). Targets are the model's
+    encoded targets (float columns for regression, class indices for
+    classification); ``sw`` the training weights (class weights included).
+
+    Attributes
+    ----------
+    n_splits : int
+        Number of validation splits (1 for leave-one-out).
+    n_samples : int
+        Number of samples the search sees.
+    whole : tuple (X, targets, sw, folds) or None
+        One design matrix and the splits' index arrays, when the splits are
+        rows of one matrix: models may then share work across folds.
+    y_test : list of ndarray
+        The user's targets of every split's validation rows (for scorers).
+    score_weight : list of ndarray or None
+        The user's sample weights of the validation rows, None when the user
+        gave none (scorers then see no weights).
+    """
+
+    def __init__(self, *, n_splits, n_samples, whole, parts, y_test, score_weight):
+        self.n_splits, self.n_samples = n_splits, n_samples
+        self.whole = whole
+        self._parts = parts
+        self.y_test, self.score_weight = y_test, score_weight
+
+    @classmethod
+    def from_indices(cls, X, targets, sw, folds, y, sample_weight):
+        """Splits of one data set by index arrays; ``folds=None``: leave-one-out."""
+        n = X.shape[0]
+        user_weight = None if sample_weight is None else np.asarray(sample_weight)
+        pick = [np.arange(n)] if folds is None else [test for _, test in folds]
+        return cls(
+            n_splits=1 if folds is None else len(folds),
+            n_samples=n,
+            whole=(X, targets, sw, folds),
+            parts=None,
+            y_test=[y[idx] for idx in pick],
+            score_weight=None
+            if user_weight is None
+            else [user_weight[idx] for idx in pick],
+        )
+
+    @classmethod
+    def from_parts(cls, parts, y_test, score_weight):
+        """Splits given as ``[((X, targets, sw) train, (X, targets, sw) test)]``."""
+        widths = {train[0].shape[1] for train, _ in parts}
+        if len(widths) > 1:
+            raise ValueError(
+                "The preprocessing gives a different number of features on "
+                f"different folds ({sorted(widths)}); the strengths need the same "
+                "columns on every fold."
+            )
+        return cls(
+            n_splits=len(parts),
+            n_samples=sum(test[0].shape[0] for _, test in parts),
+            whole=None,
+            parts=parts,
+            y_test=y_test,
+            score_weight=score_weight,
+        )
+
+    @property
+    def leave_one_out(self):
+        return self.whole is not None and self.whole[3] is None
+
+    @property
+    def sparse(self):
+        return sp.issparse(self.bounds_data[0])
+
+    @property
+    def n_features(self):
+        return self.whole[0].shape[1] if self.whole else self._parts[0][0][0].shape[1]
+
+    @property
+    def bounds_data(self):
+        """``(X, sw)`` that default bounds follow: all rows of one matrix, or
+        the first training part of given parts."""
+        if self._parts is None:
+            return self.whole[0], self.whole[2]
+        X, _, sw = self._parts[0][0]
+        return X, sw
+
+    @property
+    def min_train_size(self):
+        if self._parts is not None:
+            return min(train[0].shape[0] for train, _ in self._parts)
+        folds = self.whole[3]
+        return self.n_samples if folds is None else min(len(tr) for tr, _ in folds)
+
+    def parts(self, float32_design=False):
+        """``[((X, targets, sw) train, (X, targets, sw) test)]`` of every split.
+
+        Index splits of one matrix give views of one shared copy (see
+        :class:`FoldRows`). ``float32_design`` returns the float32 design of
+        every training part alone (``[X_train32]``), for models that form
+        Hessians in single precision.
+        """
+        if self._parts is not None:
+            if float32_design:
+                return [
+                    None if sp.issparse(tr[0]) else np.asarray(tr[0], np.float32)
+                    for tr, _ in self._parts
+                ]
+            return self._parts
+        X, targets, sw, folds = self.whole
+        rows = FoldRows(X.shape[0], folds)
+        if float32_design:
+            return [train for train, _ in rows.split(X, np.float32)]
+        return [
+            ((X_tr, t_tr, sw_tr), (X_te, t_te, sw_te))
+            for (X_tr, X_te), (t_tr, t_te), (sw_tr, sw_te) in zip(
+                rows.split(X), rows.split(targets), rows.split(sw), strict=True
+            )
+        ]
+
+    def readers(self):
+        """``[(X, targets, sw, train, test)]`` per split, read by row index.
+
+        Index splits share one matrix (read in place, a memory map
+        included); given parts are stacked, training rows first.
+        """
+        if self._parts is None:
+            X, targets, sw, folds = self.whole
+            return [(X, targets, sw, train, test) for train, test in folds]
+        out = []
+        for train, test in self._parts:
+            stack = sp.vstack if sp.issparse(train[0]) else np.vstack
+            X = stack([train[0], test[0]])
+            X = X.tocsr() if sp.issparse(X) else X
+            n_train = train[0].shape[0]
+            out.append(
+                (
+                    X,
+                    np.concatenate([train[1], test[1]]),
+                    np.concatenate([train[2], test[2]]),
+                    np.arange(n_train),
+                    np.arange(n_train, X.shape[0]),
+                )
+            )
+        return out

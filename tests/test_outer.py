@@ -1,0 +1,521 @@
+"""Known-answer tests of the outer loops and of conjugate gradients.
+
+``minimize_scalar`` and ``minimize_box`` are exercised on functions whose
+minimizer is known in closed form (quadratics, a quartic with two minima,
+plateaus), and ``conjugate_gradient`` on systems checked against
+:func:`numpy.linalg.solve`. Evaluation counts are bounded at about twice what
+the routines need today, so that a refactor that makes them markedly slower
+fails here rather than only in the benchmarks.
+"""
+
+import numpy as np
+import pytest
+
+from skbilevel._linalg import conjugate_gradient
+from skbilevel._outer import minimize_box, minimize_scalar
+
+
+class Counted:
+    """Wrap ``fun(theta, need_grad)``, counting calls and gradient requests."""
+
+    def __init__(self, fun):
+        self.fun = fun
+        self.n_calls = 0
+        self.n_grad = 0
+
+    def __call__(self, theta, need_grad):
+        self.n_calls += 1
+        self.n_grad += bool(need_grad)
+        return self.fun(theta, need_grad)
+
+
+def parabola(center, curvature=1.0, floor=1.0):
+    """``floor + curvature * (t - center)**2``: the minimum value is ``floor``.
+
+    A non-zero floor matters: both routines stop on tolerances relative to
+    ``|f|``.
+    """
+
+    def fun(t, need_grad):
+        return floor + curvature * (t - center) ** 2, 2.0 * curvature * (t - center)
+
+    return fun
+
+
+def quadratic(hessian, center, floor=1.0):
+    """``floor + (x - center) @ hessian @ (x - center) / 2`` and its gradient."""
+
+    def fun(x, need_grad):
+        d = x - center
+        g = hessian @ d
+        return floor + 0.5 * d @ g, g
+
+    return fun
+
+
+def real_roots(coefficients):
+    roots = np.roots(coefficients)
+    return np.sort(roots[np.abs(roots.imag) < 1e-12].real)
+
+
+# --------------------------------------------------------------- minimize_scalar
+@pytest.mark.parametrize("x0, max_calls", [(None, 24), (0.0, 16)])
+def test_scalar_quadratic(x0, max_calls):
+    """The minimum of a parabola is found to the documented tolerance."""
+    fun = Counted(parabola(1.3))
+    relative = []
+    res = minimize_scalar(fun, -5.0, 5.0, x0=x0, on_gradient=relative.append)
+    assert res.converged
+    assert res.theta.shape == (1,)
+    # The docstring promises f - min f <= tol**2 |f| (1e-8 here); with
+    # curvature 1 that puts t within sqrt(1e-8) = 1e-4 of the minimizer.
+    assert res.f - 1.0 <= 1e-8
+    assert abs(res.theta[0] - 1.3) <= 1e-4
+    assert res.f == fun.fun(res.theta[0], False)[0]  # f belongs to theta
+    # Today: 8 scan values (4 with x0) then 4 derivative evaluations; the
+    # cubic interpolation is exact on a parabola. Bounds are twice that.
+    assert fun.n_calls <= max_calls
+    assert fun.n_grad <= 8
+    # on_gradient sees every derivative evaluation, and the last is tiny.
+    assert len(relative) == fun.n_grad == res.n_iter
+    assert relative[-1] <= 1e-4
+
+
+@pytest.mark.parametrize(
+    "center, bound, max_calls",
+    # Today 4 calls (upper: the scan starts at the top and stops once it
+    # rises) and 14 (lower: all 13 scan points, then one derivative).
+    [(7.0, 5.0, 8), (-7.0, -5.0, 28)],
+)
+def test_scalar_minimum_on_boundary(center, bound, max_calls):
+    """A minimum outside the box is reported at the bound, as converged."""
+    fun = Counted(parabola(center, floor=2.0))
+    res = minimize_scalar(fun, -5.0, 5.0)
+    assert res.converged
+    assert res.theta[0] == bound
+    assert res.f == 2.0 + (bound - center) ** 2
+    assert fun.n_calls <= max_calls
+
+
+def test_scalar_plateau_next_to_minimum():
+    """A loss exactly flat on half the box (zero derivative there) next to a well.
+
+    Models the heavily penalized end of a regularization path, where every
+    model is the same; the scan must not stop on it.
+    """
+
+    def fun(t, need_grad):
+        if t > 0.0:
+            return 1.0, 0.0
+        e = np.exp(-4.0 * (t + 2.0) ** 2)
+        return 1.0 - 0.5 * e, 4.0 * (t + 2.0) * e
+
+    counted = Counted(fun)
+    res = minimize_scalar(counted, -5.0, 5.0)
+    assert res.converged
+    assert np.isfinite(res.theta[0])
+    # Curvature 4 at the bottom: f - 0.5 <= 1e-8 (see above) gives
+    # |t + 2| <= sqrt(1e-8 / 2) = 7e-5.
+    assert res.f == pytest.approx(0.5, abs=1e-8)
+    assert abs(res.theta[0] + 2.0) <= 1e-4
+    assert counted.n_calls <= 36  # 18 today
+
+
+def test_scalar_constant_function():
+    """Documents the outcome on a loss constant over the whole box.
+
+    Every scan point ties; the first (lowest) one wins, its derivative is
+    exactly zero, so the result is the lower bound, converged, after the scan
+    and a single derivative evaluation.
+    """
+    fun = Counted(lambda t, need_grad: (3.0, 0.0))
+    res = minimize_scalar(fun, -5.0, 5.0, n_scan=13)
+    assert res.converged
+    assert res.theta[0] == -5.0
+    assert res.f == 3.0
+    assert fun.n_calls == 13 + 1
+    assert fun.n_grad == 1
+
+
+def test_scalar_noisy_derivative():
+    """Inexact hypergradients: the derivative carries noise of size 1e-2."""
+    rng = np.random.RandomState(0)
+    exact = parabola(1.3)
+
+    def fun(t, need_grad):
+        f, g = exact(t, need_grad)
+        return f, g + 1e-2 * rng.randn()
+
+    res = minimize_scalar(fun, -5.0, 5.0)
+    assert np.isfinite(res.f)
+    # The bracket is built on the sign of the derivative. Noise of at most
+    # 4 sigma = 4e-2 moves the root of the perturbed derivative 2 (t - 1.3)
+    # by at most 2e-2; the exact loss there is within (2e-2)**2 of the
+    # minimum. (Observed: 3e-4 and 8e-8.)
+    assert abs(res.theta[0] - 1.3) <= 2e-2
+    assert res.f - 1.0 <= 4e-4
+
+
+def double_well(tilt, floor=1.0):
+    """``floor + (t**2 - 4)**2 / 16 + tilt * t``: two minima near -2 and +2.
+
+    Its derivative ``(t**3 - 4 t + 4 tilt) / 4`` vanishes at the roots of a
+    cubic, so the global minimizer is known exactly.
+    """
+
+    def fun(t, need_grad):
+        return (
+            floor + (t * t - 4.0) ** 2 / 16.0 + tilt * t,
+            t * (t * t - 4.0) / 4.0 + tilt,
+        )
+
+    roots = real_roots([1.0, 0.0, -4.0, 4.0 * tilt])
+    minima = roots[[0, 2]]  # the middle root is the maximum between them
+    values = [fun(t, False)[0] for t in minima]
+    return fun, minima[int(np.argmin(values))], min(values)
+
+
+def full_scan(fun):
+    """A vectorized ``scan``: the value at every point, none skipped."""
+    return lambda ts: [fun(t, False)[0] for t in ts]
+
+
+def test_scalar_two_minima_global_on_scan_side():
+    """The scan runs from the top of the box down and meets the global first."""
+    fun, t_star, f_star = double_well(tilt=-0.3)
+    assert t_star > 0
+    res = minimize_scalar(fun, -5.0, 5.0)
+    assert res.converged
+    assert abs(res.theta[0] - t_star) <= 1e-3
+    assert res.f == pytest.approx(f_star, rel=1e-7)
+
+
+def test_scalar_two_minima_global_behind_a_hump():
+    """The global minimum lies past a local one and a hump.
+
+    With a vectorized ``scan`` every point is evaluated; point by point, the
+    scan only goes on past a hump lower than 10% of the best value (here 4%,
+    thanks to the floor of 10).
+    """
+    fun, t_star, f_star = double_well(tilt=0.3, floor=10.0)
+    assert t_star < 0
+    # The local minimum near +1.8 is the one a descent from the top would find.
+    assert fun(1.8, False)[0] > f_star + 0.5
+    results = [
+        minimize_scalar(fun, -5.0, 5.0),
+        minimize_scalar(fun, -5.0, 5.0, scan=full_scan(fun)),
+    ]
+    for res in results:
+        assert res.converged
+        assert abs(res.theta[0] - t_star) <= 1e-3
+        assert res.f == pytest.approx(f_star, rel=1e-7)
+
+
+def test_scalar_sequential_scan_stops_at_a_high_hump():
+    """Documents the trade-off of the point-by-point scan (see its docstring).
+
+    It stops once two successive values are 10% above the best, to skip the
+    slow weakly penalized solves; a global minimum behind such a hump is then
+    missed and the local one returned. A vectorized ``scan`` finds it.
+    """
+    fun, t_star, f_star = double_well(tilt=0.3, floor=1.0)
+    local = minimize_scalar(fun, -5.0, 5.0)
+    assert local.theta[0] > 0 > t_star
+    assert local.f > f_star + 1.0
+    full = minimize_scalar(fun, -5.0, 5.0, scan=full_scan(fun))
+    assert abs(full.theta[0] - t_star) <= 1e-3
+
+
+def test_scalar_max_iter():
+    """Too few refinement steps: the best point so far, flagged unconverged."""
+    fun = Counted(parabola(1.3))
+    res = minimize_scalar(fun, -5.0, 5.0, max_iter=2)
+    assert not res.converged
+    assert res.n_iter <= 2
+    assert res.f == fun.fun(res.theta[0], False)[0]
+    assert res.f < 2.0  # still better than the scan's neighbours
+
+
+# ------------------------------------------------------------------ minimize_box
+def test_box_quadratic():
+    """Interior minimum of a well-conditioned quadratic."""
+    center = np.array([0.5, -1.0, 2.0])
+    fun = Counted(quadratic(np.diag([1.0, 2.0, 3.0]), center))
+    res = minimize_box(fun, np.zeros(3), -5.0, 5.0)
+    assert res.converged
+    # Stopping at ||grad||_1 <= tol |f| = 1e-4 leaves f - 1 <= 1e-8 / 2 / 1
+    # (smallest curvature 1) and |x - center|^2 <= 2 (f - 1).
+    assert res.f - 1.0 <= 1e-8
+    assert np.max(np.abs(res.theta - center)) <= np.sqrt(2e-8)
+    assert fun.n_calls <= 24  # 12 today
+
+
+def test_box_minimum_on_boundary():
+    """Coordinates whose minimizer is outside the box end exactly on the bound."""
+    center = np.array([0.5, -7.0, 9.0])
+    fun = Counted(quadratic(np.diag([1.0, 2.0, 3.0]), center))
+    res = minimize_box(fun, np.zeros(3), -5.0, 5.0)
+    assert res.converged
+    assert res.theta[1] == -5.0
+    assert res.theta[2] == 5.0
+    assert res.theta[0] == pytest.approx(0.5, abs=1e-4)
+    assert res.f == pytest.approx(1.0 + 0.5 * (2.0 * 4.0 + 3.0 * 16.0), rel=1e-8)
+    assert fun.n_calls <= 10  # 5 today
+
+
+@pytest.mark.parametrize("theta0, max_calls", [(0.0, 200), (-10.0, 240)])
+def test_box_per_coordinate_bounds_ill_conditioned(theta0, max_calls):
+    """Diagonal quadratic with curvatures 1 to 1e3 and one box per coordinate.
+
+    Diagonal, so the constrained minimizer is the clipped center; three
+    coordinates are pinned (one by a margin of only 0.05 on the stiffest
+    axis). A start outside the box (-10) is projected first.
+    """
+    curvature = np.logspace(0, 3, 6)
+    center = np.array([0.5, -1.2, 2.1, -3.0, 1.0, 4.05])
+    lo = np.array([-1.0, -1.0, -4.0, -4.0, -4.0, -4.0])
+    hi = np.array([1.0, 1.0, 2.0, 4.0, 4.0, 4.0])
+    star = np.clip(center, lo, hi)
+    fun = Counted(quadratic(np.diag(curvature), center))
+    f_star = fun.fun(star, False)[0]
+    res = minimize_box(fun, np.full(6, theta0), lo, hi)
+    assert res.converged
+    assert np.all((lo <= res.theta) & (res.theta <= hi))
+    np.testing.assert_array_equal(res.theta[[1, 2, 5]], star[[1, 2, 5]])
+    # Observed relative gaps 2e-9 and 4e-7; the stall test (f down by less
+    # than 1e-6 |f| over 5 iterations) can stop it a little short.
+    assert res.f - f_star <= 1e-5 * f_star
+    # Strong convexity (smallest curvature 1) turns the gap into a distance.
+    gap = max(res.f - f_star, 0.0)
+    assert np.max(np.abs(res.theta - star)) <= np.sqrt(2.0 * gap) + 1e-12
+    # Today 98 and 116 calls: spectral gradient on a 1e3 condition number.
+    assert fun.n_calls <= max_calls
+
+
+def test_box_ill_conditioned_coupled():
+    """Rotated quadratic (condition number 100): the axes are coupled."""
+    rng = np.random.RandomState(0)
+    q, _ = np.linalg.qr(rng.randn(10, 10))
+    hessian = q @ np.diag(np.logspace(0, 2, 10)) @ q.T
+    center = rng.uniform(-2.0, 2.0, 10)
+    fun = Counted(quadratic(hessian, center))
+    res = minimize_box(fun, np.zeros(10), -5.0, 5.0)
+    assert res.converged
+    assert res.f - 1.0 <= 1e-5  # 4e-7 today
+    assert np.max(np.abs(res.theta - center)) <= np.sqrt(2e-5)
+    assert fun.n_calls <= 132  # 66 today
+
+
+def test_box_max_iter():
+    """Stopping on max_iter: flagged unconverged, the best iterate returned."""
+    rng = np.random.RandomState(0)
+    q, _ = np.linalg.qr(rng.randn(10, 10))
+    fun = Counted(quadratic(q @ np.diag(np.logspace(0, 2, 10)) @ q.T, np.ones(10)))
+    res = minimize_box(fun, np.zeros(10), -5.0, 5.0, max_iter=3)
+    assert not res.converged
+    assert res.n_iter == 3
+    assert res.f == fun.fun(res.theta, False)[0]
+    assert res.f < fun.fun(np.zeros(10), False)[0]
+
+
+def test_box_flat_region():
+    """A loss constant (its minimum, 1) wherever every coordinate is below 1.
+
+    From outside, the iterate must land in the flat region, with exactly the
+    minimum value; from inside, the zero gradient stops it at once.
+    """
+
+    def fun(x, need_grad):
+        excess = np.maximum(x - 1.0, 0.0)
+        return 1.0 + excess @ excess, 2.0 * excess
+
+    outside = Counted(fun)
+    res = minimize_box(outside, np.array([4.0, 3.0, 2.0, 0.0]), -5.0, 5.0)
+    assert res.converged
+    assert np.all(np.isfinite(res.theta))
+    assert np.all(res.theta <= 1.0)
+    assert res.f == 1.0
+    assert outside.n_calls <= 6  # 3 today
+
+    inside = Counted(fun)
+    res = minimize_box(inside, np.zeros(4), -5.0, 5.0)
+    assert res.converged
+    np.testing.assert_array_equal(res.theta, np.zeros(4))
+    assert res.f == 1.0
+    assert inside.n_calls == 1
+
+
+def test_box_plateau_far_from_the_well():
+    """Documents the outcome of a start on a plateau next to the minimum.
+
+    The gradient there is below round-off (exp(-45)), so the local method
+    reports the start as converged with the plateau value 1, not the
+    minimum 0.5: escaping plateaus is the scalar scan's job, which picks the
+    start of the box search. Started on the slope, it reaches the minimum.
+    """
+    center = np.array([-2.0, 1.0])
+
+    def fun(x, need_grad):
+        d = x - center
+        e = np.exp(-d @ d)
+        return 1.0 - 0.5 * e, d * e
+
+    res = minimize_box(fun, np.array([4.0, 4.0]), -5.0, 5.0)
+    assert res.converged
+    np.testing.assert_array_equal(res.theta, [4.0, 4.0])
+    assert res.f == pytest.approx(1.0, abs=1e-15)
+
+    res = minimize_box(fun, np.array([-1.0, 0.0]), -5.0, 5.0)
+    assert res.converged
+    assert res.f == pytest.approx(0.5, abs=1e-8)
+    assert np.max(np.abs(res.theta - center)) <= 1e-3
+
+
+def test_box_noisy_gradient():
+    """Inexact hypergradients: each component carries noise of size 1e-3."""
+    rng = np.random.RandomState(0)
+    center = np.array([0.3, -0.7, 1.1])
+    exact = quadratic(np.diag([1.0, 3.0, 10.0]), center)
+
+    def fun(x, need_grad):
+        f, g = exact(x, need_grad)
+        return f, g + 1e-3 * rng.randn(3)
+
+    res = minimize_box(fun, np.zeros(3), -5.0, 5.0)
+    assert np.isfinite(res.f)
+    # Where the noisy gradient looks stationary, the exact one is at most
+    # 4 sigma = 4e-3 per component, i.e. |x - center| <= 4e-3 / 1 (smallest
+    # curvature); 1e-2 leaves room for the early stall stop. Observed 1e-3.
+    assert np.max(np.abs(res.theta - center)) <= 1e-2
+    assert exact(res.theta, False)[0] == res.f  # f itself is exact
+    assert res.f - 1.0 <= 0.5 * 10.0 * 1e-4  # the gap at that distance
+
+
+# ------------------------------------------------------------ conjugate_gradient
+def spd_matrix(n, rng):
+    a = rng.randn(n, n)
+    return a @ a.T / n + np.eye(n)  # eigenvalues in about [1, 5]
+
+
+class CountedMatvec:
+    def __init__(self, matrix_or_fun):
+        if callable(matrix_or_fun):
+            self.fun = matrix_or_fun
+        else:
+            self.fun = lambda x: matrix_or_fun @ x
+        self.n = 0
+
+    def __call__(self, x):
+        self.n += 1
+        return self.fun(x)
+
+
+def test_cg_matches_solve():
+    rng = np.random.RandomState(0)
+    A, b = spd_matrix(50, rng), rng.randn(50)
+    matvec = CountedMatvec(A)
+    x, n_matvec, converged = conjugate_gradient(matvec, b)
+    assert converged
+    assert n_matvec == matvec.n
+    assert np.linalg.norm(A @ x - b) <= 1e-10 * np.linalg.norm(b)
+    # Error <= condition number (about 5) x relative residual.
+    np.testing.assert_allclose(x, np.linalg.solve(A, b), atol=1e-9)
+    # 21 today: CG on 50 unknowns with eigenvalues in [1, 5].
+    assert n_matvec <= 42
+
+
+def test_cg_warm_start_at_solution():
+    """A warm start at the solution costs the one residual check."""
+    rng = np.random.RandomState(1)
+    A, b = spd_matrix(30, rng), rng.randn(30)
+    solution = np.linalg.solve(A, b)
+    matvec = CountedMatvec(A)
+    x, n_matvec, converged = conjugate_gradient(matvec, b, x0=solution)
+    assert converged
+    assert n_matvec == matvec.n == 1
+    np.testing.assert_array_equal(x, solution)
+    assert x is not solution  # the warm start is not modified in place
+
+
+def test_cg_jacobi_preconditioner_on_bad_scaling():
+    """Features with scales from 1e-3 to 1e3: Jacobi undoes the scaling.
+
+    A = S B S with B well conditioned and S diagonal, so diag(A)^-1/2 A
+    diag(A)^-1/2 is nearly B. Observed 286 matvecs without, 25 with.
+    """
+    rng = np.random.RandomState(2)
+    s = np.sqrt(np.logspace(-3, 3, 50))
+    A = s[:, None] * spd_matrix(50, rng) * s[None, :]
+    b = rng.randn(50)
+    plain, n_plain, ok_plain = conjugate_gradient(lambda v: A @ v, b, max_iter=5000)
+    jacobi, n_jacobi, ok_jacobi = conjugate_gradient(
+        lambda v: A @ v, b, diagonal=np.diag(A).copy()
+    )
+    assert ok_plain and ok_jacobi
+    for x in (plain, jacobi):
+        assert np.linalg.norm(A @ x - b) <= 1e-10 * np.linalg.norm(b)
+    assert n_jacobi <= 50
+    assert 4 * n_jacobi < n_plain
+
+
+def test_cg_block_right_hand_side():
+    """(n, k) right-hand sides: one CG run for k systems, shape kept.
+
+    Both one shared matrix and one ridge per column (a different penalty per
+    target, as in the per-target ridge Hessian) are solved.
+    """
+    rng = np.random.RandomState(3)
+    n, k = 40, 3
+    A, B = spd_matrix(n, rng), rng.randn(n, k)
+    x, _, converged = conjugate_gradient(lambda V: A @ V, B)
+    assert converged and x.shape == (n, k)
+    np.testing.assert_allclose(x, np.linalg.solve(A, B), atol=1e-9)
+
+    X = rng.randn(60, n)
+    alphas = np.array([0.1, 1.0, 10.0])
+
+    def hessian(V):
+        return X.T @ (X @ V) + alphas * V
+
+    x0 = np.zeros((n, k))
+    x, n_matvec, converged = conjugate_gradient(hessian, B, x0=x0)
+    assert converged and x.shape == (n, k)
+    expected = np.column_stack(
+        [
+            np.linalg.solve(X.T @ X + alpha * np.eye(n), B[:, j])
+            for j, alpha in enumerate(alphas)
+        ]
+    )
+    np.testing.assert_allclose(x, expected, rtol=1e-8, atol=1e-10)
+    np.testing.assert_array_equal(x0, 0.0)  # the warm start is left alone
+    assert n_matvec <= k * n + 1  # Krylov space of the block operator
+
+
+def test_cg_zero_rhs():
+    """A zero right-hand side: zeros of its shape, without any matvec."""
+    matvec = CountedMatvec(lambda v: 2.0 * v)
+    x, n_matvec, converged = conjugate_gradient(matvec, np.zeros((5, 2)))
+    assert converged
+    assert n_matvec == matvec.n == 0
+    assert x.shape == (5, 2)
+    np.testing.assert_array_equal(x, 0.0)
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_cg_max_iter(warm):
+    """Stopping on max_iter: flagged unconverged, yet progress was made."""
+    rng = np.random.RandomState(4)
+    s = np.sqrt(np.logspace(-3, 3, 50))
+    A = s[:, None] * spd_matrix(50, rng) * s[None, :]
+    b = rng.randn(50)
+    matvec = CountedMatvec(A)
+    x0 = np.zeros(50) if warm else None
+    x, n_matvec, converged = conjugate_gradient(matvec, b, x0=x0, max_iter=5)
+    assert not converged
+    # The residual of a warm start costs one more product.
+    assert n_matvec == matvec.n == 5 + warm
+    # CG decreases x @ A @ x / 2 - b @ x (the A-norm of the error) at every
+    # step, not the residual's norm, which grows here (ill-conditioned A):
+    # below its value at the start (0), above the optimum.
+    energy = 0.5 * x @ A @ x - b @ x
+    assert -0.5 * b @ np.linalg.solve(A, b) < energy < 0.0
