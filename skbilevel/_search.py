@@ -400,6 +400,27 @@ def _search_estimator_has(attr):
     return check
 
 
+def _delegate(name, summary, returned):
+    """A method that calls ``best_estimator_.<name>``, where the estimator has it."""
+
+    def method(self, X):
+        check_is_fitted(self, "best_estimator_")
+        return getattr(self.best_estimator_, name)(X)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"""{summary}
+
+        Parameters
+        ----------
+        X : indexable of shape (n_samples, n_features)
+
+        Returns
+        -------
+        {returned} : ndarray
+        """
+    return available_if(_search_estimator_has(name))(method)
+
+
 class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstimator):
     """GridSearchCV's interface, with regularization tuned by hypergradient.
 
@@ -810,80 +831,20 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
         check_is_fitted(self, "best_estimator_")
         return self.best_estimator_.n_features_in_
 
-    @available_if(_search_estimator_has("predict"))
-    def predict(self, X):
-        """Predict with the refit estimator.
-
-        Parameters
-        ----------
-        X : indexable of shape (n_samples, n_features)
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,) or (n_samples, n_outputs)
-        """
-        check_is_fitted(self, "best_estimator_")
-        return self.best_estimator_.predict(X)
-
-    @available_if(_search_estimator_has("predict_proba"))
-    def predict_proba(self, X):
-        """Class probabilities of the refit estimator.
-
-        Parameters
-        ----------
-        X : indexable of shape (n_samples, n_features)
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
-        """
-        check_is_fitted(self, "best_estimator_")
-        return self.best_estimator_.predict_proba(X)
-
-    @available_if(_search_estimator_has("predict_log_proba"))
-    def predict_log_proba(self, X):
-        """Log class probabilities of the refit estimator.
-
-        Parameters
-        ----------
-        X : indexable of shape (n_samples, n_features)
-
-        Returns
-        -------
-        log_proba : ndarray of shape (n_samples, n_classes)
-        """
-        check_is_fitted(self, "best_estimator_")
-        return self.best_estimator_.predict_log_proba(X)
-
-    @available_if(_search_estimator_has("decision_function"))
-    def decision_function(self, X):
-        """Decision function of the refit estimator.
-
-        Parameters
-        ----------
-        X : indexable of shape (n_samples, n_features)
-
-        Returns
-        -------
-        scores : ndarray
-        """
-        check_is_fitted(self, "best_estimator_")
-        return self.best_estimator_.decision_function(X)
-
-    @available_if(_search_estimator_has("transform"))
-    def transform(self, X):
-        """Transform with the refit estimator (a Pipeline that can transform).
-
-        Parameters
-        ----------
-        X : indexable of shape (n_samples, n_features)
-
-        Returns
-        -------
-        Xt : ndarray
-        """
-        check_is_fitted(self, "best_estimator_")
-        return self.best_estimator_.transform(X)
+    predict = _delegate("predict", "Predict with the refit estimator.", "y_pred")
+    predict_proba = _delegate(
+        "predict_proba", "Class probabilities of the refit estimator.", "proba"
+    )
+    predict_log_proba = _delegate(
+        "predict_log_proba", "Log class probabilities of the refit estimator.",
+        "log_proba",
+    )  # fmt: skip
+    decision_function = _delegate(
+        "decision_function", "Decision function of the refit estimator.", "scores"
+    )
+    transform = _delegate(
+        "transform", "Transform with the refit estimator (a Pipeline).", "Xt"
+    )
 
     def score(self, X, y=None, **params):
         """Score of the refit estimator with ``scorer_`` (the refit metric).

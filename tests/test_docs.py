@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 DOC = Path(__file__).parents[1] / "doc"
 
 
+@pytest.mark.slow
 def test_sphinx_build_has_no_warnings(tmp_path):
     # The examples themselves run in test_examples.py; here the gallery pages
     # are built without executing them.

@@ -14,6 +14,7 @@ def test_there_are_examples():
     assert len(EXAMPLES) >= 6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", EXAMPLES, ids=lambda path: path.name)
 def test_example_runs(script, tmp_path):
     env = dict(os.environ, MPLBACKEND="Agg", SKBILEVEL_EXAMPLE_QUICK="1")

@@ -1,18 +1,36 @@
-"""Numba kernels: one compiled signature whatever the input's dtype or layout."""
+"""Numba kernels: one compiled signature whatever the input's dtype or layout,
+and every kernel equal to the NumPy reference formula it implements.
+
+The references are written once in the package
+(:func:`~skbilevel._problems._ridge_spectral.holdout_predictions`,
+:func:`~skbilevel._problems._ridge_spectral.loo_residuals`,
+:func:`~skbilevel._problems._logistic.logistic_curvature`) or here, in plain
+NumPy / SciPy; derivatives are also checked against finite differences.
+"""
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from scipy.special import expit, log_softmax, softmax
 
-from skbilevel import BilevelRidgeCV, _kernels
+from skbilevel import (
+    BilevelRidgeCV,
+    _logistic_kernels,
+    _ridge_kernels,
+    _stochastic_kernels,
+)
+from skbilevel._problems._logistic import logistic_curvature
+from skbilevel._problems._ridge_spectral import holdout_predictions, loo_residuals
+from skbilevel._stochastic import relaxation_step
+from skbilevel._validation import as_float64_data
 
-from ._helpers import make_data
+from ._helpers import central_difference, make_data
 
 KERNELS = [
-    _kernels.spectral_holdout_loss_grad,
-    _kernels.spectral_loo_loss_grad,
-    _kernels.dense_centered_gram_matvec,
-    _kernels.csr_centered_gram_matvec,
+    _ridge_kernels.spectral_holdout_loss_grad,
+    _ridge_kernels.spectral_loo_loss_grad,
+    _ridge_kernels.dense_centered_gram_matvec,
+    _ridge_kernels.csr_centered_gram_matvec,
 ]
 
 
@@ -52,9 +70,270 @@ def test_gram_matvec_matches_numpy(sparse):
     V = np.random.RandomState(0).randn(5, 2)
     expected = (Xd - xbar).T @ (sw[:, None] * ((Xd - xbar) @ V))
     if sparse:
-        out = _kernels.csr_centered_gram_matvec(
+        out = _ridge_kernels.csr_centered_gram_matvec(
             X.data, X.indices.astype(np.int64), X.indptr.astype(np.int64), sw, xbar, V
         )
     else:
-        out = _kernels.dense_centered_gram_matvec(Xd, sw, xbar, V)
+        out = _ridge_kernels.dense_centered_gram_matvec(Xd, sw, xbar, V)
     assert np.allclose(out, expected, rtol=1e-12)
+
+
+def _assert_close(actual, desired, rtol=1e-10):
+    """Float64 agreement: relative, with an absolute floor at round-off level."""
+    desired = np.asarray(desired)
+    atol = rtol * max(np.abs(desired).max(), 1.0) * 1e-2
+    np.testing.assert_allclose(actual, desired, rtol=rtol, atol=atol)
+
+
+# --------------------------------------------------------------------------
+# Ridge: spectral hold-out and leave-one-out kernels.
+# --------------------------------------------------------------------------
+
+
+def test_spectral_holdout_matches_reference():
+    rng = np.random.RandomState(1)
+    n_val, rank = 8, 4
+    A = rng.randn(n_val, rank)
+    Z = rng.randn(rank, 2)
+    s2 = rng.uniform(0.5, 5.0, rank)
+    ybar = rng.randn(2)
+    Y_val = rng.randn(n_val, 2)
+    sw = rng.uniform(0.2, 2.0, n_val)
+    alpha = np.array([0.3, 4.0])
+    res0 = ybar - Y_val
+
+    def reference_loss(alphas):
+        loss = np.empty(2)
+        for t in range(2):
+            pred = holdout_predictions(A, Z[:, t], s2, alphas[t : t + 1], ybar[t])
+            loss[t] = sw @ (pred[:, 0] - Y_val[:, t]) ** 2
+        return loss
+
+    loss, grad = _ridge_kernels.spectral_holdout_loss_grad(A, Z, s2, alpha, res0, sw)
+    _assert_close(loss, reference_loss(alpha))
+    # loss_t depends on alpha_t only: the gradient of the sum is per target.
+    fd = central_difference(lambda t: reference_loss(np.exp(t)).sum(), np.log(alpha))
+    np.testing.assert_allclose(grad, fd, rtol=1e-6)
+    assert np.all(np.abs(grad) > 1e-3)  # a non-trivial derivative was checked
+
+
+def _spectral_loo_data():
+    """Spectral leave-one-out quantities of a weighted ridge with an intercept."""
+    rng = np.random.RandomState(2)
+    X = rng.randn(30, 5)
+    Y = X @ rng.randn(5, 2) + 0.5 * rng.randn(30, 2) + 3.0
+    sw = rng.uniform(0.2, 2.0, 30)
+    root = np.sqrt(sw)[:, None]
+    Xc = root * (X - sw @ X / sw.sum())
+    s2, V = np.linalg.eigh(Xc.T @ Xc)
+    P = Xc @ V
+    y_tilde = root * (Y - sw @ Y / sw.sum())
+    Z = P.T @ y_tilde
+    q2 = sw / sw.sum()
+    return X, Y, sw, P, Z, s2, y_tilde, q2
+
+
+def test_spectral_loo_matches_reference():
+    _, _, _, P, Z, s2, y_tilde, q2 = _spectral_loo_data()
+    alpha = np.array([0.5, 20.0])
+
+    def reference_loss(alphas):
+        loss = np.empty(2)
+        for t in range(2):
+            e = loo_residuals(P, Z[:, t], s2, alphas[t : t + 1], y_tilde[:, t], q2)
+            loss[t] = np.sum(e**2)
+        return loss
+
+    loss, grad = _ridge_kernels.spectral_loo_loss_grad(P, Z, s2, alpha, y_tilde, q2)
+    _assert_close(loss, reference_loss(alpha))
+    fd = central_difference(lambda t: reference_loss(np.exp(t)).sum(), np.log(alpha))
+    np.testing.assert_allclose(grad, fd, rtol=1e-6)
+    assert np.all(np.abs(grad) > 1e-3)
+
+
+def test_loo_residuals_reference_is_brute_force_loo():
+    X, Y, sw, P, Z, s2, y_tilde, q2 = _spectral_loo_data()
+    alpha = 2.0
+    n, n_features = X.shape
+    expected = np.empty(n)
+    for i in range(n):
+        keep = np.arange(n) != i
+        Xk, yk, swk = X[keep], Y[keep, 0], sw[keep]
+        xm, ym = swk @ Xk / swk.sum(), swk @ yk / swk.sum()
+        Xk_c = Xk - xm
+        w = np.linalg.solve(
+            Xk_c.T @ (swk[:, None] * Xk_c) + alpha * np.eye(n_features),
+            Xk_c.T @ (swk * (yk - ym)),
+        )
+        expected[i] = (Y[i, 0] - ((X[i] - xm) @ w + ym)) * np.sqrt(sw[i])
+    residuals = loo_residuals(P, Z[:, 0], s2, np.array([alpha]), y_tilde[:, 0], q2)
+    _assert_close(residuals[:, 0], expected, rtol=1e-9)
+
+
+# --------------------------------------------------------------------------
+# Logistic: per-sample kernels and fused CSR kernels.
+# --------------------------------------------------------------------------
+
+
+def _reference_loss_grad(Z, targets, sw):
+    """Weighted log-loss, its gradient in Z and the probabilities, in SciPy."""
+    if Z.shape[1] == 1:
+        z, y = Z[:, 0], targets
+        loss = sw @ (np.logaddexp(0.0, z) - y * z)
+        P = expit(z)[:, None]
+        G = (sw * (P[:, 0] - y))[:, None]
+        return loss, G, P
+    logp = log_softmax(Z, axis=1)
+    onehot = np.eye(Z.shape[1])[targets]
+    loss = -sw @ logp[np.arange(Z.shape[0]), targets]
+    P = np.exp(logp)
+    G = sw[:, None] * (P - onehot)
+    return loss, G, P
+
+
+def _classification(n, n_out, seed, scale=2.0):
+    rng = np.random.RandomState(seed)
+    Z = scale * rng.randn(n, n_out)
+    targets = rng.randint(0, max(n_out, 2), n).astype(np.int64)
+    sw = rng.uniform(0.2, 2.0, n)
+    return Z, targets, sw
+
+
+@pytest.mark.parametrize("n_out", [1, 3])
+def test_samplewise_loss_grad_matches_reference(n_out):
+    Z, targets, sw = _classification(12, n_out, seed=3)
+    loss, G, P = _logistic_kernels.samplewise_loss_grad(Z, targets, sw)
+    ref_loss, ref_G, ref_P = _reference_loss_grad(Z, targets, sw)
+    assert loss == pytest.approx(ref_loss, rel=1e-10)
+    _assert_close(G, ref_G)
+    _assert_close(P, ref_P)
+    if n_out > 1:
+        _assert_close(P.sum(axis=1), np.ones(len(Z)))
+
+    def kernel_loss(z):
+        return _logistic_kernels.samplewise_loss_grad(z.reshape(Z.shape), targets, sw)[
+            0
+        ]
+
+    fd = central_difference(kernel_loss, Z.ravel()).reshape(Z.shape)
+    np.testing.assert_allclose(G, fd, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("n_out", [1, 3])
+def test_samplewise_loss_grad_extreme_scores(n_out):
+    if n_out == 1:
+        Z = np.array([[800.0], [-800.0], [800.0], [-800.0], [0.5]])
+        targets = np.array([0, 1, 1, 0, 1], dtype=np.int64)
+    else:
+        Z = np.array(
+            [[800.0, -800.0, 0.0], [-800.0, 800.0, 0.0], [0.0, 0.0, -800.0]]
+            + [[800.0, 0.0, -800.0], [0.1, -0.2, 0.3]]
+        )
+        targets = np.array([1, 1, 2, 0, 2], dtype=np.int64)
+    sw = np.linspace(0.5, 1.5, len(Z))
+    loss, G, P = _logistic_kernels.samplewise_loss_grad(Z, targets, sw)
+    assert np.isfinite(loss) and np.all(np.isfinite(G)) and np.all(np.isfinite(P))
+    ref_loss, ref_G, ref_P = _reference_loss_grad(Z, targets, sw)
+    assert np.isfinite(ref_loss)
+    assert loss == pytest.approx(ref_loss, rel=1e-10)
+    assert loss > 800.0  # the wrong, confident predictions cost their margin
+    _assert_close(G, ref_G)
+    _assert_close(P, ref_P)
+
+
+def test_samplewise_hvp_binary_matches_curvature():
+    rng = np.random.RandomState(4)
+    P = expit(2.0 * rng.randn(15, 1))
+    Zv = rng.randn(15, 1)
+    sw = rng.uniform(0.2, 2.0, 15)
+    out = _logistic_kernels.samplewise_hvp(P, Zv, sw)
+    _assert_close(out, logistic_curvature(P, sw) * Zv)
+
+
+def test_samplewise_hvp_multinomial_matches_softmax_hessian():
+    rng = np.random.RandomState(5)
+    P = softmax(2.0 * rng.randn(15, 3), axis=1)
+    Zv = rng.randn(15, 3)
+    sw = rng.uniform(0.2, 2.0, 15)
+    out = _logistic_kernels.samplewise_hvp(P, Zv, sw)
+    _assert_close(out, sw[:, None] * P * (Zv - (P * Zv).sum(axis=1, keepdims=True)))
+    explicit = np.array(
+        [
+            w * (np.diag(p) - np.outer(p, p)) @ zv
+            for p, zv, w in zip(P, Zv, sw, strict=True)
+        ]
+    )
+    _assert_close(out, explicit)
+
+
+def _sparse_design(n, n_features, seed):
+    rng = np.random.RandomState(seed)
+    X = rng.randn(n, n_features)
+    X[rng.rand(n, n_features) < 0.5] = 0.0
+    X[3] = 0.0  # an empty row
+    Xs = as_float64_data(sp.csr_matrix(X))
+    assert Xs.data.dtype == np.float64 and Xs.indices.dtype == np.int64
+    assert Xs.indptr.dtype == np.int64
+    return X, Xs
+
+
+@pytest.mark.parametrize("n_out", [1, 3])
+def test_csr_kernels_match_dense_path(n_out):
+    rng = np.random.RandomState(6)
+    X, Xs = _sparse_design(20, 6, seed=7)
+    csr = (Xs.data, Xs.indices, Xs.indptr)
+    W = rng.randn(6, n_out)
+    b = rng.randn(n_out)
+    _, targets, sw = _classification(20, n_out, seed=8)
+
+    loss, grad_W, grad_b, P = _logistic_kernels.csr_loss_grad(*csr, W, b, targets, sw)
+    Z = X @ W + b
+    ref_loss, G, ref_P = _logistic_kernels.samplewise_loss_grad(Z, targets, sw)
+    assert loss == pytest.approx(ref_loss, rel=1e-10)
+    _assert_close(grad_W, X.T @ G)
+    _assert_close(grad_b, G.sum(axis=0))
+    _assert_close(P, ref_P)
+
+    V = rng.randn(6, n_out)
+    vb = rng.randn(n_out)
+    out_W, out_b = _logistic_kernels.csr_hvp(*csr, V, vb, P, sw)
+    R = _logistic_kernels.samplewise_hvp(ref_P, X @ V + vb, sw)
+    _assert_close(out_W, X.T @ R)
+    _assert_close(out_b, R.sum(axis=0))
+
+
+# --------------------------------------------------------------------------
+# Stochastic mode: rows gathered by index, centered on the fly.
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n_out", [1, 3])
+def test_gather_kernels_match_numpy(n_out):
+    rng = np.random.RandomState(9)
+    X, Xs = _sparse_design(15, 6, seed=10)
+    csr = (Xs.data, Xs.indices, Xs.indptr)
+    rows = np.array([4, 0, 3, 14, 4, 7, 0, 4, 11], dtype=np.int64)  # repeats
+    mean = X.mean(axis=0)
+    W = rng.randn(6, n_out)
+    b = rng.randn(n_out)
+    R = rng.randn(len(rows), n_out)
+    Xb = X[rows] - mean
+    expected_Z = Xb @ W + b
+    expected_W, expected_b = Xb.T @ R, R.sum(axis=0)
+
+    Z = _stochastic_kernels.dense_gather_scores(X, rows, mean, W, b)
+    _assert_close(Z, expected_Z)
+    out_W, out_b = _stochastic_kernels.dense_gather_scatter(X, rows, mean, R)
+    _assert_close(out_W, expected_W)
+    _assert_close(out_b, expected_b)
+
+    Z = _stochastic_kernels.csr_gather_scores(*csr, rows, mean, W, b)
+    _assert_close(Z, expected_Z)
+    out_W, out_b = _stochastic_kernels.csr_gather_scatter(*csr, rows, mean, R)
+    _assert_close(out_W, expected_W)
+    _assert_close(out_b, expected_b)
+
+
+def test_relaxation_step():
+    assert relaxation_step(0.5, 10, 20) == pytest.approx(0.5 / 1.5, rel=1e-15)
+    assert relaxation_step(0.5, 0, 20) == 0.5

@@ -409,6 +409,7 @@ def test_callbacks_follow_the_outer_iterations():
     search.set_callbacks(bar).fit(X, y)
 
 
+@pytest.mark.slow
 def test_dask_cluster_matches_local():
     """Candidates spread over a real local dask.distributed cluster."""
     import joblib
