@@ -24,7 +24,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.base import BaseEstimator, _fit_context, is_regressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import check_scoring, get_scorer_names
@@ -36,6 +35,7 @@ from ._folds import Splits, check_folds
 from ._hypergradient import HYPERGRADIENT_METHODS
 from ._objectives import FoldsObjective
 from ._outer import minimize_box, minimize_scalar, minimize_stochastic
+from ._problems._ridge import centered_sum_of_squares
 from ._results import build_cv_results, score_predictions
 from ._stochastic import RowReader, StochasticFold, StochasticObjective
 from ._validation import (
@@ -507,19 +507,10 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
         whatever its units, without going under the round-off level of the
         largest column (``floor``).
         """
-        total = sw.sum()
-        mean = np.asarray(X.T @ sw).ravel() / total
+        mean = np.asarray(X.T @ sw).ravel() / sw.sum()
         if not self.fit_intercept:
             mean[:] = 0.0
-        if sp.issparse(X):
-            sq = np.asarray(X.multiply(X).T @ sw).ravel() - total * mean**2
-        else:
-            # Two passes, so that constant columns give (nearly) exact zeros;
-            # in chunks of rows, so that no copy of X is made.
-            sq = np.zeros(X.shape[1])
-            for start in range(0, X.shape[0], 8192):
-                block = X[start : start + 8192] - mean
-                sq += sw[start : start + 8192] @ (block * block)
+        sq = centered_sum_of_squares(X, sw, mean)
         sq = scale * sq[np.isfinite(sq)]
         if sq.size == 0 or not sq.max() > 0:  # only constant columns
             return float(np.log(low)), float(np.log(high))

@@ -102,53 +102,53 @@ class FoldRows:
 class Splits:
     """The data of one bilevel search: every split's training and validation parts.
 
-    Build it with :meth:`from_indices` (an estimator's data and index
-    arrays; ``folds=None`` is exact leave-one-out) or :meth:`from_parts`
-    (each split's own, already transformed, parts). Targets are the model's
-    encoded targets (float columns for regression, class indices for
-    classification); ``sw`` the training weights (class weights included).
+    Built by :meth:`from_indices` (one design matrix and index arrays;
+    ``folds=None`` is exact leave-one-out) or :meth:`from_parts` (every
+    split's own, already transformed, parts). ``targets`` are the model's
+    encoded targets, ``sw`` the training weights (class weights included).
 
     Attributes
     ----------
-    n_splits : int
-        Number of validation splits (1 for leave-one-out).
-    n_samples : int
-        Number of samples the search sees.
     whole : tuple (X, targets, sw, folds) or None
         One design matrix and the splits' index arrays, when the splits are
         rows of one matrix: models may then share work across folds.
-    y_test : list of ndarray
-        The user's targets of every split's validation rows (for scorers).
-    score_weight : list of ndarray or None
-        The user's sample weights of the validation rows, None when the user
-        gave none (scorers then see no weights).
+    y_test, score_weight : list of ndarray or None
+        The user's targets and sample weights (None if not given) of every
+        split's validation rows, for scorers (index splits only).
     """
 
-    def __init__(self, *, n_splits, n_samples, whole, parts, y_test, score_weight):
-        self.n_splits, self.n_samples = n_splits, n_samples
-        self.whole = whole
-        self._parts = parts
+    def __init__(self, whole=None, parts=None, y_test=None, score_weight=None):
+        self.whole, self._parts = whole, parts
         self.y_test, self.score_weight = y_test, score_weight
+        self.leave_one_out = whole is not None and whole[3] is None
+        if parts is None:
+            X, _, sw, folds = whole
+            self.n_splits = 1 if folds is None else len(folds)
+            self.n_samples = X.shape[0]
+            self.min_train_size = min(
+                (len(tr) for tr, _ in folds or []), default=X.shape[0]
+            )
+        else:
+            X, _, sw = parts[0][0]  # the default bounds follow the first part
+            self.n_splits = len(parts)
+            self.n_samples = sum(test[0].shape[0] for _, test in parts)
+            self.min_train_size = min(train[0].shape[0] for train, _ in parts)
+        self.bounds_data = X, sw
+        self.n_features, self.sparse = X.shape[1], sp.issparse(X)
 
     @classmethod
     def from_indices(cls, X, targets, sw, folds, y, sample_weight):
         """Splits of one data set by index arrays; ``folds=None``: leave-one-out."""
-        n = X.shape[0]
-        user_weight = None if sample_weight is None else np.asarray(sample_weight)
-        pick = [np.arange(n)] if folds is None else [test for _, test in folds]
+        tests = [np.arange(X.shape[0])] if folds is None else [te for _, te in folds]
+        weight = None if sample_weight is None else np.asarray(sample_weight)
         return cls(
-            n_splits=1 if folds is None else len(folds),
-            n_samples=n,
             whole=(X, targets, sw, folds),
-            parts=None,
-            y_test=[y[idx] for idx in pick],
-            score_weight=None
-            if user_weight is None
-            else [user_weight[idx] for idx in pick],
+            y_test=[y[test] for test in tests],
+            score_weight=None if weight is None else [weight[test] for test in tests],
         )
 
     @classmethod
-    def from_parts(cls, parts, y_test, score_weight):
+    def from_parts(cls, parts):
         """Splits given as ``[((X, targets, sw) train, (X, targets, sw) test)]``."""
         widths = {train[0].shape[1] for train, _ in parts}
         if len(widths) > 1:
@@ -157,57 +157,19 @@ class Splits:
                 f"different folds ({sorted(widths)}); the strengths need the same "
                 "columns on every fold."
             )
-        return cls(
-            n_splits=len(parts),
-            n_samples=sum(test[0].shape[0] for _, test in parts),
-            whole=None,
-            parts=parts,
-            y_test=y_test,
-            score_weight=score_weight,
-        )
-
-    @property
-    def leave_one_out(self):
-        return self.whole is not None and self.whole[3] is None
-
-    @property
-    def sparse(self):
-        return sp.issparse(self.bounds_data[0])
-
-    @property
-    def n_features(self):
-        return self.whole[0].shape[1] if self.whole else self._parts[0][0][0].shape[1]
-
-    @property
-    def bounds_data(self):
-        """``(X, sw)`` that default bounds follow: all rows of one matrix, or
-        the first training part of given parts."""
-        if self._parts is None:
-            return self.whole[0], self.whole[2]
-        X, _, sw = self._parts[0][0]
-        return X, sw
-
-    @property
-    def min_train_size(self):
-        if self._parts is not None:
-            return min(train[0].shape[0] for train, _ in self._parts)
-        folds = self.whole[3]
-        return self.n_samples if folds is None else min(len(tr) for tr, _ in folds)
+        return cls(parts=parts)
 
     def parts(self, float32_design=False):
         """``[((X, targets, sw) train, (X, targets, sw) test)]`` of every split.
 
         Index splits of one matrix give views of one shared copy (see
         :class:`FoldRows`). ``float32_design`` returns the float32 design of
-        every training part alone (``[X_train32]``), for models that form
-        Hessians in single precision.
+        every training part alone, for models that form Hessians in single
+        precision.
         """
         if self._parts is not None:
             if float32_design:
-                return [
-                    None if sp.issparse(tr[0]) else np.asarray(tr[0], np.float32)
-                    for tr, _ in self._parts
-                ]
+                return [np.asarray(tr[0], np.float32) for tr, _ in self._parts]
             return self._parts
         X, targets, sw, folds = self.whole
         rows = FoldRows(X.shape[0], folds)

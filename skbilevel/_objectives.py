@@ -58,23 +58,13 @@ def map_folds_timed(func, items, n_jobs=None):
 class Evaluation:
     """One evaluation of a CV objective: one row of ``cv_results_``.
 
-    Attributes
-    ----------
-    theta : ndarray of shape (n_hyper,)
-        Log-hyperparameters.
-    loss : float
-        Mean validation loss over the splits.
-    split_losses : ndarray of shape (n_splits,)
-    hypergradient_norm : float
-        NaN when no hypergradient was computed (scan points, line searches).
-    elapsed : float
-        Seconds since the start of the fit.
-    accurate : bool
-        Whether the point may be chosen as the optimum: its training problems
-        were solved to the hypergradient's accuracy, not loosely (scan) or
-        from mini-batches (stochastic estimates).
-    split_times : list of float or None
-        Seconds spent on each split, where measured.
+    ``theta`` holds the log-hyperparameters, ``loss`` the mean validation
+    loss over the ``split_losses``; ``hypergradient_norm`` is NaN when no
+    hypergradient was computed (scan points, line searches); ``elapsed``
+    counts seconds from the start of fit, ``split_times`` those spent on each
+    split where measured. ``accurate`` says whether the point may be chosen as
+    the optimum: its training problems were solved to the hypergradient's
+    accuracy, not loosely (scan) or from mini-batches (stochastic estimates).
     """
 
     theta: np.ndarray

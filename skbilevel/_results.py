@@ -106,19 +106,11 @@ def log_probabilities(scores):
 
 
 class RegressorPredictionsAsInput(RegressorMixin, BaseEstimator):
-    """Stand-in regressor whose ``predict`` returns its input (for scorers).
-
-    Parameters
-    ----------
-    single_output : bool, default=True
-        Return a 1-D array from one column (the user's ``y`` was 1-D).
-    """
+    """Stand-in regressor whose ``predict`` returns its input (for scorers);
+    one column becomes a 1-D array when ``single_output`` (1-D ``y``)."""
 
     def __init__(self, single_output=True):
         self.single_output = single_output
-
-    def fit(self, X, y=None):
-        return self
 
     def predict(self, X):
         X = np.asarray(X)
@@ -126,18 +118,10 @@ class RegressorPredictionsAsInput(RegressorMixin, BaseEstimator):
 
 
 class ClassifierScoresAsInput(ClassifierMixin, BaseEstimator):
-    """Stand-in classifier whose input is its decision values (for scorers).
-
-    Parameters
-    ----------
-    classes : ndarray of shape (n_classes,)
-    """
+    """Stand-in classifier whose input is its decision values (for scorers)."""
 
     def __init__(self, classes=None):
         self.classes = classes
-
-    def fit(self, X, y=None):
-        return self
 
     @property
     def classes_(self):
@@ -146,9 +130,6 @@ class ClassifierScoresAsInput(ClassifierMixin, BaseEstimator):
     def decision_function(self, X):
         X = np.asarray(X)
         return X[:, 0] if X.ndim == 2 and X.shape[1] == 1 else X
-
-    def predict_log_proba(self, X):
-        return log_probabilities(X)
 
     def predict_proba(self, X):
         return np.exp(log_probabilities(X))

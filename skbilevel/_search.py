@@ -329,9 +329,7 @@ class _Candidate:
                 sw = check_sample_weight(split[f"sw_{side}"], X, weight)
                 sides.append((X, targets, sw))
             parts.append(tuple(sides))
-        data = Splits.from_parts(
-            parts, [s["y_test"] for s in splits], [s["sw_test"] for s in splits]
-        )
+        data = Splits.from_parts(parts)
         outcome = tuner._bilevel_search(
             data,
             info,

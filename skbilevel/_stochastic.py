@@ -90,6 +90,7 @@ class RowReader:
             if X.dtype != np.float64 or not X.flags.c_contiguous:
                 X = np.ascontiguousarray(X, dtype=np.float64)
             self.dense = X
+        self.matrix = X  # for the few full passes that BLAS / SciPy do better
         self.n_samples, self.n_features = X.shape
 
     def scores(self, rows, mean, W, intercept):
@@ -108,14 +109,7 @@ class RowReader:
         """Weighted column means of ``X[rows]`` (one BLAS pass over X, no copy)."""
         selected = np.zeros(self.n_samples)
         selected[rows] = weights[rows]
-        if self.csr is None:
-            total = selected @ self.dense
-        else:
-            data, indices, indptr = self.csr
-            X = sp.csr_matrix(
-                (data, indices, indptr), shape=(self.n_samples, self.n_features)
-            )
-            total = np.asarray(X.T @ selected).ravel()
+        total = np.asarray(self.matrix.T @ selected).ravel()
         return total / selected.sum()
 
 
@@ -248,15 +242,8 @@ class StochasticFold:
     # ------------------------------------------------------ preconditioner
     def _dense_rows(self, rows):
         """Centered rows (with a column of ones for a learnt intercept)."""
-        if self.reader.csr is None:
-            block = self.reader.dense[rows] - self.mean
-        else:
-            data, indices, indptr = self.reader.csr
-            X = sp.csr_matrix(
-                (data, indices, indptr),
-                shape=(self.reader.n_samples, self.reader.n_features),
-            )
-            block = X[rows].toarray() - self.mean
+        block = self.reader.matrix[rows]
+        block = (block.toarray() if sp.issparse(block) else block) - self.mean
         if self.learn_intercept:
             block = np.hstack([block, np.ones((len(rows), 1))])
         return block

@@ -6,6 +6,7 @@ what that language cannot say (a penalty array of the right length, bounds
 that depend on each other) and the conversions every kernel relies on.
 """
 
+import numbers
 import sys
 import warnings
 
@@ -138,13 +139,8 @@ def check_bounds(bounds, name):
             f"{name} must be a (low, high) pair of positive numbers; got {bounds!r}."
         ) from None
     for value in (low, high):
-        if isinstance(value, (bool, np.bool_)) or not np.isreal(value):
+        if not isinstance(value, numbers.Real) or isinstance(value, bool):
             raise TypeError(f"{name} must hold real numbers; got {bounds!r}.")
-        try:
-            float(value)
-        except (TypeError, ValueError):
-            raise TypeError(f"{name} must hold real numbers; got {bounds!r}.") from None
-    low, high = float(low), float(high)
     if not (np.isfinite(low) and np.isfinite(high) and 0 < low <= high):
         raise ValueError(
             f"{name} must satisfy 0 < low <= high with finite values; got {bounds!r}."

@@ -32,6 +32,8 @@ __all__ = [
     "RidgeProblem",
     "SquaredFit",
     "can_factorize",
+    "centered_gram",
+    "centered_sum_of_squares",
     "drop_null_directions",
     "weighted_means",
 ]
@@ -41,6 +43,8 @@ __all__ = [
 GRAM_MAX_DIM = 8000
 # Largest sparse matrix we densify for a factorization (200 MB of doubles).
 DENSE_MAX_ENTRIES = 25_000_000
+# Rows per chunk of the passes that must not copy X.
+_CHUNK = 8192
 
 
 def can_factorize(n_samples, n_features, sparse):
@@ -65,6 +69,35 @@ def weighted_means(X, Y, sw, fit_intercept):
     xbar = np.asarray(X.T @ sw).ravel() / total
     ybar = sw @ Y / total
     return xbar, ybar
+
+
+def centered_gram(X, sw, xbar):
+    """Centered, weighted Gram matrix ``(X - xbar)^T diag(sw) (X - xbar)``.
+
+    Dense X is read in chunks of rows (no weighted copy is formed); sparse X
+    stays sparse until the d x d product.
+    """
+    if sp.issparse(X):
+        G = (X.T @ X.multiply(sw[:, None]).tocsr()).toarray()
+    else:
+        G = np.zeros((X.shape[1], X.shape[1]))
+        for start in range(0, X.shape[0], _CHUNK):
+            block = X[start : start + _CHUNK]
+            G += block.T @ (block * sw[start : start + _CHUNK, None])
+    G -= sw.sum() * np.outer(xbar, xbar)
+    return G
+
+
+def centered_sum_of_squares(X, sw, xbar):
+    """Diagonal of :func:`centered_gram` without forming it (nor a copy of X)."""
+    if sp.issparse(X):
+        return np.asarray(X.multiply(X).T @ sw).ravel() - sw.sum() * xbar**2
+    # Two passes, so that constant columns give (nearly) exact zeros.
+    out = np.zeros(X.shape[1])
+    for start in range(0, X.shape[0], _CHUNK):
+        block = X[start : start + _CHUNK] - xbar
+        out += sw[start : start + _CHUNK] @ (block * block)
+    return out
 
 
 def _csr_arrays(X):
@@ -161,17 +194,7 @@ class RidgeProblem(InnerProblem):
     def gram(self):
         """Centered weighted Gram matrix ``Xc^T S Xc``, formed on first use."""
         if self._gram is None:
-            X, sw, xbar = self.X, self.sw, self.xbar
-            if self.sparse:
-                G = (X.T @ X.multiply(sw[:, None]).tocsr()).toarray()
-            else:
-                # In chunks of rows: no weighted copy of X is formed.
-                G = np.zeros((self.n_features, self.n_features))
-                for start in range(0, self.n_samples, 8192):
-                    block = X[start : start + 8192]
-                    G += block.T @ (block * sw[start : start + 8192, None])
-            G -= sw.sum() * np.outer(xbar, xbar)
-            self._gram = G
+            self._gram = centered_gram(self.X, self.sw, self.xbar)
         return self._gram
 
     def data_matvec(self, V):
@@ -205,15 +228,11 @@ class RidgeProblem(InnerProblem):
 
     def hessian_diagonal(self, w, theta):
         if not hasattr(self, "_gram_diagonal"):
-            if self.use_gram:
-                self._gram_diagonal = np.diag(self.gram()).copy()
-            elif self.sparse:
-                self._gram_diagonal = (
-                    np.asarray(self.X.multiply(self.X).T @ self.sw).ravel()
-                    - self.sw.sum() * self.xbar**2
-                )
-            else:
-                self._gram_diagonal = self.sw @ (self.X - self.xbar) ** 2
+            self._gram_diagonal = (
+                np.diag(self.gram()).copy()
+                if self.use_gram
+                else centered_sum_of_squares(self.X, self.sw, self.xbar)
+            )
         p = penalty_weights(theta, self.group_idx)
         return self._gram_diagonal[:, None] + p
 

@@ -22,7 +22,7 @@ from .._linalg import robust_cho_factor
 from .._objectives import CVObjective, map_folds
 from .._ridge_kernels import spectral_holdout_loss_grad, spectral_loo_loss_grad
 from .._validation import as_float_c
-from ._ridge import drop_null_directions, weighted_means
+from ._ridge import centered_gram, drop_null_directions, weighted_means
 
 __all__ = [
     "DirectLOOObjective",
@@ -185,17 +185,14 @@ def _raw_kernel(X):
 
 def _gram_moments(X, Y, sw):
     """Uncentered weighted Gram, cross-moments and sums of a block of rows."""
-    if sp.issparse(X):
-        Xw = X.multiply(sw[:, None]).tocsr()
-        G = (X.T @ Xw).toarray()
-        xs = np.asarray(Xw.sum(axis=0)).ravel()
-        xy = np.asarray(Xw.T @ Y)
-    else:
-        Xw = X * sw[:, None]
-        G = X.T @ Xw
-        xs = Xw.sum(axis=0)
-        xy = Xw.T @ Y
-    return G, xs, xy, sw @ Y, sw.sum()
+    G = centered_gram(X, sw, np.zeros(X.shape[1]))
+    return (
+        G,
+        np.asarray(X.T @ sw).ravel(),
+        np.asarray(X.T @ (sw[:, None] * Y)),
+        sw @ Y,
+        sw.sum(),
+    )
 
 
 def spectral_holdout_folds(X, Y, sw, folds, fit_intercept, mode, n_jobs=None):
@@ -299,7 +296,7 @@ def spectral_loo(X, Y, sw, fit_intercept, mode):
     y_tilde = root[:, None] * (Y - ybar)
     q2 = sw / sw.sum() if fit_intercept else np.zeros_like(sw)
     if mode == "primal":
-        G = _gram_moments(X, Y, sw)[0] - sw.sum() * np.outer(xbar, xbar)
+        G = centered_gram(X, sw, xbar)
         s2, V = drop_null_directions(*np.linalg.eigh(G))
         P = root[:, None] * (np.asarray(X @ V) - xbar @ V)
         Z = P.T @ y_tilde
