@@ -14,6 +14,23 @@ from sklearn.model_selection import check_cv
 
 __all__ = ["FoldRows", "Splits", "check_folds"]
 
+# Rows per chunk when gathering rows into another dtype.
+_CHUNK = 8192
+
+
+def _gather(A, index, dtype=None):
+    """``A[index]`` (rows), in ``dtype`` if given, without a full-size temporary.
+
+    Converting X to float32 first and indexing after would hold a float32
+    copy of all of X on top of the result; chunks of rows bound that.
+    """
+    if dtype is None or A.dtype == dtype:
+        return np.take(A, index, axis=0)
+    out = np.empty((len(index), *A.shape[1:]), dtype=dtype)
+    for start in range(0, len(index), _CHUNK):
+        out[start : start + _CHUNK] = A[index[start : start + _CHUNK]]
+    return out
+
 
 def check_folds(cv, X, y, groups, sw, classifier):
     """The ``cv`` splits as index arrays, each with data and weight on both sides."""
@@ -84,15 +101,18 @@ class FoldRows:
         splits are indexed (copied) fold by fold. Validation rows keep the
         order of the split's test indices.
         """
-        if dtype is not None and not sp.issparse(A):
-            A = np.asarray(A, dtype=dtype)
-        if self.order is None or sp.issparse(A):
+        if sp.issparse(A):
+            A = A if dtype is None else A.astype(dtype)
+            return [
+                (A[tr], A[te]) for tr, te in map(self.index, range(len(self.folds)))
+            ]
+        if self.order is None:
             # Same row order as the views of dense arrays of the same splits.
             return [
-                (A[train], A[test])
+                (_gather(A, train, dtype), _gather(A, test, dtype))
                 for train, test in map(self.index, range(len(self.folds)))
             ]
-        doubled = np.take(A, self.order, axis=0)
+        doubled = _gather(A, self.order, dtype)
         return [
             (doubled[train], doubled[test])
             for train, test in map(self._windows, range(len(self.folds)))

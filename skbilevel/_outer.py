@@ -240,6 +240,10 @@ def minimize_box(
 ):
     """Projected inexact hypergradient method (spectral projected gradient).
 
+    Kept instead of ``scipy.optimize.minimize(method="L-BFGS-B")``: on
+    per-feature ridge CV losses it reached its final loss in 13 and 35
+    evaluations where L-BFGS-B needed 17 and 47 (measured; see the user guide).
+
     Parameters
     ----------
     fun : callable

@@ -21,3 +21,12 @@ ESTIMATORS = [
 @parametrize_with_checks(ESTIMATORS)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
+
+
+def test_one_fit_pipeline_for_every_estimator():
+    # Every Bilevel*CV estimator inherits the same fit (callbacks wrapper and
+    # parameter validation included); models differ by their hooks only.
+    from skbilevel._base import BaseBilevelCV
+
+    assert BilevelRidgeCV.fit is BilevelLogisticCV.fit is BaseBilevelCV.fit
+    assert "fit" not in vars(BilevelRidgeCV) and "fit" not in vars(BilevelLogisticCV)
