@@ -8,7 +8,13 @@ import scipy.sparse as sp
 from sklearn.datasets import load_diabetes, make_regression
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Ridge
-from sklearn.model_selection import GroupKFold, KFold, cross_val_score
+from sklearn.model_selection import (
+    GroupKFold,
+    KFold,
+    ShuffleSplit,
+    TimeSeriesSplit,
+    cross_val_score,
+)
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -264,3 +270,24 @@ def test_no_warnings_on_ordinary_data():
         warnings.simplefilter("error")
         BilevelRidgeCV().fit(X, y)
         BilevelRidgeCV(cv=None).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "cv",
+    [
+        TimeSeriesSplit(4),
+        ShuffleSplit(3, train_size=0.3, test_size=0.2, random_state=0),
+        [(np.arange(300), np.arange(300))],  # train == test
+    ],
+    ids=["time-series", "shuffle-split", "train-is-test"],
+)
+def test_custom_splits_train_on_their_own_rows(cv):
+    # The spectral path used "all rows but the validation rows" as every
+    # fold's training set: future rows for TimeSeriesSplit.
+    X, y = load_diabetes(return_X_y=True)
+    reg = BilevelRidgeCV(cv=cv).fit(X, y)
+    assert reg.hypergradient_ == "direct"
+    truth = cross_val_score(
+        Ridge(alpha=reg.alpha_), X, y, cv=cv, scoring="neg_mean_squared_error"
+    ).mean()
+    assert reg.best_score_ == pytest.approx(truth, rel=1e-6)

@@ -195,13 +195,25 @@ def _gram_moments(X, Y, sw):
     )
 
 
+def _is_complement(train, val, n_samples):
+    """Whether a split's training rows are exactly all the others (K-fold)."""
+    if len(train) + len(val) != n_samples:
+        return False
+    seen = np.zeros(n_samples, dtype=bool)
+    seen[train] = True
+    seen[val] = True
+    return bool(seen.all())
+
+
 def spectral_holdout_folds(X, Y, sw, folds, fit_intercept, mode, n_jobs=None):
     """Eigen-coordinates of every hold-out fold, sharing work across folds.
 
     In ``mode="primal"`` (n_features small) the full weighted Gram matrix is
     formed once and each fold's training Gram is obtained by subtracting the
-    validation rows' contribution. In ``mode="dual"`` (n_samples small) the
-    full kernel ``X X^T`` is formed once and every fold reads its blocks.
+    validation rows' contribution, where the training rows are all the others
+    (K-fold); other splits form it from their training rows. In
+    ``mode="dual"`` (n_samples small) the full kernel ``X X^T`` is formed once
+    and every fold reads its blocks.
     The per-fold eigendecompositions run in ``n_jobs`` threads.
 
     Parameters
@@ -226,15 +238,19 @@ def spectral_holdout_folds(X, Y, sw, folds, fit_intercept, mode, n_jobs=None):
         G, xs, xy, ys, total = _gram_moments(X, Y, sw)
 
         def primal_fold(fold):
-            val = fold[1]
+            train, val = fold
             Xv, Yv, swv = X[val], Y[val], sw[val]
-            Gv, xsv, xyv, ysv, totv = _gram_moments(Xv, Yv, swv)
-            tot_t = total - totv
-            G_t = G - Gv
-            xy_t = xy - xyv
+            if _is_complement(train, val, X.shape[0]):
+                Gv, xsv, xyv, ysv, totv = _gram_moments(Xv, Yv, swv)
+                G_t, xs_t, xy_t = G - Gv, xs - xsv, xy - xyv
+                ys_t, tot_t = ys - ysv, total - totv
+            else:  # time series, shuffle-split...: the training rows themselves
+                G_t, xs_t, xy_t, ys_t, tot_t = _gram_moments(
+                    X[train], Y[train], sw[train]
+                )
             if fit_intercept:
-                xbar = (xs - xsv) / tot_t
-                ybar = (ys - ysv) / tot_t
+                xbar = xs_t / tot_t
+                ybar = ys_t / tot_t
                 G_t -= tot_t * np.outer(xbar, xbar)
                 xy_t -= tot_t * np.outer(xbar, ybar)
             else:
