@@ -7,7 +7,8 @@ refit and fill the fitted attributes. :class:`~skbilevel.HypergradientSearchCV`
 runs the same search (:meth:`BaseBilevelCV._bilevel_search`) on the
 preprocessed parts of its folds. A model supplies hooks only:
 
-* ``_target_info(y)`` / ``_encode(y, info)``: validate and encode targets;
+* ``_target_info(y, sample_weight)`` / ``_encode(y, info)``: validate and
+  encode targets (class weights follow the weighted class counts);
 * ``_layout(n_features, info)``: the hyperparameter group of every coefficient;
 * ``_fold_problems(splits, info, layout, method)``: every fold's inner problem;
 * ``_can_factorize(splits, layout)``: whether "direct" fits in memory;
@@ -29,7 +30,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import check_scoring, get_scorer_names
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    validate_data,
+)
 
 from ._folds import Splits, check_folds
 from ._hypergradient import HYPERGRADIENT_METHODS
@@ -226,7 +231,9 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
             y_numeric=is_regressor(self),
         )
         dtype = X.dtype
-        info = self._target_info(y)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        info = self._target_info(y, sample_weight)
         targets = self._encode(y, info)
         sw = check_sample_weight(sample_weight, X, info.sample_multiplier(targets))
         solver = self._choose_solver(X.shape[0], self._check_params())

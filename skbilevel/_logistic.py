@@ -202,7 +202,7 @@ class BilevelLogisticCV(ClassifierMixin, BaseBilevelCV):
         return tags
 
     # ------------------------------------------------------------------ hooks
-    def _target_info(self, y):
+    def _target_info(self, y, sample_weight=None):
         y = column_or_1d(y, warn=True)  # a column vector, as LogisticRegression
         check_classification_targets(y)
         classes = np.unique(y)
@@ -213,10 +213,12 @@ class BilevelLogisticCV(ClassifierMixin, BaseBilevelCV):
             )
         class_weight = None
         if self.class_weight is not None:
+            # "balanced" counts classes by weight, as LogisticRegression does.
             class_weight = compute_class_weight(
                 self.class_weight,
                 classes=np.arange(len(classes)),
                 y=np.searchsorted(classes, y),
+                sample_weight=sample_weight,
             )
         n_out = 1 if len(classes) == 2 else len(classes)
         return Targets(n_out=n_out, classes=classes, class_weight=class_weight)

@@ -216,7 +216,7 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
         return tags
 
     # ------------------------------------------------------------------ hooks
-    def _target_info(self, y):
+    def _target_info(self, y, sample_weight=None):
         if not np.all(np.isfinite(np.asarray(y, dtype=np.float64))):
             raise ValueError("Input y contains NaN or infinity.")
         return Targets(n_out=1 if y.ndim == 1 else y.shape[1], ndim=y.ndim)

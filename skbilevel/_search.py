@@ -159,9 +159,18 @@ def _transform_fold(estimator, X, y, train, test, fit_params):
             transformer = clone(transformer)
             X_train = transformer.fit_transform(X_train, y_train, **params)
             X_test = transformer.transform(X_test)
+    sw = _final_sample_weight(estimator, fit_params)
+    if sw is None:
+        return X_train, X_test, None, None
+    return X_train, X_test, sw[train], sw[test]
+
+
+def _final_sample_weight(estimator, fit_params):
+    """The final step's ``sample_weight`` (all rows) among the fit parameters."""
+    final_params = fit_params
+    if isinstance(estimator, Pipeline):
+        step_params = estimator._check_method_params(method="fit", props=fit_params)
         final_params = step_params[estimator.steps[-1][0]].fit
-    else:
-        final_params = fit_params
     unknown = set(final_params) - {"sample_weight"}
     if unknown:
         raise ValueError(
@@ -169,10 +178,7 @@ def _transform_fold(estimator, X, y, train, test, fit_params):
             f"fit parameters {sorted(unknown)}."
         )
     sw = final_params.get("sample_weight")
-    if sw is None:
-        return X_train, X_test, None, None
-    sw = np.asarray(sw)
-    return X_train, X_test, sw[train], sw[test]
+    return None if sw is None else np.asarray(sw)
 
 
 def _score(scorers, model, X, y, params):
@@ -317,7 +323,9 @@ class _Candidate:
         )
         tuner._validate_params()
         start = time.perf_counter()
-        info = tuner._target_info(np.asarray(y))
+        info = tuner._target_info(
+            np.asarray(y), _final_sample_weight(self.estimator, self.fit_params)
+        )
         parts = []
         for split in splits:  # the final step's input, as the kernels take it
             sides = []

@@ -209,3 +209,15 @@ def test_non_converged_outer_loop_warns_and_predicts():
     with pytest.warns(ConvergenceWarning):
         clf = BilevelLogisticCV(penalty="per_feature", max_iter=1).fit(X, y)
     assert np.all(np.isfinite(clf.predict_proba(X)))
+
+
+def test_balanced_class_weight_counts_classes_by_sample_weight():
+    # "balanced" weighs classes by their weighted counts, as LogisticRegression
+    # does: the tuned model is LogisticRegression(C=C_, class_weight="balanced").
+    X, y = make_classification(300, 5, weights=[0.8], random_state=0)
+    sw = np.random.RandomState(0).uniform(0.1, 3.0, len(y)) * (1 + 4 * y)
+    clf = BilevelLogisticCV(class_weight="balanced").fit(X, y, sample_weight=sw)
+    reference = LogisticRegression(
+        C=clf.C_, class_weight="balanced", tol=1e-12, max_iter=10_000
+    ).fit(X, y, sample_weight=sw)
+    np.testing.assert_allclose(clf.coef_, reference.coef_, rtol=1e-4, atol=1e-6)
