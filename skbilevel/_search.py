@@ -191,7 +191,9 @@ class _Candidate:
     """Everything one candidate needs; ``run`` returns its rows (picklable)."""
 
     def __init__(self, search, estimator, params, bounds, scorers, routed, folds):
-        self.estimator = clone(estimator).set_params(**params)
+        # Parameter values are cloned, as GridSearchCV does: the user's own
+        # objects in the space are never fitted or changed.
+        self.estimator = clone(estimator).set_params(**clone(params, safe=False))
         self.params = params
         self.bounds = bounds
         self.scorers = scorers
@@ -812,7 +814,7 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
             params[f"{prefix}{name}_init"] = value
             if bounds is not None:
                 params[f"{prefix}{name}_bounds"] = bounds
-        estimator = clone(self.estimator).set_params(**params)
+        estimator = clone(self.estimator).set_params(**clone(params, safe=False))
         start = time.perf_counter()
         estimator.fit(X, y, **routed.estimator.fit)
         self.refit_time_ = time.perf_counter() - start

@@ -531,3 +531,16 @@ def test_stochastic_solver_through_the_search(monkeypatch):
         for _ in range(2)
     ]
     assert seeded[0].best_params_ == seeded[1].best_params_
+
+
+def test_objects_in_the_space_are_cloned():
+    # Estimators listed in the space come back untouched, and best_estimator_
+    # holds clones of them, as with GridSearchCV.
+    X, y = _cancer(200)
+    scalers = [StandardScaler(), RobustScaler()]
+    space = {"scale": scalers, "clf__C": (1e-2, 1e2)}
+    search = HypergradientSearchCV(_pipe(), space).fit(X, y)
+    for scaler in scalers:
+        assert not hasattr(scaler, "n_features_in_")
+        assert search.best_estimator_.named_steps["scale"] is not scaler
+    assert hasattr(search.best_estimator_.named_steps["scale"], "n_features_in_")
