@@ -438,6 +438,11 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
         )
         if n_hyper == 1:
             return first
+        # max_iter bounds both phases together.
+        box["max_iter"] = self.max_iter - first.n_iter
+        if box["max_iter"] < 1:
+            first.converged = False
+            return first
         start = np.full(n_hyper, self._box_start(objective, first))
         second = minimize_box(objective, start, lo, hi, **box)
         second.n_iter += first.n_iter

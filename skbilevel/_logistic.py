@@ -81,7 +81,8 @@ class BilevelLogisticCV(ClassifierMixin, BaseBilevelCV):
         Iteration cap of the iterative adjoint solvers, number of terms for
         "neumann", of unrolled steps for "itd".
     max_iter : int, default=100
-        Maximum number of outer iterations.
+        Maximum number of outer iterations after the initial scan, in all:
+        the 1-D search's and, with many strengths, the projected method's.
     tol : float, default=1e-4
         Outer stopping tolerance (relative hypergradient in log-space).
     n_jobs : int, default=None

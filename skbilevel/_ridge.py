@@ -88,7 +88,8 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
         Iteration cap of the "cg" and "fixed_point" adjoint solvers; number
         of series terms for "neumann" and of unrolled steps for "itd".
     max_iter : int, default=100
-        Maximum number of outer iterations (after the initial scan).
+        Maximum number of outer iterations after the initial scan, in all:
+        the 1-D search's and, with many strengths, the projected method's.
     tol : float, default=1e-4
         Outer stopping tolerance on the hypergradient in log-space,
         relative to the validation loss.

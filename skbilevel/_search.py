@@ -46,6 +46,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     _check_method_params,
+    _check_sample_weight,
     check_array,
     check_is_fitted,
     indexable,
@@ -723,10 +724,17 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
             delattr(self, attr)  # fit starts from scratch (clone-safe)
         spaces = self._check_params()
         scorers, refit_metric, multimetric = self._get_scorers()
+        if y is None:
+            raise ValueError(
+                "HypergradientSearchCV tunes supervised final steps: fit needs y."
+            )
         X, y = indexable(X, y)
         if is_classifier(self.estimator):
             check_classification_targets(y)
         routed = self._routed_params(params, scorers)
+        final_weight = _final_sample_weight(self.estimator, routed.estimator.fit)
+        if final_weight is not None:
+            _check_sample_weight(final_weight, X)  # the length, before any work
         cv = self._cv(y)
         folds = [
             (np.asarray(tr), np.asarray(te))

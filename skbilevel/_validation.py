@@ -123,7 +123,13 @@ def check_penalty(penalty, n_features, n_targets, per_output_name):
             )
         if groups.dtype.kind == "f" and not np.all(np.isfinite(groups)):
             raise ValueError("penalty group ids must be finite.")
-        labels, feature_group = np.unique(groups, return_inverse=True)
+        try:
+            labels, feature_group = np.unique(groups, return_inverse=True)
+        except TypeError:
+            raise ValueError(
+                "penalty group ids must be numbers or strings that can be "
+                f"sorted; got {groups.tolist()!r}."
+            ) from None
         feature_group = feature_group.astype(np.int64)
     n_hyper = int(feature_group.max()) + 1 if n_features else 1
     group_idx = np.repeat(feature_group[:, None], n_targets, axis=1)

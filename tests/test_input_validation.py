@@ -132,3 +132,47 @@ def test_works_without_a_writable_numba_cache():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["True", "NullCache"]
+
+
+def test_unclear_inputs_get_clear_errors():
+    from sklearn.linear_model import Ridge
+
+    from skbilevel import HypergradientSearchCV
+
+    search = HypergradientSearchCV(Ridge(), {"alpha": (1e-2, 1e2)})
+    with pytest.raises(ValueError, match="fit needs y"):
+        search.fit(X_OK)
+    with pytest.raises(ValueError, match="sample_weight"):
+        search.fit(X_OK, Y_OK, sample_weight=np.ones(len(Y_OK) - 1))
+    with pytest.raises(ValueError, match="numbers or strings that can be sorted"):
+        BilevelRidgeCV(penalty=[None] * X_OK.shape[1]).fit(X_OK, Y_OK)
+
+
+def test_one_estimator_fitted_from_two_threads():
+    # Fit-time state is local: two threads fitting one object do not trip
+    # over each other (the result is the last fit's, as for RidgeCV).
+    import threading
+
+    from skbilevel import BilevelLogisticCV
+
+    for estimator, y in [
+        (BilevelRidgeCV(), Y_OK),
+        (BilevelRidgeCV(cv=None), Y_OK),
+        (BilevelLogisticCV(), Y_OK > np.median(Y_OK)),
+    ]:
+        errors = []
+
+        def run(start, estimator=estimator, y=y, errors=errors):
+            try:
+                for _ in range(5):
+                    estimator.fit(X_OK[start::2], y[start::2])
+            except Exception as error:  # reported below, in the main thread
+                errors.append(error)
+
+        threads = [threading.Thread(target=run, args=(s,)) for s in (0, 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert np.all(np.isfinite(estimator.coef_))

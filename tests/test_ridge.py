@@ -291,3 +291,12 @@ def test_custom_splits_train_on_their_own_rows(cv):
         Ridge(alpha=reg.alpha_), X, y, cv=cv, scoring="neg_mean_squared_error"
     ).mean()
     assert reg.best_score_ == pytest.approx(truth, rel=1e-6)
+
+
+def test_max_iter_bounds_both_phases_together():
+    # The 1-D phase and the many-hyperparameter phase share max_iter.
+    X, y = make_regression(200, 20, n_informative=4, noise=5.0, random_state=0)
+    for max_iter in (3, 8):
+        with pytest.warns(ConvergenceWarning, match=f"in {max_iter} iterations"):
+            reg = BilevelRidgeCV(penalty="per_feature", max_iter=max_iter).fit(X, y)
+        assert reg.n_iter_ <= max_iter
