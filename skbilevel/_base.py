@@ -10,7 +10,8 @@ preprocessed parts of its folds. A model supplies hooks only:
 * ``_target_info(y, sample_weight)`` / ``_encode(y, info)``: validate and
   encode targets (class weights follow the weighted class counts);
 * ``_layout(n_features, info)``: the hyperparameter group of every coefficient;
-* ``_fold_problems(splits, info, layout, method)``: every fold's inner problem;
+* ``_fold_problems(splits, info, layouts, method)``: every fold's inner problem
+  (one layout per split: preprocessing may give folds different widths);
 * ``_can_factorize(splits, layout)``: whether "direct" fits in memory;
 * ``_closed_form_objective(...)``: an exact shortcut, if the model has one;
 * ``_data_term(targets, sw, info)``: the stochastic mode's data term;
@@ -192,6 +193,7 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
 
     _param_name = "alpha"
     _param_sign = 1.0
+    _per_output = "per_target"  # the penalty option with one strength per output
     _default_box = dict(scale=1.0, low=1e-6, high=1e6, floor=1e-14)
     _value_tol = None
     _writable_X = True
@@ -310,16 +312,17 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
         """
         method = self._check_params()
         solver = self._choose_solver(splits.n_samples, method)
-        layout = self._layout(splits.n_features, info)
+        layouts = self._split_layouts(splits, info)
+        layout, widest = layouts[0], max(layouts, key=lambda lay: lay.group_idx.size)
         lo, hi = self._log_bounds(*splits.bounds_data)
         n_hyper = layout.n_hyper
         if solver == "stochastic":
-            objective = self._stochastic_objective(splits, info, layout)
+            objective = self._stochastic_objective(splits, info, layouts)
             method = "sid"
         else:
             if method == "auto":
-                method = "direct" if self._can_factorize(splits, layout) else "cg"
-            elif method == "direct" and not self._can_factorize(splits, layout):
+                method = "direct" if self._can_factorize(splits, widest) else "cg"
+            elif method == "direct" and not self._can_factorize(splits, widest):
                 raise ValueError(
                     "hypergradient='direct' needs a factorization that is too large "
                     f"for {splits.min_train_size} training samples and "
@@ -328,7 +331,7 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
             objective = self._closed_form_objective(splits, info, layout, method)
             if objective is None:
                 objective = FoldsObjective(
-                    self._fold_problems(splits, info, layout, method),
+                    self._fold_problems(splits, info, layouts, method),
                     method,
                     self.adjoint_max_iter,
                     self.n_jobs,
@@ -359,6 +362,23 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
             objective, result, layout, method, solver, best, records[best].theta
         )
 
+    def _split_layouts(self, splits, info):
+        """The layout of every split; one strength per feature needs one width."""
+        widths = sorted(set(splits.widths))
+        width_free = ("scalar", self._per_output)  # strengths that ignore widths
+        if len(widths) > 1 and not (
+            isinstance(self.penalty, str) and self.penalty in width_free
+        ):
+            raise ValueError(
+                "The preprocessing gives the folds different numbers of features "
+                f"({widths}), so one strength per feature or per group of features "
+                "cannot follow them. Use penalty='scalar', or make every fold "
+                "produce the same columns (e.g. OneHotEncoder(categories=[...]) "
+                "listing every category)."
+            )
+        layouts = {width: self._layout(width, info) for width in widths}
+        return [layouts[width] for width in splits.widths]
+
     def _warn_outcome(self, objective, result, label):
         where = f" of {label}" if label else ""
         if not result.converged:
@@ -377,7 +397,7 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
                 ConvergenceWarning,
             )
 
-    def _stochastic_objective(self, splits, info, layout):
+    def _stochastic_objective(self, splits, info, layouts):
         """The stochastic mode's CV objective (one StochasticFold per split).
 
         Every fold has its own random generator, seeded from ``random_state``,
@@ -388,8 +408,8 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
         seeds = np.random.SeedSequence(int(entropy)).spawn(splits.n_splits)
         readers = {}  # one reader per matrix: index splits share it
         folds = []
-        for (X, targets, sw, train, test), seed in zip(
-            splits.readers(), seeds, strict=True
+        for (X, targets, sw, train, test), seed, layout in zip(
+            splits.readers(), seeds, layouts, strict=True
         ):
             if id(X) not in readers:
                 readers[id(X)] = RowReader(X), self._data_term(targets, sw, info)
@@ -411,7 +431,7 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
         # max_iter=100 outer steps then make two epochs of each.
         steps = int(np.clip(np.ceil(folds[0].epoch / 50), 10, 200))
         return StochasticObjective(
-            folds, layout.n_hyper, steps, steps, VALIDATION_BATCHES, self.n_jobs,
+            folds, layouts[0].n_hyper, steps, steps, VALIDATION_BATCHES, self.n_jobs,
             self.verbose,
         )  # fmt: skip
 

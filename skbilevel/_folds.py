@@ -129,6 +129,8 @@ class Splits:
 
     Attributes
     ----------
+    widths : list of int
+        Number of features of every split (given parts may differ).
     whole : tuple (X, targets, sw, folds) or None
         One design matrix and the splits' index arrays, when the splits are
         rows of one matrix: models may then share work across folds.
@@ -143,6 +145,7 @@ class Splits:
         self.leave_one_out = whole is not None and whole[3] is None
         if parts is None:
             X, _, sw, folds = whole
+            self.widths = [X.shape[1]] * (1 if folds is None else len(folds))
             self.n_splits = 1 if folds is None else len(folds)
             self.n_samples = X.shape[0]
             self.min_train_size = min(
@@ -150,11 +153,13 @@ class Splits:
             )
         else:
             X, _, sw = parts[0][0]  # the default bounds follow the first part
+            # Preprocessing may give folds different widths (rare categories).
+            self.widths = [train[0].shape[1] for train, _ in parts]
             self.n_splits = len(parts)
             self.n_samples = sum(test[0].shape[0] for _, test in parts)
             self.min_train_size = min(train[0].shape[0] for train, _ in parts)
         self.bounds_data = X, sw
-        self.n_features, self.sparse = X.shape[1], sp.issparse(X)
+        self.n_features, self.sparse = max(self.widths), sp.issparse(X)
 
     @classmethod
     def from_indices(cls, X, targets, sw, folds, y, sample_weight):
@@ -170,13 +175,6 @@ class Splits:
     @classmethod
     def from_parts(cls, parts):
         """Splits given as ``[((X, targets, sw) train, (X, targets, sw) test)]``."""
-        widths = {train[0].shape[1] for train, _ in parts}
-        if len(widths) > 1:
-            raise ValueError(
-                "The preprocessing gives a different number of features on "
-                f"different folds ({sorted(widths)}); the strengths need the same "
-                "columns on every fold."
-            )
         return cls(parts=parts)
 
     def parts(self, float32_design=False):

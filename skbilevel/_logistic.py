@@ -152,6 +152,7 @@ class BilevelLogisticCV(ClassifierMixin, BaseBilevelCV):
         "class_weight": [dict, StrOptions({"balanced"}), None],
     }
     _param_name = "C"
+    _per_output = "per_class"
     _param_sign = -1.0  # theta = log(1 / C), the penalty weight
     # 1 / C ranges over (1e-6 q min_j ss_j, 1e4 q max_j ss_j), q = 0.25.
     _default_box = dict(scale=0.25, low=1e-6, high=1e4, floor=1e-12)
@@ -241,9 +242,9 @@ class BilevelLogisticCV(ClassifierMixin, BaseBilevelCV):
     def _can_factorize(self, splits, layout):
         return layout.group_idx.size <= DIRECT_MAX_PARAMS
 
-    def _fold_problems(self, splits, info, layout, method):
+    def _fold_problems(self, splits, info, layouts, method):
         parts = splits.parts()
-        n_params = layout.group_idx.shape[0]
+        n_params = max(layout.group_idx.shape[0] for layout in layouts)
         float32 = method == "direct" and uses_float32_gram(
             n_params, info.n_out, splits.sparse
         )
@@ -262,7 +263,9 @@ class BilevelLogisticCV(ClassifierMixin, BaseBilevelCV):
                 sw_val=test[2],
                 X32=X32,
             )
-            for (train, test), X32 in zip(parts, designs32, strict=True)
+            for (train, test), X32, layout in zip(
+                parts, designs32, layouts, strict=True
+            )
         ]
 
     def _data_term(self, targets, sw, info):

@@ -289,7 +289,7 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
             self.verbose,
         )  # fmt: skip
 
-    def _fold_problems(self, splits, info, layout, method):
+    def _fold_problems(self, splits, info, layouts, method):
         return [
             RidgeProblem(
                 *train,
@@ -300,7 +300,7 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
                 Y_val=test[1],
                 sw_val=test[2],
             )
-            for train, test in splits.parts()
+            for (train, test), layout in zip(splits.parts(), layouts, strict=True)
         ]
 
     def _data_term(self, targets, sw, info):

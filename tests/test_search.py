@@ -544,3 +544,33 @@ def test_objects_in_the_space_are_cloned():
         assert not hasattr(scaler, "n_features_in_")
         assert search.best_estimator_.named_steps["scale"] is not scaler
     assert hasattr(search.best_estimator_.named_steps["scale"], "n_features_in_")
+
+
+def test_folds_of_different_widths():
+    # One-hot encoding a rare category gives folds different numbers of
+    # columns: a scalar or per-class strength follows them; one strength per
+    # feature cannot, and says what to do.
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    X, y = _cancer(200)
+    category = np.array(["a", "b"] * 100, dtype=object)
+    category[7] = "rare"  # in the training part of 4 folds out of 5
+    Xc = np.column_stack([X[:, :5], category]).astype(object)
+
+    def pipe(final):
+        encode = ColumnTransformer(
+            [("num", StandardScaler(), list(range(5))),
+             ("cat", OneHotEncoder(handle_unknown="ignore"), [5])]
+        )  # fmt: skip
+        return make_pipeline(encode, final)
+
+    search = HypergradientSearchCV(
+        pipe(LogisticRegression()), {"logisticregression__C": (1e-2, 1e2)}
+    ).fit(Xc, y)
+    assert np.isfinite(search.best_score_)
+    per_feature = pipe(BilevelLogisticCV(penalty="per_feature"))
+    with pytest.raises(ValueError, match="penalty='scalar'"):
+        HypergradientSearchCV(
+            per_feature, {"bilevellogisticcv__C": (1e-2, 1e2)}, error_score="raise"
+        ).fit(Xc, y)
