@@ -574,3 +574,39 @@ def test_folds_of_different_widths():
         HypergradientSearchCV(
             per_feature, {"bilevellogisticcv__C": (1e-2, 1e2)}, error_score="raise"
         ).fit(Xc, y)
+
+
+class _MustNotFit(StandardScaler):
+    """A transformer whose fit fails: an error from it means work was done."""
+
+    def fit(self, X, y=None, **params):
+        raise AssertionError("fitted before the parameters were checked")
+
+    def fit_transform(self, X, y=None, **params):
+        return self.fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "scoring", ["not_a_metric", {"a": "not_a_metric"}, ["accuracy", "nope"]]
+)
+def test_scoring_is_checked_before_any_work(scoring):
+    X, y = _cancer(100)
+    pipe = make_pipeline(_MustNotFit(), LogisticRegression())
+    search = HypergradientSearchCV(
+        pipe, {"logisticregression__C": (1e-2, 1e2)}, scoring=scoring
+    )
+    with pytest.raises(ValueError, match="scoring"):
+        search.fit(X, y)
+
+
+@pytest.mark.parametrize("Estimator", [BilevelRidgeCV, BilevelLogisticCV])
+def test_estimator_scoring_is_checked_before_the_search(Estimator, monkeypatch):
+    import skbilevel._base
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("the search ran before scoring was checked")
+
+    monkeypatch.setattr(skbilevel._base.BaseBilevelCV, "_bilevel_search", no_search)
+    X, y = _cancer(100)
+    with pytest.raises(ValueError, match="'scoring' parameter"):
+        Estimator(scoring="not_a_metric").fit(X, y)
