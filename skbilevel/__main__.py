@@ -96,12 +96,35 @@ def _demo():
     )
 
 
+def _check_plot_path(path, parser):
+    """Exit with a message unless matplotlib can write ``path``."""
+    from pathlib import Path
+
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        parser.error("--plot needs matplotlib: pip install matplotlib")
+    path = Path(path)
+    formats = Figure().canvas.get_supported_filetypes()
+    if path.suffix.lstrip(".").lower() not in formats:
+        parser.error(
+            f"--plot {str(path)!r}: the extension must be one of "
+            f"{sorted('.' + f for f in formats)}."
+        )
+    if not path.resolve().parent.is_dir():
+        parser.error(
+            f"--plot {str(path)!r}: the folder {str(path.parent)!r} does not exist."
+        )
+
+
 def _compare(args, parser):
     from ._compare import compare, format_table, load_dataset, plot_curves
 
     def progress(message):
         print(f"[compare] {message}", file=sys.stderr, flush=True)
 
+    if args.plot:  # checked before the comparison runs, not after
+        _check_plot_path(args.plot, parser)
     try:
         X, y, name = load_dataset(args.dataset, args.target)
         progress(f"{name}: {X.shape[0]} samples, {X.shape[1]} features")
@@ -156,7 +179,8 @@ def main(argv=None):
         "--estimator",
         choices=["ridge", "logistic"],
         default=None,
-        help="default: logistic for class labels, else ridge",
+        help="default: logistic for class labels (strings, or at most 20 "
+        "distinct numbers), else ridge",
     )
     compare.add_argument(
         "--penalty", choices=["scalar", "per_feature"], default="scalar"

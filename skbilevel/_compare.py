@@ -90,6 +90,12 @@ def load_dataset(source, target=None):
             f"Column {target!r} is not in {source!r}; its columns are "
             f"{list(frame.columns)}."
         )
+    missing = np.flatnonzero(frame[column].isna().to_numpy())
+    if missing.size:
+        raise ValueError(
+            f"The target column {column!r} of {source!r} has {missing.size} blank "
+            f"cell(s) (data rows {(missing + 1)[:5].tolist()}...): drop or fill them."
+        )
     features = frame.drop(columns=[column])
     non_numeric = [c for c in features.columns if features[c].dtype.kind not in "biuf"]
     if non_numeric:
@@ -133,8 +139,8 @@ def compare(X, y, *, estimator=None, penalty="scalar", cv=5, test_size=0.25,
     X : ndarray of shape (n_samples, n_features)
     y : ndarray of shape (n_samples,)
     estimator : {"ridge", "logistic"}, default=None
-        None picks "logistic" for class labels (strings, integers, or at
-        most 20 distinct float values), else "ridge".
+        None picks "logistic" for class labels (strings, or at most 20
+        distinct numbers), else "ridge".
     penalty : {"scalar", "per_feature"}, default="scalar"
         skbilevel's penalty; the grid and random searches always tune one
         strength (one per feature is out of their reach).
@@ -171,10 +177,10 @@ def compare(X, y, *, estimator=None, penalty="scalar", cv=5, test_size=0.25,
     from ._search import HypergradientSearchCV
 
     kind = type_of_target(y)
-    # Float targets with integer values (diabetes' progression) are class
-    # labels only when there are few of them.
+    # Numbers with integer values (counts, diabetes' progression) are class
+    # labels only when there are few of them; strings always are.
     classification = kind in ("binary", "multiclass") and (
-        np.asarray(y).dtype.kind not in "f" or len(np.unique(y)) <= 20
+        np.asarray(y).dtype.kind not in "iuf" or len(np.unique(y)) <= 20
     )
     if estimator is None:
         estimator = "logistic" if classification else "ridge"

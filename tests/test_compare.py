@@ -100,3 +100,30 @@ def test_command_line_errors_exit_with_a_message(capsys):
     with pytest.raises(SystemExit):
         main(["compare", "diabetes", "--estimator", "logistic"])
     assert "class labels" in capsys.readouterr().err
+
+
+def test_inputs_checked_before_the_comparison(tmp_path, capsys):
+    csv = tmp_path / "data.csv"
+    csv.write_text("a,b,label\n1,2,x\n3,4,\n5,6,y\n")
+    with pytest.raises(ValueError, match=r"blank cell\(s\) \(data rows \[2\]"):
+        load_dataset(str(csv))
+    # --plot is checked before any search runs (a missing folder, a format
+    # matplotlib cannot write).
+    for plot, message in [
+        (tmp_path / "missing" / "curves.png", "does not exist"),
+        (tmp_path / "curves.docx", "extension must be one of"),
+    ]:
+        with pytest.raises(SystemExit):
+            main(["compare", "diabetes", "--plot", str(plot)])
+        assert message in capsys.readouterr().err
+
+
+def test_integer_target_with_many_values_is_a_regression():
+    from skbilevel._compare import compare
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(120, 3)
+    y = np.round(10 * X[:, 0] + 20).astype(int)  # ~40 distinct integers
+    assert len(np.unique(y)) > 20
+    runs = compare(X, y, cv=3)
+    assert runs[0]["scoring"] == "neg_mean_squared_error"
