@@ -353,11 +353,8 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
         else:
             result = self._run_outer(objective, theta0, n_hyper, lo, hi)
         self._warn_outcome(objective, result, label)
+        best = self._choose(objective, method, label)
         records = objective.records
-        losses = np.array([r.loss if r.accurate else np.inf for r in records])
-        if not np.isfinite(losses).any():
-            losses = np.array([r.loss for r in records])
-        best = int(np.argmin(losses))
         return SearchOutcome(
             objective, result, layout, method, solver, best, records[best].theta
         )
@@ -378,6 +375,45 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
             )
         layouts = {width: self._layout(width, info) for width in widths}
         return [layouts[width] for width in splits.widths]
+
+    def _choose(self, objective, method, label):
+        """The best accurate evaluation, its loss that of the model it gives.
+
+        Iterative methods rank points by losses of loosely solved problems:
+        the best one is re-solved accurately (``objective.polish``), and so is
+        the next best while the polished loss loses its rank (five at most).
+        """
+        records = objective.records
+        losses = np.array([r.loss if r.accurate else np.inf for r in records])
+        if not np.isfinite(losses).any():
+            losses = np.array([r.loss for r in records])
+        polished = {}
+        while len(polished) < 5:
+            best = int(np.argmin(losses))
+            if best in polished:
+                break
+            polished[best] = objective.polish(best)
+            losses[best] = records[best].loss
+            others = np.delete(losses, list(polished))
+            # Near-ties do not matter: stop unless another point is clearly better.
+            if not others.size or losses[best] <= others.min() + 1e-6 * abs(
+                losses[best]
+            ):
+                break
+        best = min(polished, key=lambda i: losses[i])
+        seen, exact = polished[best], records[best].loss
+        if abs(seen - exact) > 1e-3 * abs(exact):
+            where = f" of {label}" if label else ""
+            warn_user(
+                f"hypergradient={method!r} solved the training problems{where} "
+                f"loosely on this ill-conditioned data: the CV loss at the chosen "
+                f"strength is {exact:.6g}, not the {seen:.6g} the search saw "
+                "(best_score_ and cv_results_ report the accurate value). "
+                "hypergradient='direct' searches on accurate values where it "
+                "fits in memory.",
+                ConvergenceWarning,
+            )
+        return best
 
     def _warn_outcome(self, objective, result, label):
         where = f" of {label}" if label else ""

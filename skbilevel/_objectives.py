@@ -133,6 +133,13 @@ class CVObjective:
         """Number of inner and adjoint solves that stopped before their tolerance."""
         return 0, 0
 
+    def polish(self, index):
+        """Make evaluation ``index`` exact; returns the loss the search had seen.
+
+        Closed forms and the stochastic mode's final evaluation already are.
+        """
+        return self.records[index].loss
+
     def _log(self, theta, f, split_losses, grad, split_times=None):
         elapsed = time.perf_counter() - self.start_time
         grad_norm = np.nan if grad is None else float(np.linalg.norm(grad))
@@ -285,6 +292,33 @@ class FoldsObjective(CVObjective):
                 self.problems, self.split_coefficients(index), strict=True
             )
         ]
+
+    def polish(self, index):
+        """Re-solve evaluation ``index``'s training problems accurately.
+
+        Iterative methods stop their solves on a residual tolerance, which on
+        ill-conditioned data does not bound the validation loss: the loss
+        they saw can be far from the model's. The re-solve factorizes where
+        the problem allows (else runs CG to 1e-12) and replaces the record's
+        losses and solutions. Returns the loss the search had seen.
+        """
+        record = self.records[index]
+        seen = record.loss
+        if self.method == "direct":
+            return seen
+        solutions, losses = [], []
+        for problem, w0 in zip(self.problems, self.solutions[index], strict=True):
+            method = "direct" if problem.can_factorize else "cg"
+            w, _ = problem.solve(
+                record.theta, w0, tol=1e-12, method=method,
+                max_iter=max(1000, 10 * w0.size), for_adjoint=False,
+            )  # fmt: skip
+            solutions.append(w)
+            losses.append(problem.outer_loss_grad(w)[0])
+        self.solutions[index] = solutions
+        record.split_losses = np.array(losses)
+        record.loss = float(record.split_losses.mean())
+        return seen
 
     def failures(self):
         inner = sum(s.failures.count("inner") for s in self.states)

@@ -300,3 +300,47 @@ def test_max_iter_bounds_both_phases_together():
         with pytest.warns(ConvergenceWarning, match=f"in {max_iter} iterations"):
             reg = BilevelRidgeCV(penalty="per_feature", max_iter=max_iter).fit(X, y)
         assert reg.n_iter_ <= max_iter
+
+
+def _ill_conditioned(seed=0, n=200, d=30):
+    """Singular values from 10 down to 1e-7."""
+    rng = np.random.RandomState(seed)
+    U, _ = np.linalg.qr(rng.randn(n, d))
+    V, _ = np.linalg.qr(rng.randn(d, d))
+    X = (U * np.logspace(1, -7, d)) @ V.T
+    return X, X @ rng.randn(d) * 1e3 + 0.01 * rng.randn(n)
+
+
+def _sklearn_cv_mse(X, y, alpha, cv):
+    """CV MSE of Ridge at per-feature strengths ``alpha`` (scaled columns)."""
+    scale = 1.0 / np.sqrt(np.broadcast_to(alpha, (X.shape[1],)))
+    return -cross_val_score(
+        Ridge(alpha=1.0, solver="svd"), X * scale, y, cv=cv,
+        scoring="neg_mean_squared_error",
+    ).mean()  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "method, penalty",
+    [(m, "scalar") for m in ["direct", "cg", "fixed_point", "neumann", "itd"]]
+    + [("cg", "per_feature"), ("fixed_point", "per_feature")],
+)
+def test_reported_cv_loss_is_the_chosen_models(method, penalty):
+    # Iterative solves stop on a residual, which on ill-conditioned data does
+    # not bound the loss: the chosen point is re-solved accurately.
+    X, y = _ill_conditioned()
+    cv = KFold(5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg = BilevelRidgeCV(cv=cv, hypergradient=method, penalty=penalty).fit(X, y)
+    truth = _sklearn_cv_mse(X, y, reg.alpha_, cv)
+    rel = 1e-6 if method == "direct" else 1e-4
+    assert -reg.best_score_ == pytest.approx(truth, rel=rel)
+    best = reg.best_index_
+    assert reg.cv_results_["mean_test_score"][best] == reg.best_score_
+
+
+def test_loosely_solved_loss_warns():
+    X, y = _ill_conditioned()
+    with pytest.warns(ConvergenceWarning, match="the CV loss at the chosen"):
+        BilevelRidgeCV(cv=KFold(5), hypergradient="cg").fit(X, y)
