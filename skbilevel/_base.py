@@ -17,6 +17,8 @@ preprocessed parts of its folds. A model supplies hooks only:
 * ``_data_term(targets, sw, info)``: the stochastic mode's data term;
 * ``_refit(...)``: the final fit on all the data;
 * ``_response_model(info)``: the stand-in that scorers read predictions from;
+* ``_fold_estimator(coef, intercept, info)``: a fold's model as the fitted
+  scikit-learn estimator it is (for custom scoring callables);
 
 and class attributes: the hyperparameter's name and sign, the default box.
 """
@@ -29,6 +31,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, _fit_context, is_regressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import check_scoring, get_scorer_names
+from sklearn.metrics._scorer import _BaseScorer, _PassthroughScorer
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import (
@@ -42,7 +45,7 @@ from ._hypergradient import HYPERGRADIENT_METHODS
 from ._objectives import FoldsObjective
 from ._outer import minimize_box, minimize_scalar, minimize_stochastic
 from ._problems._ridge import centered_sum_of_squares
-from ._results import build_cv_results, score_predictions
+from ._results import build_cv_results
 from ._stochastic import RowReader, StochasticFold, StochasticObjective
 from ._validation import (
     as_float64_data,
@@ -238,12 +241,13 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
         info = self._target_info(y, sample_weight)
         targets = self._encode(y, info)
         sw = check_sample_weight(sample_weight, X, info.sample_multiplier(targets))
-        solver = self._choose_solver(X.shape[0], self._check_params())
+        loo = self._leave_one_out
+        solver = self._choose_solver(X.shape[0], self._check_params(loo), loo)
         # The stochastic mode reads dense X in place (BLAS and row gathers
         # only), a read-only memory map included.
         X = as_float64_data(X, writable=self._writable_X and solver != "stochastic")
         folds = None
-        if not self._leave_one_out:
+        if not loo:
             folds = check_folds(
                 self.cv, X, y, groups, sw, classifier=info.classes is not None
             )
@@ -266,14 +270,18 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
         return self
 
     # --------------------------------------------------------------- checks
-    def _check_params(self):
-        """Checks the constraint language cannot say; returns the method."""
+    def _check_params(self, leave_one_out):
+        """Checks the constraint language cannot say; returns the method.
+
+        ``leave_one_out``: whether the search runs exact leave-one-out (the
+        search's own folds make ``cv`` irrelevant).
+        """
         name = self._param_name
         bounds = getattr(self, f"{name}_bounds")
         if bounds is not None:
             check_bounds(bounds, f"{name}_bounds")
         method = self.hypergradient
-        if self._leave_one_out:
+        if leave_one_out:
             if method not in ("auto", "direct"):
                 raise ValueError(
                     "cv=None uses the closed-form leave-one-out hypergradient: "
@@ -292,12 +300,12 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
             )
         return method
 
-    def _choose_solver(self, n_samples, method):
+    def _choose_solver(self, n_samples, method, leave_one_out):
         """The solver to use: ``solver``, or for "auto" the data size's."""
         if self.solver != "auto":
             return self.solver
         large = n_samples >= STOCHASTIC_MIN_SAMPLES and method == "auto"
-        return "stochastic" if large and not self._leave_one_out else "deterministic"
+        return "stochastic" if large and not leave_one_out else "deterministic"
 
     @property
     def _leave_one_out(self):
@@ -310,8 +318,8 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
         Shared by :meth:`fit` and :class:`~skbilevel.HypergradientSearchCV`;
         it reads the estimator's parameters and sets no attribute.
         """
-        method = self._check_params()
-        solver = self._choose_solver(splits.n_samples, method)
+        method = self._check_params(splits.leave_one_out)
+        solver = self._choose_solver(splits.n_samples, method, splits.leave_one_out)
         layouts = self._split_layouts(splits, info)
         layout, widest = layouts[0], max(layouts, key=lambda lay: lay.group_idx.size)
         lo, hi = self._log_bounds(*splits.bounds_data)
@@ -597,19 +605,20 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
             scores = np.array([-r.split_losses for r in records])
         else:
             scorer = check_scoring(self, scoring=self.scoring)
-            model = self._response_model(info)
             scores = np.full((len(records), splits.n_splits), np.nan)
+            weights = splits.score_weight or [None] * splits.n_splits
             for i in range(len(records)):
-                predictions = outcome.objective.validation_predictions(i)
-                if predictions is None:
+                view = self._scoring_view(outcome.objective, i, info, [scorer])
+                if view is None:
                     continue  # stochastic estimates: no model kept
-                weights = splits.score_weight or [None] * splits.n_splits
-                scores[i] = [
-                    score_predictions(scorer, model, pred, y_true, weight)
-                    for pred, y_true, weight in zip(
-                        predictions, splits.y_test, weights, strict=True
-                    )
-                ]
+                models, inputs = view
+                if inputs is None:
+                    inputs = [splits.test_design(k) for k in range(splits.n_splits)]
+                for k, (model, X, y_true, weight) in enumerate(
+                    zip(models, inputs, splits.y_test, weights, strict=True)
+                ):
+                    kwargs = {} if weight is None else {"sample_weight": weight}
+                    scores[i, k] = scorer(model, X, y_true, **kwargs)
         extra = [
             ("iter", np.arange(len(records))),
             ("time", np.array([r.elapsed for r in records])),
@@ -632,6 +641,26 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
         self.hypergradient_ = outcome.method
         self.solver_ = outcome.solver
         self.penalty_groups_ = outcome.layout.labels
+
+    def _scoring_view(self, objective, index, info, scorers):
+        """What ``scorers`` read for evaluation ``index``: ``(models, inputs)``.
+
+        scikit-learn's scorers only call ``predict``, ``predict_proba`` or
+        ``decision_function``: they read the decision values the search already
+        has (``inputs``) through a stand-in model. Any other callable gets what
+        GridSearchCV would give it: a fitted scikit-learn estimator with the
+        fold's coefficients, and ``inputs=None`` (the caller passes the
+        validation rows). None when the evaluation kept no model.
+        """
+        coefficients = objective.split_coefficients(index)
+        if coefficients is not None and not all(
+            isinstance(s, (_BaseScorer, _PassthroughScorer)) for s in scorers
+        ):
+            return [self._fold_estimator(c, b, info) for c, b in coefficients], None
+        predictions = objective.validation_predictions(index)
+        if predictions is None:
+            return None
+        return [self._response_model(info)] * len(predictions), predictions
 
     # ----------------------------------------------------------- callbacks
     def _callback_begin(self, X, y):

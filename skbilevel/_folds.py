@@ -139,7 +139,9 @@ class Splits:
         split's validation rows, for scorers (index splits only).
     """
 
-    def __init__(self, whole=None, parts=None, y_test=None, score_weight=None):
+    def __init__(
+        self, whole=None, parts=None, y_test=None, score_weight=None, n_samples=None
+    ):
         self.whole, self._parts = whole, parts
         self.y_test, self.score_weight = y_test, score_weight
         self.leave_one_out = whole is not None and whole[3] is None
@@ -156,7 +158,7 @@ class Splits:
             # Preprocessing may give folds different widths (rare categories).
             self.widths = [train[0].shape[1] for train, _ in parts]
             self.n_splits = len(parts)
-            self.n_samples = sum(test[0].shape[0] for _, test in parts)
+            self.n_samples = n_samples  # the data's, not the splits' total
             self.min_train_size = min(train[0].shape[0] for train, _ in parts)
         self.bounds_data = X, sw
         self.n_features, self.sparse = max(self.widths), sp.issparse(X)
@@ -173,9 +175,17 @@ class Splits:
         )
 
     @classmethod
-    def from_parts(cls, parts):
-        """Splits given as ``[((X, targets, sw) train, (X, targets, sw) test)]``."""
-        return cls(parts=parts)
+    def from_parts(cls, parts, n_samples):
+        """Splits given as ``[((X, targets, sw) train, (X, targets, sw) test)]``
+        of a data set of ``n_samples`` rows."""
+        return cls(parts=parts, n_samples=n_samples)
+
+    def test_design(self, k):
+        """The validation rows of split ``k`` (all rows for leave-one-out)."""
+        if self._parts is not None:
+            return self._parts[k][1][0]
+        X, _, _, folds = self.whole
+        return X if folds is None else X[folds[k][1]]
 
     def parts(self, float32_design=False):
         """``[((X, targets, sw) train, (X, targets, sw) test)]`` of every split.

@@ -9,6 +9,7 @@ term and the refit.
 import numpy as np
 from sklearn.base import ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import check_scoring
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.class_weight import compute_class_weight
@@ -22,7 +23,11 @@ from ._problems._logistic import (
     LogLossFit,
     uses_float32_gram,
 )
-from ._results import ClassifierScoresAsInput, log_probabilities
+from ._results import (
+    ClassifierScoresAsInput,
+    labels_from_scores,
+    log_probabilities,
+)
 from ._validation import as_index_c, check_penalty, warn_user
 
 __all__ = ["BilevelLogisticCV"]
@@ -66,7 +71,9 @@ class BilevelLogisticCV(ClassifierMixin, BaseBilevelCV):
         What ``cv_results_``, ``best_score_`` and :meth:`score` report (greater
         is better). None reports the negative log-loss in ``cv_results_`` and
         accuracy in :meth:`score`. The minimized criterion is always the
-        validation log-loss.
+        validation log-loss. A callable ``scoring(estimator, X, y)`` gets a
+        fitted :class:`~sklearn.linear_model.LogisticRegression` holding the
+        fold's coefficients and the validation rows.
     class_weight : dict or "balanced", default=None
         Weights of the classes, multiplied into ``sample_weight`` for training
         and validation losses alike.
@@ -274,6 +281,14 @@ class BilevelLogisticCV(ClassifierMixin, BaseBilevelCV):
     def _response_model(self, info):
         return ClassifierScoresAsInput(info.classes)
 
+    def _fold_estimator(self, coef, intercept, info):
+        model = LogisticRegression(fit_intercept=self.fit_intercept)
+        model.classes_ = info.classes
+        model.coef_ = np.ascontiguousarray(coef.T)
+        model.intercept_ = np.asarray(intercept, dtype=float)
+        model.n_features_in_ = coef.shape[0]
+        return model
+
     def _refit(self, X, targets, sw, info, layout, theta, warm, objective):
         """Newton on all the data at ``theta``, warm-started at the folds' mean."""
         w0 = None
@@ -324,9 +339,7 @@ class BilevelLogisticCV(ClassifierMixin, BaseBilevelCV):
         -------
         labels : ndarray of shape (n_samples,)
         """
-        scores = self.decision_function(X)
-        index = (scores > 0).astype(int) if scores.ndim == 1 else scores.argmax(axis=1)
-        return self.classes_[index]
+        return labels_from_scores(self.decision_function(X), self.classes_)
 
     def predict_log_proba(self, X):
         """Log of the class probabilities, shape (n_samples, n_classes).

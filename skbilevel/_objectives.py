@@ -92,7 +92,7 @@ class CVObjective:
     # Whether many evaluations of the common scalar cost little (closed forms).
     cheap_scan = False
     # Matrices of all the rows that the final refit may reuse (e.g. a Gram).
-    precomputed = {}
+    precomputed = None
 
     def __init__(self, n_hyper, n_splits, verbose=0):
         self.n_hyper = n_hyper

@@ -17,8 +17,8 @@ __all__ = [
     "RegressorPredictionsAsInput",
     "build_cv_results",
     "log_probabilities",
+    "labels_from_scores",
     "rank_scores",
-    "score_predictions",
 ]
 
 
@@ -80,12 +80,6 @@ def build_cv_results(params, test_scores, *, train_scores=None, times=None, extr
     return results
 
 
-def score_predictions(scorer, model, predictions, y_true, weight):
-    """``scorer`` applied to a stand-in ``model`` whose input is ``predictions``."""
-    kwargs = {} if weight is None else {"sample_weight": weight}
-    return float(scorer(model, predictions, y_true, **kwargs))
-
-
 def log_probabilities(scores):
     """Log class probabilities from decision values (sigmoid or softmax).
 
@@ -135,6 +129,10 @@ class ClassifierScoresAsInput(ClassifierMixin, BaseEstimator):
         return np.exp(log_probabilities(X))
 
     def predict(self, X):
-        scores = self.decision_function(X)
-        index = (scores > 0).astype(int) if scores.ndim == 1 else scores.argmax(axis=1)
-        return self.classes_[index]
+        return labels_from_scores(self.decision_function(X), self.classes_)
+
+
+def labels_from_scores(scores, classes):
+    """Predicted labels from decision values (1-D: binary, sign decides)."""
+    index = (scores > 0).astype(int) if scores.ndim == 1 else scores.argmax(axis=1)
+    return classes[index]

@@ -10,6 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import MultiOutputMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import Ridge
 
 from ._base import BaseBilevelCV, Layout, Targets, common_constraints
 from ._problems._ridge import (
@@ -73,7 +74,12 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
     scoring : str or callable, default=None
         What ``cv_results_`` and ``best_score_`` report (greater is better).
         None reports the negative mean squared error. The criterion that is
-        minimized is always the validation mean squared error.
+        minimized is always the validation mean squared error. A callable
+        ``scoring(estimator, X, y)`` gets a fitted :class:`~sklearn.linear_model.Ridge`
+        holding the fold's coefficients and the validation rows; the closed
+        forms (spectral K-fold, leave-one-out) keep no coefficients and pass
+        the validation predictions as ``X`` to a regressor whose ``predict``
+        returns them.
     hypergradient : {"auto", "direct", "cg", "fixed_point", "neumann", "itd"}, \
             default="auto"
         How the hypergradient is computed. "direct" factorizes the Hessian
@@ -204,10 +210,8 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
         self.batch_size = batch_size
         self.random_state = random_state
 
-    _parameter_constraints = {
-        **common_constraints("alpha", "per_target"),
-        "cv": ["cv_object", None],  # None: exact leave-one-out
-    }
+    # cv=None ("cv_object" includes it) is exact leave-one-out here.
+    _parameter_constraints = common_constraints("alpha", "per_target")
     _exact_leave_one_out = True
 
     def __sklearn_tags__(self):
@@ -309,11 +313,20 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
     def _response_model(self, info):
         return RegressorPredictionsAsInput(single_output=info.ndim == 1)
 
+    def _fold_estimator(self, coef, intercept, info):
+        model = Ridge(fit_intercept=self.fit_intercept)
+        coef, intercept = coef.T, np.asarray(intercept, dtype=float)
+        if info.ndim == 1:
+            coef, intercept = coef[0], float(intercept[0])
+        model.coef_, model.intercept_ = coef, intercept
+        model.n_features_in_ = coef.shape[-1]
+        return model
+
     def _refit(self, X, Y, sw, info, layout, theta, warm, objective):
         """Ridge on all the data at ``theta`` (reusing the search's Gram matrix)."""
         problem = RidgeProblem(
             X, Y, sw, layout.group_idx, layout.n_hyper, self.fit_intercept,
-            **objective.precomputed,
+            **(objective.precomputed or {}),
         )  # fmt: skip
         if problem.can_factorize:
             w, _ = problem.solve(theta, method="direct")

@@ -340,7 +340,7 @@ class _Candidate:
                 sw = check_sample_weight(split[f"sw_{side}"], X, weight)
                 sides.append((X, targets, sw))
             parts.append(tuple(sides))
-        data = Splits.from_parts(parts)
+        data = Splits.from_parts(parts, n_samples=len(y))
         outcome = tuner._bilevel_search(
             data,
             info,
@@ -348,7 +348,7 @@ class _Candidate:
             callback=self.callback,
             label=f"candidate {self.params!r}",
         )
-        objective, model = outcome.objective, tuner._response_model(info)
+        objective = outcome.objective
         rows = []
         for i, record in enumerate(objective.records):
             times = record.split_times or [0.0] * len(splits)
@@ -364,18 +364,21 @@ class _Candidate:
                 hypergradient_norm=record.hypergradient_norm,
                 accurate=record.accurate,
             )
-            predictions = objective.validation_predictions(i)
-            if predictions is None:  # a stochastic estimate: no model was kept
+            view = tuner._scoring_view(objective, i, info, self.scorers.values())
+            if view is None:  # a stochastic estimate: no model was kept
                 self._fill_scores(row, np.nan)
                 rows.append(row)
                 continue
+            models, predictions = view
             coefficients = objective.split_coefficients(i)
             for k, split in enumerate(splits):
-                train_predictions = None
-                if row["train"] is not None:
-                    coef, intercept = coefficients[k]
-                    train_predictions = np.asarray(split["X_train"] @ coef) + intercept
-                self._score_row(row, model, split, predictions[k], train_predictions)
+                X_test = X_train = None  # a fold model reads the fold's rows
+                if predictions is not None:  # a stand-in reads decision values
+                    X_test = predictions[k]
+                    if row["train"] is not None:
+                        coef, intercept = coefficients[k]
+                        X_train = np.asarray(split["X_train"] @ coef) + intercept
+                self._score_row(row, models[k], split, X_test, X_train)
             rows.append(row)
         return rows
 

@@ -7,11 +7,14 @@ that depend on each other) and the conversions every kernel relies on.
 """
 
 import numbers
+import os
 import sys
 import warnings
 
+import joblib
 import numpy as np
 import scipy.sparse as sp
+import sklearn
 from sklearn.utils.validation import _check_sample_weight
 
 __all__ = [
@@ -24,8 +27,15 @@ __all__ = [
     "warn_user",
 ]
 
-# Frames of these packages are skipped when a warning looks for the user's line.
-_INTERNAL_PACKAGES = {"skbilevel", "sklearn", "joblib"}
+
+def _package_directory(module):
+    return os.path.dirname(module.__file__) + os.sep
+
+
+# Code in these folders is skipped when a warning looks for the user's line.
+_INTERNAL = tuple(_package_directory(m) for m in (sklearn, joblib)) + (
+    os.path.dirname(os.path.abspath(__file__)) + os.sep,
+)
 
 
 def warn_user(message, category):
@@ -34,13 +44,13 @@ def warn_user(message, category):
     Fit methods are wrapped by scikit-learn's decorators and may be called by
     a Pipeline or a search: counting frames by hand breaks whenever one of
     those layers changes. The warning points at the user's line instead:
-    the innermost frame whose module is not skbilevel, scikit-learn or joblib.
+    the innermost frame whose code is not in skbilevel's, scikit-learn's or
+    joblib's folder (a doctest's ``<doctest ...>`` frame is the user's).
     """
     frame = sys._getframe(1)
     level = 2  # stacklevel of warn_user's caller
     while frame.f_back is not None:
-        module = frame.f_globals.get("__name__", "")
-        if module.partition(".")[0] not in _INTERNAL_PACKAGES:
+        if not frame.f_code.co_filename.startswith(_INTERNAL):
             break
         frame = frame.f_back
         level += 1

@@ -7,13 +7,14 @@ import pytest
 import sklearn
 from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
-from sklearn.exceptions import FitFailedWarning
+from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.metrics import log_loss, make_scorer
+from sklearn.metrics import accuracy_score, log_loss, make_scorer
 from sklearn.model_selection import (
     GridSearchCV,
     GroupKFold,
     KFold,
+    ShuffleSplit,
     StratifiedKFold,
     cross_validate,
 )
@@ -610,3 +611,47 @@ def test_estimator_scoring_is_checked_before_the_search(Estimator, monkeypatch):
     X, y = _cancer(100)
     with pytest.raises(ValueError, match="'scoring' parameter"):
         Estimator(scoring="not_a_metric").fit(X, y)
+
+
+def _coef_aware_score(estimator, X, y):
+    """A custom scorer that reads the model and the features, as users write."""
+    assert X.shape[1] == estimator.n_features_in_
+    return accuracy_score(y, estimator.predict(X)) - 1e-3 * np.sum(
+        np.abs(estimator.coef_) > 0.1
+    )
+
+
+def test_custom_scoring_callables_get_the_fold_model_and_its_rows():
+    X, y = _cancer(200)
+    X = StandardScaler().fit_transform(X)
+    folds = list(StratifiedKFold(5).split(X, y))
+    clf = BilevelLogisticCV(scoring=_coef_aware_score, cv=folds).fit(X, y)
+    expected = np.mean(
+        [
+            _coef_aware_score(
+                LogisticRegression(C=clf.C_, tol=1e-10).fit(X[tr], y[tr]), X[te], y[te]
+            )
+            for tr, te in folds
+        ]
+    )
+    assert clf.best_score_ == pytest.approx(expected, abs=1e-9)
+    search = HypergradientSearchCV(
+        LogisticRegression(), {"C": (1e-2, 1e2)}, scoring=_coef_aware_score,
+        cv=folds, return_train_score=True,
+    ).fit(X, y)  # fmt: skip
+    assert np.isfinite(search.cv_results_["mean_train_score"]).all()
+
+
+def test_search_solver_follows_the_number_of_samples(monkeypatch):
+    import skbilevel._base
+
+    monkeypatch.setattr(skbilevel._base, "STOCHASTIC_MIN_SAMPLES", 100)
+    X, y = load_diabetes(return_X_y=True)
+    X, y = X[:150], y[:150]
+    cv = ShuffleSplit(3, test_size=0.2, random_state=0)  # 90 validation rows
+    search = HypergradientSearchCV(Ridge(), {"alpha": (1e-3, 1e3)}, cv=cv, max_iter=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(X, y)
+    # The stochastic mode's rows: mini-batch estimates (NaN), then the final one.
+    assert np.isnan(search.cv_results_["mean_test_score"][:-1]).all()
