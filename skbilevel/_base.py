@@ -51,6 +51,7 @@ from ._validation import (
     as_float64_data,
     check_bounds,
     check_sample_weight,
+    check_square_range,
     warn_user,
 )
 
@@ -320,6 +321,7 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
         """
         method = self._check_params(splits.leave_one_out)
         solver = self._choose_solver(splits.n_samples, method, splits.leave_one_out)
+        check_square_range(splits.bounds_data[0], "X")
         layouts = self._split_layouts(splits, info)
         layout, widest = layouts[0], max(layouts, key=lambda lay: lay.group_idx.size)
         lo, hi = self._log_bounds(*splits.bounds_data)

@@ -21,6 +21,7 @@ from ._problems._logistic import (
     DIRECT_MAX_PARAMS,
     LogisticProblem,
     LogLossFit,
+    float32_gram_is_safe,
     uses_float32_gram,
 )
 from ._results import (
@@ -252,8 +253,10 @@ class BilevelLogisticCV(ClassifierMixin, BaseBilevelCV):
     def _fold_problems(self, splits, info, layouts, method):
         parts = splits.parts()
         n_params = max(layout.group_idx.shape[0] for layout in layouts)
-        float32 = method == "direct" and uses_float32_gram(
-            n_params, info.n_out, splits.sparse
+        float32 = (
+            method == "direct"
+            and uses_float32_gram(n_params, info.n_out, splits.sparse)
+            and all(float32_gram_is_safe(train[0], train[2]) for train, _ in parts)
         )
         designs32 = (
             splits.parts(float32_design=True) if float32 else [None] * len(parts)

@@ -28,7 +28,7 @@ from ._problems._ridge_spectral import (
     spectral_loo,
 )
 from ._results import RegressorPredictionsAsInput
-from ._validation import as_float_c, check_penalty, warn_user
+from ._validation import as_float_c, check_penalty, check_square_range, warn_user
 
 __all__ = ["BilevelRidgeCV"]
 
@@ -224,6 +224,7 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
     def _target_info(self, y, sample_weight=None):
         if not np.all(np.isfinite(np.asarray(y, dtype=np.float64))):
             raise ValueError("Input y contains NaN or infinity.")
+        check_square_range(np.asarray(y, dtype=np.float64), "y")
         return Targets(n_out=1 if y.ndim == 1 else y.shape[1], ndim=y.ndim)
 
     def _encode(self, y, info):

@@ -24,6 +24,7 @@ __all__ = [
     "check_bounds",
     "check_penalty",
     "check_sample_weight",
+    "check_square_range",
     "warn_user",
 ]
 
@@ -144,6 +145,24 @@ def check_penalty(penalty, n_features, n_targets, per_output_name):
     n_hyper = int(feature_group.max()) + 1 if n_features else 1
     group_idx = np.repeat(feature_group[:, None], n_targets, axis=1)
     return np.ascontiguousarray(group_idx), n_hyper, labels
+
+
+def check_square_range(A, name):
+    """Raise a ValueError when sums of squares of ``A`` would overflow float64.
+
+    Losses, Gram matrices and Hessians sum squares over the rows: past
+    ``sqrt(max_float / n)`` they are infinite and every strength looks alike.
+    """
+    data = A.data if sp.issparse(A) else np.asarray(A)
+    if data.size == 0:
+        return
+    largest = max(float(data.max()), -float(data.min()))  # no |A| temporary
+    if largest > np.sqrt(np.finfo(np.float64).max / (16.0 * A.shape[0])):
+        raise ValueError(
+            f"{name} holds values up to {largest:.3g}: sums of their squares "
+            f"overflow float64. Rescale {name} (e.g. StandardScaler, or divide "
+            "by a constant)."
+        )
 
 
 def check_bounds(bounds, name):

@@ -176,3 +176,27 @@ def test_one_estimator_fitted_from_two_threads():
             thread.join()
         assert errors == []
         assert np.all(np.isfinite(estimator.coef_))
+
+
+def test_values_whose_squares_overflow_get_a_clear_error():
+    # Before: y >= 1e160 gave a -inf CV loss and an arbitrary alpha_.
+    with pytest.raises(ValueError, match="y holds values up to .* overflow"):
+        BilevelRidgeCV().fit(X_OK, Y_OK * 1e160)
+    with pytest.raises(ValueError, match="X holds values up to .* overflow"):
+        BilevelRidgeCV().fit(X_OK * 1e160, Y_OK)
+
+
+def test_huge_features_and_weights_give_the_same_logistic_model():
+    # Before: features of 1e19 or weights of 1e40 overflowed the float32
+    # Hessian products, and the model came back with all-zero coefficients.
+    from sklearn.datasets import make_classification
+
+    from skbilevel import BilevelLogisticCV
+
+    X, y = make_classification(300, 5, random_state=0)
+    reference = BilevelLogisticCV().fit(X, y)
+    scaled = BilevelLogisticCV().fit(X * 1e19, y)
+    weighted = BilevelLogisticCV().fit(X, y, sample_weight=np.full(len(y), 1e40))
+    np.testing.assert_allclose(scaled.coef_ * 1e19, reference.coef_, rtol=1e-6)
+    np.testing.assert_allclose(weighted.coef_, reference.coef_, rtol=1e-6)
+    assert scaled.C_ * 1e38 == pytest.approx(reference.C_, rel=1e-6)

@@ -36,6 +36,7 @@ from ._base import InnerProblem, penalty_weights
 __all__ = [
     "DIRECT_MAX_PARAMS",
     "LogLossFit",
+    "float32_gram_is_safe",
     "LogisticProblem",
     "logistic_curvature",
     "uses_float32_gram",
@@ -46,6 +47,19 @@ __all__ = [
 DIRECT_MAX_PARAMS = 1500
 # Rows per chunk of the float32 Hessian products (bounds their temporaries).
 _GRAM_CHUNK = 16384
+
+
+# Largest |sqrt(weight) * x| of the float32 Hessian products: their terms stay
+# far below float32's 3.4e38 (features past ~1e19 would overflow it).
+_FLOAT32_MAX_ENTRY = 1e15
+
+
+def float32_gram_is_safe(X, sw):
+    """Whether dense X and weights ``sw`` fit the float32 Hessian products."""
+    if X.size == 0:
+        return True
+    largest = max(float(X.max()), -float(X.min()))  # no |X| temporary
+    return bool(np.sqrt(np.max(sw)) * largest < _FLOAT32_MAX_ENTRY)
 
 
 def uses_float32_gram(n_params, n_out, sparse):
@@ -140,6 +154,7 @@ class LogisticProblem(InnerProblem):
     ):
         self.X, self._csr = _prepare_X(X)
         self._X32 = X32
+        self._float32 = None if X32 is None else True  # float32 Hessian products
         self.targets = as_index_c(targets)
         self.sw = as_float_c(sw)
         self.n_out = n_out
@@ -254,15 +269,19 @@ class LogisticProblem(InnerProblem):
             cross = np.asarray(B.T @ root).ravel()
         else:
             # Chunks of rows bound the float32 temporaries; without a float32
-            # copy of X (X32), each chunk is converted on the fly.
-            root32 = root.astype(np.float32)
+            # copy of X (X32), each chunk is converted on the fly. Entries too
+            # large for float32 products keep float64.
+            if self._float32 is None:
+                self._float32 = float32_gram_is_safe(self.X, self.sw)
+            dtype = np.float32 if self._float32 else np.float64
+            root32 = root.astype(dtype)
             source = self._X32 if self._X32 is not None else self.X
             gram = np.zeros((self.n_features, self.n_features))
             cross = np.zeros(self.n_features)
             for start in range(0, source.shape[0], _GRAM_CHUNK):
                 stop = start + _GRAM_CHUNK
                 B = np.multiply(
-                    source[start:stop], root32[start:stop, None], dtype=np.float32
+                    source[start:stop], root32[start:stop, None], dtype=dtype
                 )
                 gram += B.T @ B
                 cross += B.T @ root32[start:stop]
