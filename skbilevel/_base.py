@@ -198,7 +198,8 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
     _param_name = "alpha"
     _param_sign = 1.0
     _per_output = "per_target"  # the penalty option with one strength per output
-    _default_box = dict(scale=1.0, low=1e-6, high=1e6, floor=1e-14)
+    # The floor lets columns whose scales differ by 1e8 keep their full range.
+    _default_box = dict(scale=1.0, low=1e-6, high=1e6, floor=1e-22)
     _value_tol = None
     _writable_X = True
     _exact_leave_one_out = False  # whether cv=None means exact leave-one-out

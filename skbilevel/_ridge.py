@@ -61,7 +61,7 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
     alpha_bounds : (float, float), default=None
         Box of admissible strengths. None follows the scale of the data:
         with ``ss_j`` the weighted sum of squares of centered column ``j``,
-        the box is ``(max(1e-6 * min_j ss_j, 1e-14 * max_j ss_j),
+        the box is ``(max(1e-6 * min_j ss_j, 1e-22 * max_j ss_j),
         1e6 * max_j ss_j)``, so that every feature can be left nearly
         unpenalized or shrunk to zero whatever its units.
     fit_intercept : bool, default=True

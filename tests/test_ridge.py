@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.datasets import load_diabetes, make_regression
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import Ridge
+from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.model_selection import (
     GroupKFold,
     KFold,
@@ -344,3 +344,28 @@ def test_loosely_solved_loss_warns():
     X, y = _ill_conditioned()
     with pytest.warns(ConvergenceWarning, match="the CV loss at the chosen"):
         BilevelRidgeCV(cv=KFold(5), hypergradient="cg").fit(X, y)
+
+
+@pytest.mark.parametrize("factor", [1e6, 1e7, 1e8])
+@pytest.mark.parametrize("method", ["auto", "cg"])
+def test_one_feature_in_other_units(factor, method):
+    # A price in cents beside z-scores: the default box used to stop at
+    # 1e-14 x the largest column's sum of squares, over-penalizing the others.
+    X, y = make_regression(500, 10, n_informative=5, noise=10.0, random_state=0)
+    X = StandardScaler().fit_transform(X)
+    y = (y - y.mean()) / y.std()
+    X[:, 0] *= factor
+    cv = KFold(5, shuffle=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg = BilevelRidgeCV(cv=cv, hypergradient=method).fit(X, y)
+    truth = _sklearn_cv_mse(X, y, reg.alpha_, cv)
+    assert -reg.best_score_ == pytest.approx(truth, rel=1e-4)
+    grid = RidgeCV(alphas=np.logspace(-6, 6, 50), cv=cv).fit(X, y)
+    assert truth <= _sklearn_cv_mse(X, y, grid.alpha_, cv) * (1 + 1e-3)
+    refit = Ridge(alpha=reg.alpha_, solver="svd").fit(X, y)
+    np.testing.assert_allclose(reg.coef_ * X.std(0), refit.coef_ * X.std(0), rtol=1e-5)
+    if method == "auto":  # exact leave-one-out, against RidgeCV's SVD mode
+        loo = BilevelRidgeCV(cv=None).fit(X, y)
+        exact = RidgeCV(alphas=[loo.alpha_], gcv_mode="svd").fit(X, y)
+        assert loo.best_score_ == pytest.approx(exact.best_score_, rel=1e-6)

@@ -104,10 +104,18 @@ def _csr_arrays(X):
     return as_float_c(X.data), as_index_c(X.indices), as_index_c(X.indptr)
 
 
-def drop_null_directions(s2, vectors):
-    """Keep the eigenpairs of a PSD matrix that are not round-off zeros."""
+def drop_null_directions(s2, vectors, from_singular_values=False):
+    """Keep the eigenpairs of a PSD matrix that are not round-off zeros.
+
+    Eigenvalues of a Gram matrix are known to ``eps`` times the largest; when
+    they are squared singular values of the rows, the singular values are
+    (``from_singular_values``), so the threshold applies before squaring.
+    """
     s2 = np.maximum(s2, 0.0)
-    keep = s2 > s2.max(initial=0.0) * max(vectors.shape) * np.finfo(np.float64).eps
+    tolerance = max(vectors.shape) * np.finfo(np.float64).eps
+    if from_singular_values:
+        tolerance = tolerance**2
+    keep = s2 > s2.max(initial=0.0) * tolerance
     return s2[keep], np.ascontiguousarray(vectors[:, keep])
 
 

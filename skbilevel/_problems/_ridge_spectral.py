@@ -195,6 +195,31 @@ def _gram_moments(X, Y, sw):
     )
 
 
+# Past this ratio of the Gram's largest to smallest diagonal entry (columns
+# whose scales differ by 1e5), eigh's absolute error (eps x the largest
+# eigenvalue) swamps the small columns' eigenvalues: the SVD of the rows keeps
+# them to eps x the largest singular value instead.
+_EIGH_MAX_SPREAD = 1e10
+
+
+def _gram_eigen(G, X, sw, rows, xbar):
+    """Eigenpairs of the centered weighted Gram ``G`` of ``X[rows]``.
+
+    ``eigh(G)`` when the columns' scales are alike; the SVD of the centered,
+    weighted rows when they differ by more than 1e5 (a price in cents beside
+    z-scores), where ``eigh`` would lose the small columns' directions.
+    """
+    diagonal = np.diag(G)
+    positive = diagonal[diagonal > 0]
+    if sp.issparse(X) or not (
+        positive.size and positive.max() > _EIGH_MAX_SPREAD * positive.min()
+    ):
+        return drop_null_directions(*np.linalg.eigh(G))
+    root = np.sqrt(sw[rows])
+    _, s, Vt = np.linalg.svd(root[:, None] * (X[rows] - xbar), full_matrices=False)
+    return drop_null_directions(s**2, Vt.T, from_singular_values=True)
+
+
 def _is_complement(train, val, n_samples):
     """Whether a split's training rows are exactly all the others (K-fold)."""
     if len(train) + len(val) != n_samples:
@@ -256,7 +281,7 @@ def spectral_holdout_folds(X, Y, sw, folds, fit_intercept, mode, n_jobs=None):
             else:
                 xbar = np.zeros(X.shape[1])
                 ybar = np.zeros(Y.shape[1])
-            s2, V = drop_null_directions(*np.linalg.eigh(G_t))
+            s2, V = _gram_eigen(G_t, X, sw, train, xbar)
             A = np.asarray(Xv @ V) - xbar @ V
             return SpectralFold(A, V.T @ xy_t, s2, ybar, Yv, swv)
 
@@ -313,7 +338,7 @@ def spectral_loo(X, Y, sw, fit_intercept, mode):
     q2 = sw / sw.sum() if fit_intercept else np.zeros_like(sw)
     if mode == "primal":
         G = centered_gram(X, sw, xbar)
-        s2, V = drop_null_directions(*np.linalg.eigh(G))
+        s2, V = _gram_eigen(G, X, sw, slice(None), xbar)
         P = root[:, None] * (np.asarray(X @ V) - xbar @ V)
         Z = P.T @ y_tilde
         return P, Z, s2, y_tilde, q2, {"gram": G, "eigen": (s2, V)}
