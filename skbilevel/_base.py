@@ -325,8 +325,16 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
         check_square_range(splits.bounds_data[0], "X")
         layouts = self._split_layouts(splits, info)
         layout, widest = layouts[0], max(layouts, key=lambda lay: lay.group_idx.size)
-        lo, hi = self._log_bounds(*splits.bounds_data)
         n_hyper = layout.n_hyper
+        lo, hi = self._log_bounds(*splits.bounds_data)
+        if np.ndim(lo) or np.ndim(hi):  # one (low, high) per hyperparameter
+            sizes = {np.size(lo), np.size(hi)} - {1}
+            if sizes - {n_hyper}:
+                raise ValueError(
+                    f"{self._param_name}_bounds arrays must hold {n_hyper} values, "
+                    f"one per hyperparameter; got {sorted(sizes)}."
+                )
+            lo, hi = (np.broadcast_to(side, (n_hyper,)).copy() for side in (lo, hi))
         if solver == "stochastic":
             objective = self._stochastic_objective(splits, info, layouts)
             method = "sid"
@@ -484,12 +492,15 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
 
     def _run_outer(self, objective, theta0, n_hyper, lo, hi):
         """Deterministic outer search: 1-D scan and bracket, then the box method."""
+        box = dict(tol=self.tol, max_iter=self.max_iter, on_gradient=objective.tighten)
+        if np.ndim(lo):  # a box per hyperparameter: no common scalar phase
+            start = 0.5 * (lo + hi) if theta0 is None else theta0
+            return minimize_box(objective, start, lo, hi, **box)
         decades = (hi - lo) / np.log(10.0)
         # A cheap objective is scanned finely (4 points a decade), one that
         # solves a training problem per point coarsely (1 every 2 decades).
         per_decade = 4.0 if objective.cheap_scan else 0.5
         n_scan = int(np.ceil(decades * per_decade)) + 1
-        box = dict(tol=self.tol, max_iter=self.max_iter, on_gradient=objective.tighten)
         if theta0 is not None and n_hyper > 1 and not np.allclose(theta0, theta0[0]):
             return minimize_box(objective, theta0, lo, hi, **box)
         first = minimize_scalar(

@@ -57,8 +57,10 @@ class BilevelLogisticCV(ClassifierMixin, BaseBilevelCV):
         of features given by an array of group ids.
     C_init : float or array-like, default=None
         Starting value(s). None scans the whole box first.
-    C_bounds : (float, float), default=None
-        Box of admissible ``C``. None follows the scale of the data: with
+    C_bounds : (float, float) or (array-like, array-like), default=None
+        Box of admissible ``C``, shared or one ``(low, high)`` per
+        hyperparameter (``low == high`` fixes one). None follows the scale of
+        the data: with
         ``ss_j`` the weighted sum of squares of centered column ``j`` and
         ``q = 0.25`` (the largest curvature of the log-loss), ``1 / C`` ranges
         over ``(max(1e-6 q min_j ss_j, 1e-12 q max_j ss_j), 1e4 q max_j ss_j)``.

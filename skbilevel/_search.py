@@ -508,7 +508,9 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
         evaluation's index within its candidate's search) and
         ``hypergradient_norm`` (NaN where no hypergradient was computed).
     best_estimator_ : estimator
-        The user's estimator refit on all the data with ``best_params_``.
+        The user's estimator refit on all the data with ``best_params_``. A
+        skbilevel final step is refit at exactly the chosen strengths (its
+        box pinned there), so its ``alpha_`` / ``C_`` is ``best_params_``'.
     best_score_ : float
         Mean cross-validated score of the best row.
     best_params_ : dict
@@ -807,24 +809,24 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
             self.best_score_ = float(means[best])
         self.best_index_ = best
         self.best_params_ = dict(rows[best]["params"])
-        self._refit_best(X, y, routed, spaces)
+        self._refit_best(X, y, routed)
         if context is not None:
             context.call_on_fit_task_end(
                 estimator=self, X=X, y=y, reconstruction_attributes={}
             )
         return self
 
-    def _refit_best(self, X, y, routed, spaces):
+    def _refit_best(self, X, y, routed):
         prefix, final = _final_step(self.estimator)
         name = _tunable(final)[0]
         key = prefix + name
         params = dict(self.best_params_)
         if isinstance(final, (BilevelRidgeCV, BilevelLogisticCV)):
+            # Refit at exactly the chosen strengths: the final step's box is
+            # pinned there (its alpha_ / C_ then equals best_params_').
             value = params.pop(key)
-            bounds = next((b for g, b in spaces if all(k in params for k in g)), None)
             params[f"{prefix}{name}_init"] = value
-            if bounds is not None:
-                params[f"{prefix}{name}_bounds"] = bounds
+            params[f"{prefix}{name}_bounds"] = (value, value)
         estimator = clone(self.estimator).set_params(**clone(params, safe=False))
         start = time.perf_counter()
         estimator.fit(X, y, **routed.estimator.fit)

@@ -6,7 +6,6 @@ what that language cannot say (a penalty array of the right length, bounds
 that depend on each other) and the conversions every kernel relies on.
 """
 
-import numbers
 import os
 import sys
 import warnings
@@ -166,21 +165,32 @@ def check_square_range(A, name):
 
 
 def check_bounds(bounds, name):
-    """Validate a ``(low, high)`` pair of positive strengths; return their logs."""
+    """Validate a ``(low, high)`` pair of positive strengths; return their logs.
+
+    Each side is a number, or an array with one value per hyperparameter
+    (its length is checked against the layout later); logs come back as
+    floats, or as arrays when either side is one.
+    """
     try:
         low, high = bounds
     except (TypeError, ValueError):
         raise ValueError(
             f"{name} must be a (low, high) pair of positive numbers; got {bounds!r}."
         ) from None
-    for value in (low, high):
-        if not isinstance(value, numbers.Real) or isinstance(value, bool):
-            raise TypeError(f"{name} must hold real numbers; got {bounds!r}.")
-    if not (np.isfinite(low) and np.isfinite(high) and 0 < low <= high):
+    sides = [np.asarray(low), np.asarray(high)]
+    if any(side.dtype.kind not in "iuf" or side.ndim > 1 for side in sides):
+        raise TypeError(
+            f"{name} must hold real numbers (or 1-D arrays of them); got {bounds!r}."
+        )
+    low, high = (side.astype(np.float64) for side in sides)
+    finite = np.all(np.isfinite(low)) and np.all(np.isfinite(high))
+    if not (finite and np.all(0 < low) and np.all(low <= high)):
         raise ValueError(
             f"{name} must satisfy 0 < low <= high with finite values; got {bounds!r}."
         )
-    return float(np.log(low)), float(np.log(high))
+    if low.ndim == high.ndim == 0:
+        return float(np.log(low)), float(np.log(high))
+    return np.log(low), np.log(high)
 
 
 def check_sample_weight(sample_weight, X, multiplier=None):

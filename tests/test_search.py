@@ -166,7 +166,10 @@ def test_bilevel_final_step_per_feature():
     assert C.shape == (X.shape[1],)
     assert np.all((C >= 1e-3 * (1 - 1e-12)) & (C <= 1e3 * (1 + 1e-12)))
     final = search.best_estimator_[-1]
-    assert isinstance(final, BilevelLogisticCV) and final.C_bounds == (1e-3, 1e3)
+    # Refit at exactly best_params_ (issue 11.6): the final step's box is
+    # pinned at the chosen strengths instead of the space's range.
+    assert isinstance(final, BilevelLogisticCV)
+    np.testing.assert_allclose(final.C_, C, rtol=1e-12)
     assert np.isfinite(final.coef_).all()
 
 
@@ -655,3 +658,31 @@ def test_search_solver_follows_the_number_of_samples(monkeypatch):
         search.fit(X, y)
     # The stochastic mode's rows: mini-batch estimates (NaN), then the final one.
     assert np.isnan(search.cv_results_["mean_test_score"][:-1]).all()
+
+
+@pytest.mark.parametrize("penalty", ["scalar", "per_feature"])
+def test_bilevel_final_step_is_refit_at_best_params(penalty):
+    X, y = _cancer(200)
+    pipe = make_pipeline(StandardScaler(), BilevelLogisticCV(penalty=penalty))
+    search = HypergradientSearchCV(
+        pipe, {"bilevellogisticcv__C": (1e-2, 1e2)}, max_iter=15
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(X, y)
+    chosen = search.best_params_["bilevellogisticcv__C"]
+    np.testing.assert_allclose(search.best_estimator_[-1].C_, chosen, rtol=1e-12)
+
+
+def test_per_hyperparameter_bounds():
+    X, y = load_diabetes(return_X_y=True)
+    low = np.full(10, 1e-3)
+    high = np.full(10, 1e3)
+    high[0] = low[0] = 5.0  # one strength fixed
+    reg = BilevelRidgeCV(penalty="per_feature", alpha_bounds=(low, high)).fit(X, y)
+    assert reg.alpha_[0] == pytest.approx(5.0, rel=1e-12)
+    assert np.all(
+        (reg.alpha_ >= low * (1 - 1e-12)) & (reg.alpha_ <= high * (1 + 1e-12))
+    )
+    with pytest.raises(ValueError, match="must hold 10 values"):
+        BilevelRidgeCV(penalty="per_feature", alpha_bounds=(low[:3], 1e3)).fit(X, y)
