@@ -93,6 +93,14 @@ class InnerProblem:
         """Validation loss ``E(w)`` and its gradient in ``w``."""
         raise NotImplementedError
 
+    def coefficients(self, w):
+        """``(coef, intercept)`` of ``w`` in the original coordinates: shapes
+        (n_features, n_outputs) and (n_outputs,) (scoring, warm starts)."""
+        raise NotImplementedError
+
+    # Whether hessian_solve and solve(method="direct") fit in memory.
+    can_factorize = False
+
     def cross(self, w, theta, v):
         """``(d2L / dw dtheta)^T v``: one number per hyperparameter group.
 
