@@ -335,6 +335,8 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
                     f"one per hyperparameter; got {sorted(sizes)}."
                 )
             lo, hi = (np.broadcast_to(side, (n_hyper,)).copy() for side in (lo, hi))
+            if np.all(lo == lo[0]) and np.all(hi == hi[0]):  # one box after all
+                lo, hi = float(lo[0]), float(hi[0])
         if solver == "stochastic":
             objective = self._stochastic_objective(splits, info, layouts)
             method = "sid"
@@ -421,15 +423,17 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
                 break
         best = min(polished, key=lambda i: losses[i])
         seen, exact = polished[best], records[best].loss
-        if abs(seen - exact) > 1e-3 * abs(exact):
+        # Differences at the round-off level of the losses' scale do not count.
+        floor = 1e-12 * max(abs(r.loss) for r in records)
+        if abs(seen - exact) > 1e-3 * abs(exact) + floor:
             where = f" of {label}" if label else ""
             warn_user(
                 f"hypergradient={method!r} solved the training problems{where} "
-                f"loosely on this ill-conditioned data: the CV loss at the chosen "
-                f"strength is {exact:.6g}, not the {seen:.6g} the search saw "
-                "(best_score_ and cv_results_ report the accurate value). "
-                "hypergradient='direct' searches on accurate values where it "
-                "fits in memory.",
+                "too loosely for this data's CV loss: at the chosen strength it is "
+                f"{exact:.6g}, not the {seen:.6g} the search saw (best_score_ and "
+                "cv_results_ report the accurate value; the search itself may "
+                "have been misled). hypergradient='direct' searches on accurate "
+                "values where it fits in memory.",
                 ConvergenceWarning,
             )
         return best

@@ -59,8 +59,9 @@ class BilevelLogisticCV(ClassifierMixin, BaseBilevelCV):
         Starting value(s). None scans the whole box first.
     C_bounds : (float, float) or (array-like, array-like), default=None
         Box of admissible ``C``, shared or one ``(low, high)`` per
-        hyperparameter (``low == high`` fixes one). None follows the scale of
-        the data: with
+        hyperparameter (``low == high`` fixes one; different boxes skip the
+        initial scan of a common value). None follows the scale of the data:
+        with
         ``ss_j`` the weighted sum of squares of centered column ``j`` and
         ``q = 0.25`` (the largest curvature of the log-loss), ``1 / C`` ranges
         over ``(max(1e-6 q min_j ss_j, 1e-12 q max_j ss_j), 1e4 q max_j ss_j)``.

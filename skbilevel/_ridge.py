@@ -60,8 +60,8 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
         against poor local minima of the (non-convex) validation loss.
     alpha_bounds : (float, float) or (array-like, array-like), default=None
         Box of admissible strengths, shared or one ``(low, high)`` per
-        hyperparameter (``low == high`` fixes one). None follows the scale of
-        the data:
+        hyperparameter (``low == high`` fixes one; different boxes skip the
+        initial scan of a common value). None follows the scale of the data:
         with ``ss_j`` the weighted sum of squares of centered column ``j``,
         the box is ``(max(1e-6 * min_j ss_j, 1e-22 * max_j ss_j),
         1e6 * max_j ss_j)``, so that every feature can be left nearly

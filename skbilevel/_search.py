@@ -117,6 +117,12 @@ def _check_space(param_space, key, bilevel_final):
                         f"{name!r} a list of values to search it exhaustively."
                     )
                 check_bounds(value, f"param_space[{name!r}]")
+                if np.ndim(value[0]) or np.ndim(value[1]):
+                    raise ValueError(
+                        f"param_space[{name!r}] must be a (low, high) pair of "
+                        "numbers; one box per hyperparameter goes in a skbilevel "
+                        "final step's own alpha_bounds / C_bounds."
+                    )
                 bounds = (float(value[0]), float(value[1]))
             elif isinstance(value, (str, Mapping)) or not hasattr(value, "__iter__"):
                 raise TypeError(

@@ -342,7 +342,7 @@ def test_reported_cv_loss_is_the_chosen_models(method, penalty):
 
 def test_loosely_solved_loss_warns():
     X, y = _ill_conditioned()
-    with pytest.warns(ConvergenceWarning, match="the CV loss at the chosen"):
+    with pytest.warns(ConvergenceWarning, match="too loosely for this data"):
         BilevelRidgeCV(cv=KFold(5), hypergradient="cg").fit(X, y)
 
 
@@ -371,3 +371,28 @@ def test_one_feature_in_other_units(factor, method):
         loo = BilevelRidgeCV(cv=None).fit(X, y)
         exact = RidgeCV(alphas=[loo.alpha_], gcv_mode="svd").fit(X, y)
         assert loo.best_score_ == pytest.approx(exact.best_score_, rel=1e-6)
+
+
+def test_constant_columns_keep_the_eigendecomposition(monkeypatch):
+    # A constant column centres to round-off, not zero: it must not count as a
+    # scale (the SVD branch, for columns on very different scales, would copy
+    # the rows of every fold for nothing).
+    import skbilevel._problems._ridge_spectral as spectral
+
+    def no_svd(*args, **kwargs):
+        raise AssertionError("SVD branch taken for a constant column")
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(5000, 20)
+    y = X @ rng.randn(20) + rng.randn(5000)
+    X[:, -1] = 0.1  # not exactly representable: its centered sum of squares > 0
+    monkeypatch.setattr(spectral.np.linalg, "svd", no_svd)
+    for cv in (5, None):
+        assert np.isfinite(BilevelRidgeCV(cv=cv).fit(X, y).best_score_)
+
+
+def test_one_box_given_as_arrays_is_the_same_box():
+    X, y = make_regression(300, 5, noise=10, random_state=0)
+    scalar = BilevelRidgeCV(alpha_bounds=(1e-3, 1e3)).fit(X, y)
+    arrays = BilevelRidgeCV(alpha_bounds=([1e-3], [1e3])).fit(X, y)
+    assert arrays.alpha_ == scalar.alpha_

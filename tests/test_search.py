@@ -686,3 +686,10 @@ def test_per_hyperparameter_bounds():
     )
     with pytest.raises(ValueError, match="must hold 10 values"):
         BilevelRidgeCV(penalty="per_feature", alpha_bounds=(low[:3], 1e3)).fit(X, y)
+
+
+def test_space_ranges_are_pairs_of_numbers():
+    X, y = load_diabetes(return_X_y=True)
+    space = {"alpha": (np.full(10, 1e-3), np.full(10, 1e3))}
+    with pytest.raises(ValueError, match="pair of numbers; one box per"):
+        HypergradientSearchCV(BilevelRidgeCV(penalty="per_feature"), space).fit(X, y)

@@ -22,7 +22,12 @@ from .._linalg import robust_cho_factor
 from .._objectives import CVObjective, map_folds
 from .._ridge_kernels import spectral_holdout_loss_grad, spectral_loo_loss_grad
 from .._validation import as_float_c
-from ._ridge import centered_gram, drop_null_directions, weighted_means
+from ._ridge import (
+    centered_gram,
+    centered_sum_of_squares,
+    drop_null_directions,
+    weighted_means,
+)
 
 __all__ = [
     "DirectLOOObjective",
@@ -202,6 +207,13 @@ def _gram_moments(X, Y, sw):
 _EIGH_MAX_SPREAD = 1e10
 
 
+def _spread(sums_of_squares):
+    """Whether columns' sums of squares span more than ``_EIGH_MAX_SPREAD``."""
+    largest = sums_of_squares.max(initial=0.0)
+    scaled = sums_of_squares[sums_of_squares > 1e-20 * largest]  # not constants
+    return bool(scaled.size and largest > _EIGH_MAX_SPREAD * scaled.min())
+
+
 def _gram_eigen(G, X, sw, rows, xbar):
     """Eigenpairs of the centered weighted Gram ``G`` of ``X[rows]``.
 
@@ -209,14 +221,15 @@ def _gram_eigen(G, X, sw, rows, xbar):
     weighted rows when they differ by more than 1e5 (a price in cents beside
     z-scores), where ``eigh`` would lose the small columns' directions.
     """
-    diagonal = np.diag(G)
-    positive = diagonal[diagonal > 0]
-    if sp.issparse(X) or not (
-        positive.size and positive.max() > _EIGH_MAX_SPREAD * positive.min()
-    ):
+    if sp.issparse(X) or not _spread(np.diag(G)):
         return drop_null_directions(*np.linalg.eigh(G))
-    root = np.sqrt(sw[rows])
-    _, s, Vt = np.linalg.svd(root[:, None] * (X[rows] - xbar), full_matrices=False)
+    rows_X, rows_sw = X[rows], sw[rows]
+    # The Gram's diagonal is a difference of moments: a constant column keeps
+    # a round-off residue there. Two passes over the rows tell it apart.
+    if not _spread(centered_sum_of_squares(rows_X, rows_sw, xbar)):
+        return drop_null_directions(*np.linalg.eigh(G))
+    root = np.sqrt(rows_sw)
+    _, s, Vt = np.linalg.svd(root[:, None] * (rows_X - xbar), full_matrices=False)
     return drop_null_directions(s**2, Vt.T, from_singular_values=True)
 
 
