@@ -152,8 +152,7 @@ def _transform_fold(estimator, X, y, train, test, fit_params):
     """Fit the preprocessing on ``train``; transform both parts.
 
     ``fit_params`` are the (full-length) parameters routed to the estimator's
-    ``fit``. Returns ``X_train, X_test`` and the final step's sample weights
-    of both parts (None when not given).
+    ``fit``. Returns ``X_train, X_test``.
     """
     X_train, y_train = _safe_indexing(X, train), _safe_indexing(y, train)
     X_test = _safe_indexing(X, test)
@@ -166,10 +165,7 @@ def _transform_fold(estimator, X, y, train, test, fit_params):
             transformer = clone(transformer)
             X_train = transformer.fit_transform(X_train, y_train, **params)
             X_test = transformer.transform(X_test)
-    sw = _final_sample_weight(estimator, fit_params)
-    if sw is None:
-        return X_train, X_test, None, None
-    return X_train, X_test, sw[train], sw[test]
+    return X_train, X_test
 
 
 def _final_sample_weight(estimator, fit_params):
@@ -253,12 +249,15 @@ class _Candidate:
         if row["train"] is not None:
             row["train"] = scores
 
-    def _split_data(self, X, y):
-        """Per fold: transformed parts, targets, weights, score parameters, time."""
+    def _split_data(self, X, y, weight):
+        """Per fold: transformed parts, targets, weights, score parameters, time.
+
+        ``weight``: the final step's sample weights of all rows, or None.
+        """
         out = []
         for train, test in self.folds:
             start = time.perf_counter()
-            X_train, X_test, sw_train, sw_test = _transform_fold(
+            X_train, X_test = _transform_fold(
                 self.estimator, X, y, train, test, self.fit_params
             )
             out.append(
@@ -267,8 +266,8 @@ class _Candidate:
                     X_test=X_test,
                     y_train=_safe_indexing(y, train),
                     y_test=_safe_indexing(y, test),
-                    sw_train=sw_train,
-                    sw_test=sw_test,
+                    sw_train=None if weight is None else weight[train],
+                    sw_test=None if weight is None else weight[test],
                     score_test=_check_method_params(X, self.score_params, test),
                     score_train=_check_method_params(X, self.score_params, train),
                     time=time.perf_counter() - start,
@@ -279,11 +278,12 @@ class _Candidate:
     def _run(self, X, y, n_jobs):
         prefix, final = _final_step(self.estimator)
         spec = _tunable(final)
-        splits = self._split_data(X, y)
+        weight = _final_sample_weight(self.estimator, self.fit_params)
+        splits = self._split_data(X, y, weight)
         bilevel_final = isinstance(final, (BilevelRidgeCV, BilevelLogisticCV))
         if self.bounds is None and not bilevel_final:
             return [self._plain_row(final, splits)]
-        return self._bilevel_rows(prefix, final, spec, splits, n_jobs, y)
+        return self._bilevel_rows(prefix, final, spec, splits, n_jobs, y, weight)
 
     def _plain_row(self, final, splits):
         """A pure grid point: fit the final step as configured on every fold."""
@@ -314,7 +314,7 @@ class _Candidate:
             )
             row["train"].append(train_scores)
 
-    def _bilevel_rows(self, prefix, final, spec, splits, n_jobs, y):
+    def _bilevel_rows(self, prefix, final, spec, splits, n_jobs, y, weight):
         """The candidate's hypergradient search: the estimators' own pipeline."""
         name, bilevel_cls = spec
         if isinstance(final, bilevel_cls):
@@ -332,9 +332,7 @@ class _Candidate:
         )
         tuner._validate_params()
         start = time.perf_counter()
-        info = tuner._target_info(
-            np.asarray(y), _final_sample_weight(self.estimator, self.fit_params)
-        )
+        info = tuner._target_info(np.asarray(y), weight)
         parts = []
         for split in splits:  # the final step's input, as the kernels take it
             sides = []

@@ -30,7 +30,7 @@ from .._logistic_kernels import (
     samplewise_hvp,
     samplewise_loss_grad,
 )
-from .._validation import as_float_c, as_index_c
+from .._validation import as_float_c, as_index_c, max_abs
 from ._base import InnerProblem, penalty_weights
 
 __all__ = [
@@ -56,10 +56,7 @@ _FLOAT32_MAX_ENTRY = 1e15
 
 def float32_gram_is_safe(X, sw):
     """Whether dense X and weights ``sw`` fit the float32 Hessian products."""
-    if X.size == 0:
-        return True
-    largest = max(float(X.max()), -float(X.min()))  # no |X| temporary
-    return bool(np.sqrt(np.max(sw)) * largest < _FLOAT32_MAX_ENTRY)
+    return bool(np.sqrt(np.max(sw)) * max_abs(X) < _FLOAT32_MAX_ENTRY)
 
 
 def uses_float32_gram(n_params, n_out, sparse):
