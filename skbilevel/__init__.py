@@ -1,5 +1,6 @@
 """skbilevel: tune scikit-learn models' regularization by hypergradient descent."""
 
+from ._columns import column_groups
 from ._logistic import BilevelLogisticCV
 from ._ridge import BilevelRidgeCV
 from ._search import HypergradientSearchCV
@@ -8,6 +9,7 @@ __all__ = [
     "BilevelLogisticCV",
     "BilevelRidgeCV",
     "HypergradientSearchCV",
+    "column_groups",
     "__version__",
 ]
 

@@ -43,7 +43,7 @@ from sklearn.utils.validation import (
 from ._folds import Splits, check_folds
 from ._hypergradient import HYPERGRADIENT_METHODS
 from ._objectives import FoldsObjective
-from ._outer import minimize_box, minimize_scalar, minimize_stochastic
+from ._outer import OuterResult, minimize_box, minimize_scalar, minimize_stochastic
 from ._problems._ridge import centered_sum_of_squares
 from ._results import build_cv_results
 from ._stochastic import RowReader, StochasticFold, StochasticObjective
@@ -77,6 +77,16 @@ __all__ = [
 # Scalar values within this fraction of the best scalar loss may start the
 # many-hyperparameter search (see BaseBilevelCV._box_start).
 START_TOLERANCE = 1e-2
+# Iterations without a held-out gain after which the guarded search stops:
+# the held-out loss moves little in the first steps away from a common value.
+GUARD_PATIENCE = 20
+# Fewest samples for the guard: a third held out must be able to tell a
+# gain from noise (and sklearn's sample-weight checks use fewer rows: the
+# guard draws its held-out samples by row, so it cannot follow weights).
+GUARD_MIN_SAMPLES = 100
+# How many standard errors of its held-out gain a point of the path must gain
+# over the shared strength to be kept (see BaseBilevelCV._guarded_choice).
+GUARD_STANDARD_ERRORS = 2.0
 # solver="auto" picks the stochastic mode from this many samples on.
 STOCHASTIC_MIN_SAMPLES = 500_000
 # Mini-batch size of the stochastic mode for batch_size="auto".
@@ -149,12 +159,16 @@ class SearchOutcome:
     solver: str
     best_index: int
     theta: np.ndarray
+    guarded: object = None  # the early-stopping guard's objective, if any
 
 
 def common_constraints(name, per_output):
     """``_parameter_constraints`` shared by every ``Bilevel*CV`` estimator."""
     return {
-        "penalty": [StrOptions({"scalar", "per_feature", per_output}), "array-like"],
+        "penalty": [
+            StrOptions({"scalar", "per_feature", "per_column", per_output}),
+            "array-like",
+        ],
         f"{name}_init": [
             Interval(numbers.Real, 0, None, closed="neither"),
             "array-like",
@@ -177,7 +191,17 @@ def common_constraints(name, per_output):
             Interval(numbers.Integral, 1, None, closed="left"),
         ],
         "random_state": ["random_state"],
+        "early_stopping": ["boolean", StrOptions({"auto"})],
     }
+
+
+def _named_values(names, values, name):
+    """``values`` indexed by ``names``: a pandas Series, or a dict without pandas."""
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas is optional
+        return dict(zip(names.tolist(), values.tolist(), strict=True))
+    return pd.Series(values, index=pd.Index(names, name="strength of"), name=name)
 
 
 class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
@@ -363,6 +387,14 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
         objective.param_name, objective.param_sign = self._param_name, self._param_sign
         objective.callback = callback
 
+        guarded = None
+        if self._guard(splits, solver, n_hyper):
+            guarded = self._guarded_objective(splits, info, method)
+            guarded.start_time, guarded.callback = start_time, callback
+            guarded.param_name, guarded.param_sign = (
+                objective.param_name,
+                objective.param_sign,
+            )
         theta0 = self._initial_theta(n_hyper, lo, hi)
         if solver == "stochastic":
             if theta0 is None:
@@ -372,13 +404,60 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
                 objective, theta0, lo, hi, max_iter=self.max_iter, tol=self.tol
             )
         else:
-            result = self._run_outer(objective, theta0, n_hyper, lo, hi)
+            result = self._run_outer(objective, theta0, n_hyper, lo, hi, guarded)
         self._warn_outcome(objective, result, label)
         best = self._choose(objective, method, label)
         records = objective.records
         return SearchOutcome(
-            objective, result, layout, method, solver, best, records[best].theta
+            objective, result, layout, method, solver, best, records[best].theta,
+            guarded,
+        )  # fmt: skip
+
+    def _guard(self, splits, solver, n_hyper):
+        """Whether the many-strength search runs under the early-stopping guard.
+
+        See ``early_stopping``: "auto" guards strengths per feature and per
+        group of features (many, alike hyperparameters that overfit the
+        validation folds); strengths per target or class are few.
+        """
+        setting = self.early_stopping
+        if n_hyper == 1 or setting is False:
+            return False
+        many = not (isinstance(self.penalty, str) and self.penalty == self._per_output)
+        if setting == "auto" and not many:
+            return False
+        # Ten held-out samples at least (one in five of the samples).
+        possible = splits.can_hold_out and splits.n_samples >= GUARD_MIN_SAMPLES
+        if setting == "auto":
+            return solver == "deterministic" and possible
+        if solver == "stochastic":
+            raise ValueError(
+                "early_stopping=True applies to the deterministic solver (the "
+                "stochastic one averages its iterates instead); use "
+                "early_stopping='auto' or False."
+            )
+        if not possible:
+            raise ValueError(
+                f"early_stopping=True holds one sample in five out of the search: "
+                f"it needs at least {GUARD_MIN_SAMPLES} samples; got "
+                f"{splits.n_samples}. Use early_stopping=False."
+            )
+        return True
+
+    def _guarded_objective(self, splits, info, method):
+        """The early-stopping guard's objective (see :meth:`Splits.guarded`)."""
+        guarded, held = splits.guarded(stratify=info.classes is not None)
+        layouts = self._split_layouts(guarded, info)
+        objective = FoldsObjective(
+            self._fold_problems(guarded, info, layouts, method),
+            method,
+            self.adjoint_max_iter,
+            self.n_jobs,
+            self.verbose,
+            value_tol=self._value_tol,
         )
+        objective.hold_out(held)
+        return objective
 
     def _split_layouts(self, splits, info):
         """The layout of every split; one strength per feature needs one width."""
@@ -403,6 +482,9 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
         Iterative methods rank points by losses of loosely solved problems:
         the best one is re-solved accurately (``objective.polish``), and so is
         the next best while the polished loss loses its rank (five at most).
+        Under the early-stopping guard the records hold the common-value
+        search and the guard's choice (its path ran on the guard's own
+        folds), so the choice is between the two.
         """
         records = objective.records
         losses = np.array([r.loss if r.accurate else np.inf for r in records])
@@ -437,6 +519,33 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
                 ConvergenceWarning,
             )
         return best
+
+    @staticmethod
+    def _guarded_choice(guarded):
+        """The point of the guarded path that the held-out samples support.
+
+        The path starts at the best common value (its first evaluation) and
+        follows the hypergradient of the kept samples. Its point of lowest
+        held-out loss is kept only if it beats the start by more than
+        ``GUARD_STANDARD_ERRORS`` standard errors of the paired, per-sample
+        difference of held-out losses; otherwise the common value is kept: a
+        move away from the shared strength must gain more than the held-out
+        samples' noise (and the choice of the best among many points).
+        """
+        records = guarded.records
+        path = [0] + [
+            i
+            for i in range(1, len(records))
+            if records[i].accurate and np.isfinite(records[i].holdout_loss)
+        ]
+        held = np.array([records[i].holdout_loss for i in path])
+        best = int(np.argmin(held))
+        weights = guarded.held_weights[0][guarded.held_rows[0]]
+        weights = weights / weights.sum()
+        gain = records[path[0]].holdout_rows - records[path[best]].holdout_rows
+        mean = float(weights @ gain)
+        se = float(np.sqrt(weights**2 @ (gain - mean) ** 2))
+        return path[best] if mean > GUARD_STANDARD_ERRORS * se else path[0]
 
     def _warn_outcome(self, objective, result, label):
         where = f" of {label}" if label else ""
@@ -494,19 +603,41 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
             self.verbose,
         )  # fmt: skip
 
-    def _run_outer(self, objective, theta0, n_hyper, lo, hi):
-        """Deterministic outer search: 1-D scan and bracket, then the box method."""
+    def _run_outer(self, objective, theta0, n_hyper, lo, hi, guarded=None):
+        """Deterministic outer search: 1-D scan and bracket, then the box method.
+
+        With the early-stopping guard (``guarded``), the box method runs on
+        the guard's objective from the best common value, stops once the
+        held-out samples' loss stops improving, and the point it keeps is
+        evaluated on the user's folds (the last evaluation).
+        """
         box = dict(tol=self.tol, max_iter=self.max_iter, on_gradient=objective.tighten)
+
+        def box_search(start, origin=None, **options):
+            if guarded is None:
+                return minimize_box(objective, start, lo, hi, **options)
+            origin = start if origin is None else origin
+            guarded(np.clip(origin, lo, hi), True)  # the path's origin
+            options.update(
+                on_gradient=guarded.tighten,
+                monitor=lambda: guarded.records[-1].holdout_loss,
+                patience=GUARD_PATIENCE,
+            )
+            result = minimize_box(guarded, start, lo, hi, **options)
+            theta = guarded.records[self._guarded_choice(guarded)].theta
+            f, _ = objective(theta, True)
+            return OuterResult(theta, f, result.n_iter, result.converged)
+
         if np.ndim(lo):  # a box per hyperparameter: no common scalar phase
             start = 0.5 * (lo + hi) if theta0 is None else theta0
-            return minimize_box(objective, start, lo, hi, **box)
+            return box_search(start, **box)
         decades = (hi - lo) / np.log(10.0)
         # A cheap objective is scanned finely (4 points a decade), one that
         # solves a training problem per point coarsely (1 every 2 decades).
         per_decade = 4.0 if objective.cheap_scan else 0.5
         n_scan = int(np.ceil(decades * per_decade)) + 1
         if theta0 is not None and n_hyper > 1 and not np.allclose(theta0, theta0[0]):
-            return minimize_box(objective, theta0, lo, hi, **box)
+            return box_search(theta0, **box)
         first = minimize_scalar(
             objective.common,
             lo,
@@ -526,7 +657,7 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
             first.converged = False
             return first
         start = np.full(n_hyper, self._box_start(objective, first))
-        second = minimize_box(objective, start, lo, hi, **box)
+        second = box_search(start, np.full(n_hyper, first.theta[0]), **box)
         second.n_iter += first.n_iter
         second.converged = second.converged and first.converged
         return second
@@ -659,6 +790,38 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
         self.hypergradient_ = outcome.method
         self.solver_ = outcome.solver
         self.penalty_groups_ = outcome.layout.labels
+        self.held_out_path_ = None
+        if outcome.guarded is not None and outcome.guarded.records:
+            path = outcome.guarded.records
+            self.held_out_path_ = {
+                self._param_name: [self._to_param(r.theta) for r in path],
+                "held_out_loss": np.array([r.holdout_loss for r in path]),
+                "fit_loss": np.array([r.loss for r in path]),
+                "chosen": self._guarded_choice(outcome.guarded),
+            }
+        self.strength_names_ = self._strength_names(outcome.layout, info, splits)
+        self.strengths_ = _named_values(
+            self.strength_names_,
+            np.atleast_1d(getattr(self, f"{self._param_name}_")),
+            self._param_name,
+        )
+
+    def _strength_names(self, layout, info, splits):
+        """Name of every strength: its feature, group, output, or "all"."""
+        if layout.labels is not None:
+            return np.asarray(layout.labels).astype(str)
+        if layout.n_hyper == 1:
+            return np.array(["all"])
+        if isinstance(self.penalty, str) and self.penalty == self._per_output:
+            return np.asarray(self._output_names(info, layout.n_hyper)).astype(str)
+        names = getattr(self, "feature_names_in_", None)
+        if names is None or len(names) != layout.n_hyper:
+            names = [f"x{i}" for i in range(layout.n_hyper)]
+        return np.asarray(names).astype(str)
+
+    def _output_names(self, info, n_outputs):
+        """Names of the outputs that ``per_target``/``per_class`` strengths follow."""
+        return [f"target {t}" for t in range(n_outputs)]
 
     def _scoring_view(self, objective, index, info, scorers):
         """What ``scorers`` read for evaluation ``index``: ``(models, inputs)``.

@@ -12,7 +12,14 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.model_selection import check_cv
 
-__all__ = ["FoldRows", "Splits", "check_folds"]
+__all__ = ["FoldRows", "Splits", "check_folds", "held_out_samples"]
+
+# Share of the samples that the early-stopping guard holds out of every
+# training set and every hypergradient (see Splits.guarded).
+HELD_OUT_SHARE = 3  # one sample in 3
+# Interleaved folds of the kept samples when the user's splits are exact
+# leave-one-out.
+GUARDED_LOO_FOLDS = 5
 
 # Rows per chunk when gathering rows into another dtype.
 _CHUNK = 8192
@@ -47,6 +54,23 @@ def check_folds(cv, X, y, groups, sw, classifier):
                 "test part; its loss is undefined."
             )
     return folds
+
+
+def held_out_samples(targets, stratify):
+    """Boolean mask of one sample in five, in a fixed shuffled order.
+
+    A fixed seed keeps fits reproducible; with ``stratify`` the shuffled
+    samples are grouped by class before taking every fifth, so the held-out
+    samples hold every class in its proportion.
+    """
+    n_samples = targets.shape[0]
+    order = np.random.default_rng(0).permutation(n_samples)
+    if stratify:
+        key = targets if targets.ndim == 1 else targets[:, 0]
+        order = order[np.argsort(key[order], kind="stable")]
+    held = np.zeros(n_samples, dtype=bool)
+    held[order[HELD_OUT_SHARE // 2 :: HELD_OUT_SHARE]] = True
+    return held
 
 
 class FoldRows:
@@ -140,9 +164,15 @@ class Splits:
     """
 
     def __init__(
-        self, whole=None, parts=None, y_test=None, score_weight=None, n_samples=None
+        self,
+        whole=None,
+        parts=None,
+        y_test=None,
+        score_weight=None,
+        n_samples=None,
+        indices=None,
     ):
-        self.whole, self._parts = whole, parts
+        self.whole, self._parts, self.indices = whole, parts, indices
         self.y_test, self.score_weight = y_test, score_weight
         self.leave_one_out = whole is not None and whole[3] is None
         if parts is None:
@@ -175,10 +205,73 @@ class Splits:
         )
 
     @classmethod
-    def from_parts(cls, parts, n_samples):
+    def from_parts(cls, parts, n_samples, indices=None):
         """Splits given as ``[((X, targets, sw) train, (X, targets, sw) test)]``
-        of a data set of ``n_samples`` rows."""
-        return cls(parts=parts, n_samples=n_samples)
+        of a data set of ``n_samples`` rows; ``indices``: the ``(train, test)``
+        sample indices of every part's rows (the early-stopping guard needs
+        them)."""
+        return cls(parts=parts, n_samples=n_samples, indices=indices)
+
+    @property
+    def can_hold_out(self):
+        """Whether :meth:`guarded` can build its splits."""
+        return self._parts is None or self.indices is not None
+
+    def guarded(self, stratify):
+        """The early-stopping guard's splits: ``(splits, held-out masks)``.
+
+        One sample in five (:func:`held_out_samples`) leaves every training
+        part and joins every split's validation rows, at their end and in
+        the same order: the masks mark them. The other validation rows drive
+        the hypergradient; the held-out ones, on which no model of the
+        search was trained and no hypergradient looked, judge its path.
+        Exact leave-one-out becomes 5 interleaved folds of the kept samples.
+        """
+        if self._parts is None:
+            X, targets, sw, folds = self.whole
+            held = held_out_samples(targets, stratify)
+            kept = np.flatnonzero(~held)
+            if folds is None:
+                part = np.arange(len(kept)) % GUARDED_LOO_FOLDS
+                folds = [
+                    (kept[part != k], kept[part == k]) for k in range(GUARDED_LOO_FOLDS)
+                ]
+            rows = np.flatnonzero(held)
+            new = [(tr[~held[tr]], np.r_[te[~held[te]], rows]) for tr, te in folds]
+            masks = [np.r_[np.zeros(len(te) - len(rows)), np.ones(len(rows))] > 0
+                     for _, te in new]  # fmt: skip
+            return Splits.from_indices(X, targets, sw, new, targets, None), masks
+        first = self._parts[0][0][1]
+        targets = np.empty((self.n_samples, *first.shape[1:]), dtype=first.dtype)
+        for (train, test), (tr_idx, te_idx) in zip(
+            self._parts, self.indices, strict=True
+        ):
+            targets[tr_idx], targets[te_idx] = train[1], test[1]
+        held = held_out_samples(targets, stratify)
+        parts, masks = [], []
+        for (train, test), (tr_idx, te_idx) in zip(
+            self._parts, self.indices, strict=True
+        ):
+            # The held-out rows, as this split's preprocessing transformed
+            # them, in the order of their sample indices.
+            index = np.r_[tr_idx[held[tr_idx]], te_idx[held[te_idx]]]
+            order = np.argsort(index, kind="stable")
+            pieces = [
+                _stack([train[j][held[tr_idx]], test[j][held[te_idx]]])[order]
+                for j in range(3)
+            ]
+            keep_tr, keep_te = ~held[tr_idx], ~held[te_idx]
+            validation = tuple(_stack([test[j][keep_te], pieces[j]]) for j in range(3))
+            parts.append((tuple(part[keep_tr] for part in train), validation))
+            masks.append(np.r_[np.zeros(keep_te.sum()), np.ones(len(index))] > 0)
+        return Splits.from_parts(parts, self.n_samples), masks
+
+    def test_targets(self, k):
+        """The encoded targets of split ``k``'s validation rows."""
+        if self._parts is not None:
+            return self._parts[k][1][1]
+        _, targets, _, folds = self.whole
+        return targets if folds is None else targets[folds[k][1]]
 
     def test_design(self, k):
         """The validation rows of split ``k`` (all rows for leave-one-out)."""
@@ -235,3 +328,10 @@ class Splits:
                 )
             )
         return out
+
+
+def _stack(blocks):
+    """Rows of ``blocks`` one after another (dense, sparse or 1-D)."""
+    if sp.issparse(blocks[0]):
+        return sp.vstack(blocks, format="csr")
+    return np.concatenate(blocks, axis=0)

@@ -65,6 +65,10 @@ class Evaluation:
     split where measured. ``accurate`` says whether the point may be chosen as
     the optimum: its training problems were solved to the hypergradient's
     accuracy, not loosely (scan) or from mini-batches (stochastic estimates).
+    Under the early-stopping guard, ``holdout_losses`` are the held-out
+    rows' losses of every split's model (else None), ``holdout_loss`` their
+    mean (else NaN) and ``holdout_rows`` every held-out row's loss averaged
+    over the splits' models.
     """
 
     theta: np.ndarray
@@ -74,6 +78,15 @@ class Evaluation:
     elapsed: float
     accurate: bool
     split_times: list = None
+    holdout_losses: np.ndarray = None
+    holdout_rows: np.ndarray = None
+
+    @property
+    def holdout_loss(self):
+        """Mean held-out loss over the splits (NaN without the guard)."""
+        if self.holdout_losses is None:
+            return np.nan
+        return float(np.mean(self.holdout_losses))
 
 
 class CVObjective:
@@ -109,7 +122,12 @@ class CVObjective:
         self.callback = None
 
     def _evaluate(self, theta, need_grad):
-        """Return ``(f, grad or None, split_losses, split_times or None)``."""
+        """Return ``(f, grad or None, split_losses, split_times or None)``.
+
+        Objectives with held-out rows (:meth:`FoldsObjective.hold_out`)
+        append the loss that ``grad`` differentiates and the held-out rows'
+        losses ``(per split, per row)``.
+        """
         raise NotImplementedError
 
     def validation_predictions(self, index):
@@ -140,7 +158,9 @@ class CVObjective:
         """
         return self.records[index].loss
 
-    def _log(self, theta, f, split_losses, grad, split_times=None):
+    def _log(
+        self, theta, f, split_losses, grad, split_times=None, holdout=(None, None)
+    ):
         elapsed = time.perf_counter() - self.start_time
         grad_norm = np.nan if grad is None else float(np.linalg.norm(grad))
         self.records.append(
@@ -152,6 +172,8 @@ class CVObjective:
                 elapsed=elapsed,
                 accurate=self._row_is_accurate(grad),
                 split_times=split_times,
+                holdout_losses=holdout[0],
+                holdout_rows=holdout[1],
             )
         )
         if self.verbose > 0 and grad is not None:
@@ -181,9 +203,11 @@ class CVObjective:
     def __call__(self, theta, need_grad=True):
         theta = np.asarray(theta, dtype=float)
         with self._callback_task():
-            f, grad, split_losses, split_times = self._evaluate(theta, need_grad)
-            self._log(theta, f, split_losses, grad, split_times)
-        return f, grad
+            out = self._evaluate(theta, need_grad)
+            f, grad, split_losses, split_times = out[:4]
+            fit_loss, holdout = out[4:] or (f, (None, None))
+            self._log(theta, f, split_losses, grad, split_times, holdout)
+        return fit_loss, grad
 
     @contextmanager
     def _callback_task(self):
@@ -250,9 +274,24 @@ class FoldsObjective(CVObjective):
         self.states = [FoldState() for _ in problems]
         self.solutions = []  # per evaluation: list of per-fold w
         self.tol = 1e-6
+        # Per fold: the held-out validation rows, once hold_out is called.
+        self.held_rows = None
+        self.held_weights = None
 
-    def tighten(self, relative_gradient):
-        self.tol = float(np.clip(0.1 * relative_gradient, 1e-10, 1e-6))
+    def hold_out(self, held):
+        """Take the rows of ``held`` out of the hypergradient, to judge its path.
+
+        ``held``: one boolean mask per fold over its validation rows. The
+        held-out rows must be the same samples, in the same order, in every
+        fold (see :meth:`~skbilevel._folds.Splits.guarded`): every evaluation
+        then also records their loss, per fold and per sample (averaged over
+        the folds' models).
+        """
+        self.held_rows, self.held_weights = [], []
+        for problem, mask in zip(self.problems, held, strict=True):
+            self.held_rows.append(np.flatnonzero(mask))
+            self.held_weights.append(np.where(mask, problem.sw_val, 0.0))
+            problem.sw_val = np.where(mask, 0.0, problem.sw_val)
 
     def _evaluate(self, theta, need_grad):
         kwargs = dict(
@@ -267,17 +306,30 @@ class FoldsObjective(CVObjective):
             adjoint_tol=self.tol,
             adjoint_max_iter=self.adjoint_max_iter,
         )
+        held = self.held_rows or [None] * len(self.problems)
+
+        def fold(item):
+            problem, state, rows = item
+            loss, grad, w = fold_value_and_grad(problem, theta, state, **kwargs)
+            if rows is None:
+                return loss, grad, w, None
+            return loss, grad, w, problem.row_losses(w, rows)
+
         results, seconds = map_folds_timed(
-            lambda pair: fold_value_and_grad(pair[0], theta, pair[1], **kwargs),
-            zip(self.problems, self.states, strict=True),
-            self.n_jobs,
+            fold, zip(self.problems, self.states, held, strict=True), self.n_jobs
         )
         losses = np.array([r[0] for r in results])
         self.solutions.append([r[2] for r in results])
         grad = None
         if need_grad:
             grad = np.mean([r[1] for r in results], axis=0)
-        return float(losses.mean()), grad, losses, seconds
+        f = float(losses.mean())
+        if self.held_rows is None:
+            return f, grad, losses, seconds
+        rows = np.array([r[3] for r in results])  # (n_folds, n_held)
+        weights = self.held_weights[0][self.held_rows[0]]
+        per_fold = rows @ weights / weights.sum()
+        return f, grad, losses, seconds, f, (per_fold, rows.mean(axis=0))
 
     def split_coefficients(self, index):
         return [

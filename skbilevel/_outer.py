@@ -236,7 +236,17 @@ def minimize_scalar(
 
 
 def minimize_box(
-    fun, theta0, lo, hi, *, tol=1e-4, max_iter=100, memory=5, on_gradient=None
+    fun,
+    theta0,
+    lo,
+    hi,
+    *,
+    tol=1e-4,
+    max_iter=100,
+    memory=5,
+    on_gradient=None,
+    monitor=None,
+    patience=5,
 ):
     """Projected inexact hypergradient method (spectral projected gradient).
 
@@ -254,14 +264,21 @@ def minimize_box(
         Box bounds in log-space.
     tol : float, default=1e-4
         Stop when the l1 norm of the projected gradient is at most
-        ``tol * |f|``, or when ``f`` decreased by less than ``1e-2 * tol * |f|``
-        over the last ``memory`` iterations.
+        ``tol * |f|``, or when the monitored loss has not improved on its
+        best value by more than ``tol`` (relative) over the last ``patience``
+        iterations: with hundreds of hyperparameters the loss settles long
+        before every one of them does.
     max_iter : int, default=100
         Maximum number of outer iterations.
     memory : int, default=5
         Length of the non-monotone window of the Armijo test.
     on_gradient : callable, default=None
         Called with the relative projected-gradient norm after each iterate.
+    monitor : callable, default=None
+        ``monitor()`` returns the loss that the stopping window watches at
+        the iterate just accepted (e.g. a held-out loss); None watches ``f``.
+    patience : int, default=5
+        Length of the stopping window.
 
     Returns
     -------
@@ -271,6 +288,7 @@ def minimize_box(
     f, g = fun(theta, True)
     best = (theta.copy(), f)
     history = [f]
+    watched = [f if monitor is None else monitor()]
     step = 1.0 / max(np.max(np.abs(g)), _TINY)
     converged = False
     n_iter = 0
@@ -285,12 +303,7 @@ def minimize_box(
         if rel <= tol:
             converged = True
             break
-        stalled = (
-            history[-memory - 1] - min(history[-memory:])
-            if len(history) > memory
-            else np.inf
-        )
-        if stalled <= 1e-2 * tol * scale:
+        if _no_recent_gain(watched, tol, patience):
             converged = True
             break
         direction = np.clip(theta - step * g, lo, hi) - theta
@@ -318,9 +331,28 @@ def minimize_box(
         step = float(np.clip(step, 1e-10, 1e10))
         theta, f, g = candidate, fc, gc
         history.append(f)
+        watched.append(f if monitor is None else monitor())
         if f < best[1]:
             best = (theta.copy(), f)
     return OuterResult(best[0], best[1], n_iter, converged)
+
+
+def _no_recent_gain(values, tol, patience):
+    """Whether the last ``patience`` values missed the earlier best by ``tol``.
+
+    The window compares best values, not successive ones, so a non-monotone
+    excursion (allowed by the Armijo window) and its return do not count as
+    progress. NaN values (an undefined held-out loss) never count.
+    """
+    if len(values) <= patience:
+        return False
+    earlier = np.asarray(values[:-patience], dtype=float)
+    recent = np.asarray(values[-patience:], dtype=float)
+    if not np.isfinite(earlier).any():
+        return False
+    before = np.nanmin(earlier)
+    after = np.nanmin(recent) if np.isfinite(recent).any() else np.inf
+    return not after < before - tol * max(abs(before), _TINY)
 
 
 def minimize_stochastic(objective, theta0, lo, hi, *, max_iter, tol, step=0.5):

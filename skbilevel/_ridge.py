@@ -50,11 +50,17 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
 
     Parameters
     ----------
-    penalty : {"scalar", "per_feature", "per_target"} or array-like of shape \
-            (n_features,), default="scalar"
+    penalty : {"scalar", "per_feature", "per_target", "per_column"} or \
+            array-like of shape (n_features,), default="scalar"
         How strengths are shared: one for all coefficients, one per feature,
         one per target (multi-output ``y``), or one per group of features
         given by an array of group ids.
+        ``"per_column"`` (in :class:`~skbilevel.HypergradientSearchCV` over a
+        Pipeline) gives one strength to all the columns that the
+        preprocessing makes from one input column (see
+        :func:`~skbilevel.column_groups`, whose output is the array to give
+        this estimator alone). Many strengths are guarded against
+        overfitting the validation folds (``early_stopping``).
     alpha_init : float or array-like, default=None
         Starting strength(s). None scans the whole box first, which guards
         against poor local minima of the (non-convex) validation loss.
@@ -121,6 +127,21 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
     random_state : int, RandomState instance or None, default=None
         Seeds the stochastic solver's mini-batches (the same seed gives the
         same result, whatever ``n_jobs``).
+    early_stopping : "auto" or bool, default="auto"
+        Guard of many strengths against overfitting the validation folds.
+        One sample in three (fixed, stratified by class for classifiers) is
+        held out of every training set and every hypergradient; the search
+        of the strengths starts at the best common value, follows the
+        hypergradient of the other samples' folds, stops once the held-out
+        samples' loss has not improved by ``tol`` (relative) in 20
+        iterations, and moves away from the common value only if its best
+        point beats it on the held-out samples by more than two standard
+        errors. The point kept is then scored on the user's folds (the last
+        row of ``cv_results_``). "auto" guards strengths per feature and per
+        group of features with the deterministic solver and 100 samples or
+        more; strengths per target are few and left unguarded. Costs one more
+        set of fold problems (on two thirds of the samples); the search
+        usually stops sooner. See the user guide.
 
     Attributes
     ----------
@@ -147,6 +168,17 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
         reports no ``split{k}`` columns and a NaN ``std_test_score``.
     penalty_groups_ : ndarray or None
         Distinct group ids when ``penalty`` is an array.
+    strength_names_ : ndarray of str of shape (n_strengths,)
+        What every strength applies to: the feature (``feature_names_in_``
+        or ``x0, x1, ...``), the group id, the target, or ``"all"``.
+    strengths_ : pandas.Series of shape (n_strengths,)
+        ``alpha_`` indexed by ``strength_names_`` (a dict when pandas is not
+        installed); see also :class:`~skbilevel.plotting.StrengthsDisplay`.
+    held_out_path_ : dict or None
+        The early-stopping guard's path: the strengths of every evaluation
+        (key ``"alpha"``), their ``"held_out_loss"`` and ``"fit_loss"``
+        (the hypergradient's folds), and the ``"chosen"`` index; None when
+        the guard was off.
     hypergradient_ : str
         The method that was used ("sid" in the stochastic mode).
     solver_ : str
@@ -194,6 +226,7 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
         solver="auto",
         batch_size="auto",
         random_state=None,
+        early_stopping="auto",
     ):
         self.penalty = penalty
         self.alpha_init = alpha_init
@@ -211,6 +244,7 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
         self.solver = solver
         self.batch_size = batch_size
         self.random_state = random_state
+        self.early_stopping = early_stopping
 
     # cv=None ("cv_object" includes it) is exact leave-one-out here.
     _parameter_constraints = common_constraints("alpha", "per_target")

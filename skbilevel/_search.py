@@ -53,6 +53,7 @@ from sklearn.utils.validation import (
 )
 
 from ._base import CallbackSupportMixin, with_callbacks
+from ._columns import column_groups
 from ._folds import Splits
 from ._logistic import BilevelLogisticCV
 from ._results import build_cv_results
@@ -152,10 +153,11 @@ def _transform_fold(estimator, X, y, train, test, fit_params):
     """Fit the preprocessing on ``train``; transform both parts.
 
     ``fit_params`` are the (full-length) parameters routed to the estimator's
-    ``fit``. Returns ``X_train, X_test``.
+    ``fit``. Returns ``X_train, X_test`` and the fitted preprocessing steps.
     """
     X_train, y_train = _safe_indexing(X, train), _safe_indexing(y, train)
     X_test = _safe_indexing(X, test)
+    fitted = []
     if isinstance(estimator, Pipeline):
         step_params = estimator._check_method_params(method="fit", props=fit_params)
         for name, transformer in estimator.steps[:-1]:
@@ -165,7 +167,23 @@ def _transform_fold(estimator, X, y, train, test, fit_params):
             transformer = clone(transformer)
             X_train = transformer.fit_transform(X_train, y_train, **params)
             X_test = transformer.transform(X_test)
-    return X_train, X_test
+            fitted.append((name, transformer))
+    return X_train, X_test, fitted
+
+
+def _input_names(X):
+    """Column names of the search's input (``x0, x1, ...`` without names)."""
+    names = getattr(X, "columns", None)
+    if names is None:
+        return [f"x{i}" for i in range(X.shape[1])]
+    return [str(name) for name in names]
+
+
+def _per_column_groups(fitted, X):
+    """Input column of every column that the fitted preprocessing steps produce."""
+    if not fitted:
+        return np.asarray(_input_names(X), dtype=object).astype(str)
+    return column_groups(Pipeline(fitted), input_features=_input_names(X))
 
 
 def _final_sample_weight(estimator, fit_params):
@@ -209,6 +227,8 @@ class _Candidate:
         self.return_train_score = search.return_train_score
         self.error_score = search.error_score
         self.callback = None  # (sklearn.callback context, search), sequential runs
+        final = _final_step(self.estimator)[1]
+        self.per_column = _is_per_column(final)
 
     def run(self, X, y, n_jobs):
         try:
@@ -257,7 +277,7 @@ class _Candidate:
         out = []
         for train, test in self.folds:
             start = time.perf_counter()
-            X_train, X_test = _transform_fold(
+            X_train, X_test, fitted = _transform_fold(
                 self.estimator, X, y, train, test, self.fit_params
             )
             out.append(
@@ -271,6 +291,7 @@ class _Candidate:
                     score_test=_check_method_params(X, self.score_params, test),
                     score_train=_check_method_params(X, self.score_params, train),
                     time=time.perf_counter() - start,
+                    groups=(_per_column_groups(fitted, X) if self.per_column else None),
                 )
             )
         return out
@@ -330,6 +351,16 @@ class _Candidate:
         tuner.set_params(
             tol=self.tol, max_iter=self.max_iter, verbose=self.verbose, n_jobs=n_jobs
         )
+        if self.per_column:
+            groups = splits[0]["groups"]
+            if any(not np.array_equal(s["groups"], groups) for s in splits):
+                raise ValueError(
+                    "penalty='per_column': the preprocessing of different folds "
+                    "maps its output columns to different input columns; make "
+                    "every fold produce the same columns (e.g. "
+                    "OneHotEncoder(categories=[...]) listing every category)."
+                )
+            tuner.set_params(penalty=groups)
         tuner._validate_params()
         start = time.perf_counter()
         info = tuner._target_info(np.asarray(y), weight)
@@ -344,7 +375,7 @@ class _Candidate:
                 sw = check_sample_weight(split[f"sw_{side}"], X, weight)
                 sides.append((X, targets, sw))
             parts.append(tuple(sides))
-        data = Splits.from_parts(parts, n_samples=len(y))
+        data = Splits.from_parts(parts, n_samples=len(y), indices=self.folds)
         outcome = tuner._bilevel_search(
             data,
             info,
@@ -385,6 +416,16 @@ class _Candidate:
                 self._score_row(row, models[k], split, X_test, X_train)
             rows.append(row)
         return rows
+
+
+def _is_per_column(final):
+    """Whether a skbilevel final step asks for one strength per input column."""
+    penalty = getattr(final, "penalty", None)
+    return (
+        isinstance(final, (BilevelRidgeCV, BilevelLogisticCV))
+        and isinstance(penalty, str)
+        and penalty == "per_column"
+    )
 
 
 def _translate(final):
@@ -833,6 +874,15 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
             params[f"{prefix}{name}_bounds"] = (value, value)
         estimator = clone(self.estimator).set_params(**clone(params, safe=False))
         start = time.perf_counter()
+        if _is_per_column(final):
+            # The groups of the preprocessing fitted on all the rows (their
+            # labels, the input columns, are those the folds tuned).
+            fitted = []
+            if isinstance(estimator, Pipeline):
+                preprocessing = clone(estimator[:-1]).fit(X, y)
+                fitted = preprocessing.steps
+            groups = _per_column_groups(fitted, X)
+            estimator.set_params(**{f"{prefix}penalty": groups})
         estimator.fit(X, y, **routed.estimator.fit)
         self.refit_time_ = time.perf_counter() - start
         self.best_estimator_ = estimator

@@ -120,6 +120,14 @@ def check_penalty(penalty, n_features, n_targets, per_output_name):
         elif penalty == per_output_name:
             group_idx = np.tile(np.arange(n_targets, dtype=np.int64), (n_features, 1))
             return group_idx, n_targets, None
+        elif penalty == "per_column":
+            raise ValueError(
+                "penalty='per_column' gives one strength to all the columns that "
+                "a Pipeline's preprocessing makes from one input column; only "
+                "HypergradientSearchCV(pipeline, ...) sees that preprocessing. For "
+                "this estimator alone pass the groups, e.g. "
+                "penalty=skbilevel.column_groups(fitted_column_transformer)."
+            )
         else:
             raise ValueError(
                 f"penalty must be 'scalar', 'per_feature', '{per_output_name}' or an "

@@ -3,7 +3,7 @@
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["OptimizationPathDisplay"]
+__all__ = ["OptimizationPathDisplay", "StrengthsDisplay"]
 
 # Past this many hyperparameters, their median and range are drawn instead
 # of one line each.
@@ -195,4 +195,141 @@ class OptimizationPathDisplay:
         param_ax.set_xlabel("evaluation")
         self.ax_ = ax
         self.figure_ = score_ax.figure
+        return self
+
+
+class StrengthsDisplay:
+    """The tuned strengths by feature or group, sorted: what the model leans on.
+
+    One horizontal bar per strength (log scale), from the least penalized
+    (the features the model is free to use) down to the most penalized
+    (shrunk away). With more than ``max_display`` strengths, the least and
+    the most penalized halves are drawn.
+
+    Use :meth:`from_estimator` to build it from a fitted estimator.
+
+    Parameters
+    ----------
+    names : ndarray of str of shape (n_strengths,)
+        Feature or group of every strength.
+    values : ndarray of shape (n_strengths,)
+        The strengths (``alpha`` or ``C``).
+    param_name : str
+        "alpha" (a penalty) or "C" (an inverse penalty).
+
+    Attributes
+    ----------
+    ax_ : matplotlib Axes
+    figure_ : matplotlib Figure
+    bars_ : matplotlib BarContainer
+    shown_ : ndarray of str
+        The names drawn, top to bottom.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from sklearn.datasets import load_diabetes
+    >>> from skbilevel import BilevelRidgeCV
+    >>> from skbilevel.plotting import StrengthsDisplay
+    >>> X, y = load_diabetes(return_X_y=True, as_frame=True)
+    >>> reg = BilevelRidgeCV(penalty="per_feature").fit(X, y)
+    >>> display = StrengthsDisplay.from_estimator(reg)
+    >>> len(display.shown_)
+    10
+    """
+
+    def __init__(self, *, names, values, param_name):
+        self.names = np.asarray(names).astype(str)
+        self.values = np.asarray(values, dtype=float)
+        self.param_name = param_name
+
+    @classmethod
+    def from_estimator(cls, estimator, *, max_display=30, ax=None):
+        """Plot the strengths of a fitted skbilevel estimator.
+
+        Parameters
+        ----------
+        estimator : fitted estimator
+            A ``Bilevel*CV`` estimator, a Pipeline ending in one (a
+            per-feature strength is then named by the preprocessing's
+            ``get_feature_names_out()``), or a fitted HypergradientSearchCV
+            whose ``best_estimator_`` is one of those.
+        max_display : int, default=30
+            Most bars to draw.
+        ax : matplotlib Axes, default=None
+            None makes a new figure.
+
+        Returns
+        -------
+        display : StrengthsDisplay
+        """
+        from sklearn.pipeline import Pipeline
+
+        from ._base import BaseBilevelCV
+        from ._search import HypergradientSearchCV
+
+        if isinstance(estimator, HypergradientSearchCV):
+            check_is_fitted(estimator, "best_estimator_")
+            estimator = estimator.best_estimator_
+        final = estimator[-1] if isinstance(estimator, Pipeline) else estimator
+        if not isinstance(final, BaseBilevelCV):
+            raise TypeError(
+                "StrengthsDisplay plots the strengths of a skbilevel estimator "
+                f"(alone, last in a Pipeline or searched); got {type(final).__name__}."
+            )
+        check_is_fitted(final, "strengths_")
+        names = final.strength_names_
+        per_feature = isinstance(final.penalty, str) and final.penalty == "per_feature"
+        if (
+            per_feature
+            and isinstance(estimator, Pipeline)
+            and not hasattr(final, "feature_names_in_")
+        ):
+            try:
+                names = np.asarray(estimator[:-1].get_feature_names_out()).astype(str)
+            except (AttributeError, ValueError):  # a step without names out
+                pass
+        values = np.atleast_1d(getattr(final, f"{final._param_name}_"))
+        display = cls(names=names, values=values, param_name=final._param_name)
+        return display.plot(max_display=max_display, ax=ax)
+
+    def plot(self, *, max_display=30, ax=None):
+        """Draw the bars.
+
+        Parameters
+        ----------
+        max_display : int, default=30
+            Most bars to draw (the least and most penalized halves).
+        ax : matplotlib Axes, default=None
+            None makes a new figure.
+
+        Returns
+        -------
+        display : StrengthsDisplay
+        """
+        import matplotlib.pyplot as plt
+
+        # A penalty (alpha) grows with shrinkage, an inverse penalty (C) falls.
+        shrinkage = self.values if self.param_name != "C" else 1.0 / self.values
+        order = np.argsort(shrinkage, kind="stable")
+        hidden = max(len(order) - max_display, 0)
+        if hidden:
+            half = max_display // 2
+            order = np.r_[order[: max_display - half], order[len(order) - half :]]
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6.4, 1.0 + 0.25 * len(order)))
+        rows = np.arange(len(order))[::-1]  # least penalized on top
+        self.bars_ = ax.barh(rows, self.values[order], color="C0")
+        ax.set_yticks(rows, self.names[order])
+        ax.set_xscale("log")
+        meaning = "smaller" if self.param_name == "C" else "larger"
+        ax.set_xlabel(f"{self.param_name} ({meaning} = more penalized)")
+        title = "Tuned strengths, least penalized first"
+        if hidden:
+            title += f" ({hidden} middle ones not shown)"
+        ax.set_title(title)
+        self.shown_ = self.names[order]
+        self.ax_ = ax
+        self.figure_ = ax.figure
         return self

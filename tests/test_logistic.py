@@ -159,13 +159,19 @@ def test_per_feature_lowers_held_out_log_loss_with_useless_features():
     X, y = make_classification(1200, 60, n_informative=5, n_redundant=0, random_state=0)
     X_train, y_train, X_test, y_test = X[:600], y[:600], X[600:], y[600:]
     scalar = BilevelLogisticCV().fit(X_train, y_train)
-    per = BilevelLogisticCV(penalty="per_feature").fit(X_train, y_train)
+    free = BilevelLogisticCV(penalty="per_feature", early_stopping=False)
+    guarded = BilevelLogisticCV(penalty="per_feature")
 
     def held_out(model):
+        model.fit(X_train, y_train)
         p = model.predict_proba(X_test)[np.arange(len(y_test)), y_test]
         return -np.mean(np.log(p))
 
-    assert held_out(per) < held_out(scalar)
+    # The unguarded search finds the gain (2.8%); the guard, with 200
+    # held-out samples, cannot tell it from noise and keeps the shared
+    # strength (see tests/test_many_hyperparameters.py for clearer gains).
+    assert held_out(free) < held_out(scalar)
+    assert held_out(guarded) <= 1.005 * held_out(scalar)
 
 
 def test_class_weight_and_scoring():

@@ -73,7 +73,15 @@ CASES = [
     (BilevelRidgeCV, {"warm_start": "no"}, INVALID, "'warm_start' parameter"),
     (BilevelRidgeCV, {"n_jobs": 1.5}, INVALID, "'n_jobs' parameter"),
     (BilevelRidgeCV, {"random_state": "seed"}, INVALID, "'random_state'"),
+    (BilevelRidgeCV, {"early_stopping": "yes"}, INVALID, "'early_stopping'"),
     # --- BilevelRidgeCV: what the constraints cannot say
+    (BilevelRidgeCV, {"penalty": "per_column"}, ValueError, "column_groups"),
+    (
+        BilevelRidgeCV,
+        {"penalty": "per_feature", "early_stopping": True, "solver": "stochastic"},
+        ValueError,
+        "early_stopping=True applies to the deterministic",
+    ),
     (BilevelRidgeCV, {"penalty": [0, 1]}, ValueError, r"expected shape \(10,\)"),
     (BilevelRidgeCV, {"alpha_bounds": (1.0,)}, ValueError, "alpha_bounds must be a"),
     (BilevelRidgeCV, {"alpha_bounds": (10.0, 1.0)}, ValueError, "0 < low <= high"),
@@ -114,7 +122,9 @@ CASES = [
     (BilevelLogisticCV, {"solver": "sgd"}, INVALID, "'solver' parameter"),
     (BilevelLogisticCV, {"batch_size": 0}, INVALID, "'batch_size' parameter"),
     (BilevelLogisticCV, {"verbose": True, "tol": "small"}, INVALID, "'tol'"),
+    (BilevelLogisticCV, {"early_stopping": 2}, INVALID, "'early_stopping'"),
     # --- BilevelLogisticCV: what the constraints cannot say
+    (BilevelLogisticCV, {"penalty": "per_column"}, ValueError, "column_groups"),
     (BilevelLogisticCV, {"C_bounds": (2.0, 1.0)}, ValueError, "0 < low <= high"),
     (
         BilevelLogisticCV,

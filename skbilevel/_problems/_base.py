@@ -90,7 +90,13 @@ class InnerProblem:
         raise NotImplementedError
 
     def outer_loss_grad(self, w):
-        """Validation loss ``E(w)`` and its gradient in ``w``."""
+        """Validation loss ``E(w)`` and its gradient in ``w``: a weighted mean
+        over the validation rows, with the weights ``sw_val``."""
+        raise NotImplementedError
+
+    def row_losses(self, w, rows):
+        """Unweighted validation loss of each of the validation rows ``rows``
+        (the early-stopping guard's paired comparisons)."""
         raise NotImplementedError
 
     def coefficients(self, w):

@@ -30,6 +30,7 @@ from .._logistic_kernels import (
     samplewise_hvp,
     samplewise_loss_grad,
 )
+from .._results import log_probabilities
 from .._validation import as_float_c, as_index_c, max_abs
 from ._base import InnerProblem, penalty_weights
 
@@ -172,7 +173,6 @@ class LogisticProblem(InnerProblem):
             self.X_val, self._csr_val = _prepare_X(X_val)
             self.targets_val = as_index_c(targets_val)
             self.sw_val = as_float_c(sw_val)
-            self.total_val = float(self.sw_val.sum())
 
     def _penalty(self, theta):
         """L2 weights of every coefficient; the intercepts get a tiny one.
@@ -449,17 +449,21 @@ class LogisticProblem(InnerProblem):
         return W, False
 
     # ---------------------------------------------------------------- outputs
+    def row_losses(self, W, rows):
+        """Log-loss of validation rows ``rows``."""
+        coef, intercept = self.coefficients(W)
+        scores = np.asarray(self.X_val[rows] @ coef) + intercept
+        log_proba = log_probabilities(scores)
+        return -log_proba[np.arange(len(rows)), self.targets_val[rows]]
+
     def outer_loss_grad(self, W):
         """Weighted mean validation log-loss and its gradient in W."""
+        sw_val = self.sw_val  # the early-stopping guard may zero some rows
         loss, grad, _ = _loss_grad(
-            self.X_val,
-            self._csr_val,
-            W,
-            self.targets_val,
-            self.sw_val,
-            self.fit_intercept,
+            self.X_val, self._csr_val, W, self.targets_val, sw_val, self.fit_intercept
         )
-        return loss / self.total_val, grad / self.total_val
+        total = float(sw_val.sum())
+        return loss / total, grad / total
 
     def coefficients(self, W):
         """``(coef, intercept)``: the feature rows of ``W`` and its intercept row."""

@@ -189,7 +189,6 @@ class RidgeProblem(InnerProblem):
             self.X_val = X_val
             self.Y_val = Y_val
             self.sw_val = sw_val
-            self._val_scale = 2.0 / (sw_val.sum() * self.n_targets)
 
     # ----------------------------------------------------------------- algebra
     @property
@@ -384,12 +383,24 @@ class RidgeProblem(InnerProblem):
         """``(coef, intercept)`` in the original (uncentered) coordinates."""
         return w, self.intercept(w)
 
+    def row_losses(self, w, rows):
+        """Squared error of validation rows ``rows`` (mean over targets)."""
+        residual = (
+            np.asarray(self.X_val[rows] @ w)
+            - self.xbar @ w
+            + self.ybar
+            - self.Y_val[rows]
+        )
+        return np.mean(residual**2, axis=1)
+
     def outer_loss_grad(self, w):
         """Weighted validation MSE (averaged over targets) and its gradient in w."""
+        sw_val = self.sw_val  # the early-stopping guard may zero some rows
+        scale = 2.0 / (sw_val.sum() * self.n_targets)
         residual = np.asarray(self.X_val @ w) - self.xbar @ w + self.ybar - self.Y_val
-        weighted = self.sw_val[:, None] * residual
-        loss = 0.5 * self._val_scale * float(np.sum(weighted * residual))
-        grad = self._val_scale * (
+        weighted = sw_val[:, None] * residual
+        loss = 0.5 * scale * float(np.sum(weighted * residual))
+        grad = scale * (
             np.asarray(self.X_val.T @ weighted) - np.outer(self.xbar, weighted.sum(0))
         )
         return loss, grad
