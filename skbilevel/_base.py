@@ -278,6 +278,7 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
                 self.cv, X, y, groups, sw, classifier=info.classes is not None
             )
         splits = Splits.from_indices(X, targets, sw, folds, y, sample_weight)
+        splits.groups = None if groups is None else np.asarray(groups)
         callback = self._callback_begin(X, y)
         outcome = self._bilevel_search(splits, info, start_time, callback=callback)
 
@@ -387,15 +388,15 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
         objective.param_name, objective.param_sign = self._param_name, self._param_sign
         objective.callback = callback
 
+        theta0 = self._initial_theta(n_hyper, lo, hi)
+        # The guard judges its path against the best common value.
+        common = not np.ndim(lo) and (theta0 is None or np.all(theta0 == theta0[0]))
         guarded = None
-        if self._guard(splits, solver, n_hyper):
+        if self._guard(splits, solver, n_hyper, common):
             guarded = self._guarded_objective(splits, info, method)
             guarded.start_time, guarded.callback = start_time, callback
-            guarded.param_name, guarded.param_sign = (
-                objective.param_name,
-                objective.param_sign,
-            )
-        theta0 = self._initial_theta(n_hyper, lo, hi)
+            guarded.param_name = objective.param_name
+            guarded.param_sign = objective.param_sign
         if solver == "stochastic":
             if theta0 is None:
                 # scikit-learn's default strength (alpha = 1, C = 1), in the box.
@@ -413,12 +414,15 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
             guarded,
         )  # fmt: skip
 
-    def _guard(self, splits, solver, n_hyper):
+    def _guard(self, splits, solver, n_hyper, common):
         """Whether the many-strength search runs under the early-stopping guard.
 
         See ``early_stopping``: "auto" guards strengths per feature and per
         group of features (many, alike hyperparameters that overfit the
-        validation folds); strengths per target or class are few.
+        validation folds); strengths per target or class are few. The guard
+        needs the deterministic solver, K-fold-like splits (every sample
+        validated once), enough samples, and a common starting value (its
+        reference).
         """
         setting = self.early_stopping
         if n_hyper == 1 or setting is False:
@@ -426,23 +430,32 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
         many = not (isinstance(self.penalty, str) and self.penalty == self._per_output)
         if setting == "auto" and not many:
             return False
-        # Ten held-out samples at least (one in five of the samples).
-        possible = splits.can_hold_out and splits.n_samples >= GUARD_MIN_SAMPLES
-        if setting == "auto":
-            return solver == "deterministic" and possible
+        reasons = []
         if solver == "stochastic":
-            raise ValueError(
-                "early_stopping=True applies to the deterministic solver (the "
-                "stochastic one averages its iterates instead); use "
-                "early_stopping='auto' or False."
+            reasons.append("the stochastic solver (it averages its iterates instead)")
+        if splits.n_samples < GUARD_MIN_SAMPLES:
+            reasons.append(
+                f"fewer than {GUARD_MIN_SAMPLES} samples (one in three is held "
+                "out, and must tell a gain from noise)"
             )
-        if not possible:
-            raise ValueError(
-                f"early_stopping=True holds one sample in five out of the search: "
-                f"it needs at least {GUARD_MIN_SAMPLES} samples; got "
-                f"{splits.n_samples}. Use early_stopping=False."
+        if not splits.can_hold_out:
+            reasons.append(
+                "splits that do not validate every sample exactly once "
+                "(time series, shuffle-split)"
             )
-        return True
+        if not common:
+            reasons.append(
+                "different bounds per hyperparameter or a starting point that "
+                "differs between them (the guard compares its path with the "
+                "best common value)"
+            )
+        if setting == "auto" or not reasons:
+            return not reasons
+        raise ValueError(
+            "early_stopping=True cannot hold samples out with "
+            + "; ".join(reasons)
+            + ". Use early_stopping='auto' or False."
+        )
 
     def _guarded_objective(self, splits, info, method):
         """The early-stopping guard's objective (see :meth:`Splits.guarded`)."""
@@ -524,18 +537,20 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
     def _guarded_choice(guarded):
         """The point of the guarded path that the held-out samples support.
 
-        The path starts at the best common value (its first evaluation) and
-        follows the hypergradient of the kept samples. Its point of lowest
-        held-out loss is kept only if it beats the start by more than
-        ``GUARD_STANDARD_ERRORS`` standard errors of the paired, per-sample
-        difference of held-out losses; otherwise the common value is kept: a
-        move away from the shared strength must gain more than the held-out
-        samples' noise (and the choice of the best among many points).
+        The path starts at the best common value of the guard's folds (the
+        evaluation ``guarded.origin_index``) and follows the hypergradient of
+        the kept samples. Its point of lowest held-out loss is kept only if it
+        beats the start by more than ``GUARD_STANDARD_ERRORS`` standard errors
+        of the paired, per-sample difference of held-out losses; otherwise
+        the common value is kept: a move away from the shared strength must
+        gain more than the held-out samples' noise (and the choice of the
+        best among many points).
         """
         records = guarded.records
-        path = [0] + [
+        start = guarded.origin_index
+        path = [start] + [
             i
-            for i in range(1, len(records))
+            for i in range(start + 1, len(records))
             if records[i].accurate and np.isfinite(records[i].holdout_loss)
         ]
         held = np.array([records[i].holdout_loss for i in path])
@@ -617,16 +632,36 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
             if guarded is None:
                 return minimize_box(objective, start, lo, hi, **options)
             origin = start if origin is None else origin
-            guarded(np.clip(origin, lo, hi), True)  # the path's origin
+            n_iter, guarded_origin = 0, origin
+            if not np.ndim(lo) and np.all(origin == origin[0]):
+                # The guard's folds train on fewer samples, whose best common
+                # value is another: it is searched again there, so that the
+                # path is judged against the common value of its own folds.
+                scalar = minimize_scalar(
+                    guarded.common, lo, hi, x0=float(origin[0]), tol=self.tol,
+                    max_iter=options["max_iter"], on_gradient=guarded.tighten,
+                )  # fmt: skip
+                n_iter = scalar.n_iter
+                guarded_origin = np.full(n_hyper, float(scalar.theta[0]))
+                start = np.full(n_hyper, self._box_start(guarded, scalar))
+            guarded.origin_index = len(guarded.records)
+            guarded(guarded_origin, True)  # the path's origin
             options.update(
+                max_iter=options["max_iter"] - n_iter,
                 on_gradient=guarded.tighten,
                 monitor=lambda: guarded.records[-1].holdout_loss,
                 patience=GUARD_PATIENCE,
             )
-            result = minimize_box(guarded, start, lo, hi, **options)
-            theta = guarded.records[self._guarded_choice(guarded)].theta
+            converged = False
+            if options["max_iter"] >= 1:
+                result = minimize_box(guarded, start, lo, hi, **options)
+                n_iter, converged = n_iter + result.n_iter, result.converged
+            chosen = guarded.records[self._guarded_choice(guarded)].theta
+            # The kept strengths relative to the common value, moved to the
+            # common value of the user's folds.
+            theta = np.clip(origin + (chosen - guarded_origin), lo, hi)
             f, _ = objective(theta, True)
-            return OuterResult(theta, f, result.n_iter, result.converged)
+            return OuterResult(theta, f, n_iter, converged)
 
         if np.ndim(lo):  # a box per hyperparameter: no common scalar phase
             start = 0.5 * (lo + hi) if theta0 is None else theta0
@@ -791,13 +826,14 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
         self.solver_ = outcome.solver
         self.penalty_groups_ = outcome.layout.labels
         self.held_out_path_ = None
-        if outcome.guarded is not None and outcome.guarded.records:
-            path = outcome.guarded.records
+        guarded = outcome.guarded
+        if guarded is not None and hasattr(guarded, "origin_index"):
+            path = guarded.records[guarded.origin_index :]
             self.held_out_path_ = {
                 self._param_name: [self._to_param(r.theta) for r in path],
                 "held_out_loss": np.array([r.holdout_loss for r in path]),
                 "fit_loss": np.array([r.loss for r in path]),
-                "chosen": self._guarded_choice(outcome.guarded),
+                "chosen": self._guarded_choice(guarded) - guarded.origin_index,
             }
         self.strength_names_ = self._strength_names(outcome.layout, info, splits)
         self.strengths_ = _named_values(

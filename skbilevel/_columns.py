@@ -96,9 +96,11 @@ def _trace(transformer, inputs):
         counts = transformer._n_features_outs
         return [name for name, count in zip(inputs, counts, strict=True)
                 for _ in range(count)]  # fmt: skip
-    if isinstance(transformer, OneToOneFeatureMixin):
-        return list(inputs)
     names_out = [str(name) for name in transformer.get_feature_names_out()]
+    if isinstance(transformer, OneToOneFeatureMixin) and len(names_out) == len(
+        inputs
+    ):  # (a multiclass TargetEncoder is not one to one: one column per class)
+        return list(inputs)
     if isinstance(transformer, ClassNamePrefixFeaturesOutMixin):
         return names_out  # every output mixes all inputs (PCA, ...)
     own = getattr(transformer, "feature_names_in_", None)

@@ -56,15 +56,23 @@ def check_folds(cv, X, y, groups, sw, classifier):
     return folds
 
 
-def held_out_samples(targets, stratify):
-    """Boolean mask of one sample in five, in a fixed shuffled order.
+def held_out_samples(targets, stratify, groups=None):
+    """Boolean mask of one sample in three, in a fixed shuffled order.
 
     A fixed seed keeps fits reproducible; with ``stratify`` the shuffled
-    samples are grouped by class before taking every fifth, so the held-out
-    samples hold every class in its proportion.
+    samples are grouped by class before taking every third, so the held-out
+    samples hold every class in its proportion. With ``groups``, whole
+    groups are held out (one in three), so no group-mate of a held-out
+    sample trains a model.
     """
+    rng = np.random.default_rng(0)
+    if groups is not None:
+        labels, index = np.unique(groups, return_inverse=True)
+        held_labels = np.zeros(len(labels), dtype=bool)
+        held_labels[rng.permutation(len(labels))[1::HELD_OUT_SHARE]] = True
+        return held_labels[index]
     n_samples = targets.shape[0]
-    order = np.random.default_rng(0).permutation(n_samples)
+    order = rng.permutation(n_samples)
     if stratify:
         key = targets if targets.ndim == 1 else targets[:, 0]
         order = order[np.argsort(key[order], kind="stable")]
@@ -173,6 +181,8 @@ class Splits:
         indices=None,
     ):
         self.whole, self._parts, self.indices = whole, parts, indices
+        # Group labels of the samples (a group-aware cv), for the guard.
+        self.groups = None
         self.y_test, self.score_weight = y_test, score_weight
         self.leave_one_out = whole is not None and whole[3] is None
         if parts is None:
@@ -214,22 +224,42 @@ class Splits:
 
     @property
     def can_hold_out(self):
-        """Whether :meth:`guarded` can build its splits."""
-        return self._parts is None or self.indices is not None
+        """Whether :meth:`guarded` can build its splits: splits that validate
+        every sample once (K-fold, leave-one-out), whose rows are known.
+
+        Other splits (time series, shuffle-split) leave samples out of some
+        splits or train on the future of others: held-out samples would not
+        be predicted alike by every split.
+        """
+        if self.leave_one_out:
+            return True
+        if self._parts is None:
+            folds = self.whole[3]
+        elif self.indices is None:
+            return False
+        else:
+            folds = self.indices
+        tests = np.concatenate([test for _, test in folds])
+        return (
+            len(tests) == self.n_samples
+            and all(len(train) + len(test) == self.n_samples for train, test in folds)
+            and np.array_equal(np.sort(tests), np.arange(self.n_samples))
+        )
 
     def guarded(self, stratify):
         """The early-stopping guard's splits: ``(splits, held-out masks)``.
 
-        One sample in five (:func:`held_out_samples`) leaves every training
-        part and joins every split's validation rows, at their end and in
-        the same order: the masks mark them. The other validation rows drive
-        the hypergradient; the held-out ones, on which no model of the
-        search was trained and no hypergradient looked, judge its path.
-        Exact leave-one-out becomes 5 interleaved folds of the kept samples.
+        One sample (or group, see :attr:`groups`) in three
+        (:func:`held_out_samples`) leaves every training part and joins every
+        split's validation rows, at their end and in the same order: the
+        masks mark them. The other validation rows drive the hypergradient;
+        the held-out ones, on which no model of the search was trained and no
+        hypergradient looked, judge its path. Exact leave-one-out becomes 5
+        interleaved folds of the kept samples. Needs :attr:`can_hold_out`.
         """
         if self._parts is None:
             X, targets, sw, folds = self.whole
-            held = held_out_samples(targets, stratify)
+            held = held_out_samples(targets, stratify, self.groups)
             kept = np.flatnonzero(~held)
             if folds is None:
                 part = np.arange(len(kept)) % GUARDED_LOO_FOLDS
@@ -247,7 +277,7 @@ class Splits:
             self._parts, self.indices, strict=True
         ):
             targets[tr_idx], targets[te_idx] = train[1], test[1]
-        held = held_out_samples(targets, stratify)
+        held = held_out_samples(targets, stratify, self.groups)
         parts, masks = [], []
         for (train, test), (tr_idx, te_idx) in zip(
             self._parts, self.indices, strict=True
@@ -265,13 +295,6 @@ class Splits:
             parts.append((tuple(part[keep_tr] for part in train), validation))
             masks.append(np.r_[np.zeros(keep_te.sum()), np.ones(len(index))] > 0)
         return Splits.from_parts(parts, self.n_samples), masks
-
-    def test_targets(self, k):
-        """The encoded targets of split ``k``'s validation rows."""
-        if self._parts is not None:
-            return self._parts[k][1][1]
-        _, targets, _, folds = self.whole
-        return targets if folds is None else targets[folds[k][1]]
 
     def test_design(self, k):
         """The validation rows of split ``k`` (all rows for leave-one-out)."""

@@ -123,19 +123,20 @@ class BilevelLogisticCV(ClassifierMixin, BaseBilevelCV):
         same result, whatever ``n_jobs``).
     early_stopping : "auto" or bool, default="auto"
         Guard of many strengths against overfitting the validation folds.
-        One sample in three (fixed, stratified by class for classifiers) is
-        held out of every training set and every hypergradient; the search
-        of the strengths starts at the best common value, follows the
-        hypergradient of the other samples' folds, stops once the held-out
-        samples' loss has not improved by ``tol`` (relative) in 20
-        iterations, and moves away from the common value only if its best
-        point beats it on the held-out samples by more than two standard
-        errors. The point kept is then scored on the user's folds (the last
-        row of ``cv_results_``). "auto" guards strengths per feature and per
-        group of features with the deterministic solver and 100 samples or
-        more; strengths per class are few and left unguarded. Costs one more
-        set of fold problems (on two thirds of the samples); the search
-        usually stops sooner. See the user guide.
+        One sample in three (fixed; stratified by class for classifiers;
+        whole groups with ``groups``) leaves every training set and every
+        hypergradient. On the other samples the common strength is searched
+        again, then the strengths follow the hypergradient until the
+        held-out samples' loss has not improved by ``tol`` (relative) in 20
+        iterations; the path's best point is kept only if it beats the
+        common value on the held-out samples by more than two standard
+        errors, then moved to the common value of the user's folds and
+        scored on them (the last row of ``cv_results_``). "auto" guards
+        strengths per feature and per group of features when it can: the
+        deterministic solver, 100 samples or more, K-fold or leave-one-out
+        splits, one box for all strengths and a common start; strengths per
+        class are few and left unguarded. True raises a ValueError where the
+        guard cannot run. See the user guide (method, cost, measurements).
 
     Attributes
     ----------

@@ -293,6 +293,9 @@ class FoldsObjective(CVObjective):
             self.held_weights.append(np.where(mask, problem.sw_val, 0.0))
             problem.sw_val = np.where(mask, 0.0, problem.sw_val)
 
+    def tighten(self, relative_gradient):
+        self.tol = float(np.clip(0.1 * relative_gradient, 1e-10, 1e-6))
+
     def _evaluate(self, theta, need_grad):
         kwargs = dict(
             method=self.method,

@@ -221,6 +221,7 @@ class _Candidate:
         self.fit_params = routed.estimator.fit
         self.score_params = routed.scorer.score
         self.folds = folds
+        self.groups = routed.splitter.split.get("groups")  # the guard's too
         self.tol, self.max_iter = search.tol, search.max_iter
         self.random_state = search.random_state
         self.verbose = search.verbose
@@ -376,6 +377,7 @@ class _Candidate:
                 sides.append((X, targets, sw))
             parts.append(tuple(sides))
         data = Splits.from_parts(parts, n_samples=len(y), indices=self.folds)
+        data.groups = None if self.groups is None else np.asarray(self.groups)
         outcome = tuner._bilevel_search(
             data,
             info,

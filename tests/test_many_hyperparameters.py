@@ -84,10 +84,13 @@ def test_per_feature_matches_scalar_where_features_are_alike(classification, see
 
 
 @pytest.mark.parametrize("classification", [False, True], ids=["ridge", "logistic"])
-@pytest.mark.parametrize("seed", range(3))
-def test_per_feature_wins_where_features_differ(classification, seed):
-    ratio = held_out_ratio(differing, seed, classification, 1000, 100)
-    assert ratio <= 0.95
+def test_per_feature_wins_where_features_differ(classification):
+    # Never worse than the shared strength; clearly better on average (the
+    # guard keeps the shared strength when the held-out samples cannot tell
+    # a gain from noise, as on 2 of these 6 logistic data sets).
+    ratios = [held_out_ratio(differing, s, classification, 1000, 100) for s in range(6)]
+    assert max(ratios) <= 1.0 + 1e-12
+    assert np.mean(ratios) <= 0.93
 
 
 def test_the_guard_is_what_keeps_alike_features_safe():
@@ -116,10 +119,13 @@ def test_guard_path_and_choice():
     assert np.ptp(path["alpha"][0]) == 0.0  # starts at the shared strength
     chosen = path["chosen"]
     assert chosen == int(np.argmin(path["held_out_loss"])) or chosen == 0
-    # The guard's point is the last evaluation on the user's folds; the
+    # The guard's point, moved by the difference of the common values of the
+    # two sets of folds, is the last evaluation on the user's folds; the
     # estimator keeps it unless a common value scores better there.
     results = reg.cv_results_
-    np.testing.assert_allclose(results["params"][-1]["alpha"], path["alpha"][chosen])
+    shift = results["params"][-1]["alpha"] / path["alpha"][chosen]
+    np.testing.assert_allclose(shift, shift[0], rtol=1e-10)
+    assert np.ptp(path["alpha"][chosen]) > 0  # these features differ
     assert reg.best_score_ == np.max(results["mean_test_score"])
     assert reg.best_index_ == len(results["params"]) - 1 or np.ptp(reg.alpha_) == 0
     assert reg.n_iter_ > 0
@@ -146,7 +152,7 @@ def test_auto_leaves_per_output_strengths_unguarded():
 
 def test_guard_needs_a_hundred_samples():
     X, y = alike(0, 80, 3, classification=False)
-    with pytest.raises(ValueError, match="at least 100 samples"):
+    with pytest.raises(ValueError, match="fewer than 100 samples"):
         BilevelRidgeCV(penalty="per_feature", early_stopping=True).fit(X, y)
     # "auto" steps aside on such small data.
     small = BilevelRidgeCV(penalty="per_feature").fit(X, y)
@@ -170,6 +176,41 @@ def test_guard_leave_one_out_groups_and_the_search():
     # values and the guard's point (none of the guard's path).
     strengths = search.cv_results_["param_bilevelridgecv__alpha"]
     assert sum(np.ptp(a) > 0 for a in strengths) <= 1
+
+
+def test_guard_steps_aside_where_it_cannot_judge():
+    # Splits that do not validate every sample once (time series), boxes
+    # that differ per strength: "auto" runs the plain search; True says why.
+    from sklearn.model_selection import TimeSeriesSplit
+
+    X, y = differing(0, 300, 6, classification=False)
+    pipe = make_pipeline(StandardScaler(), BilevelRidgeCV(penalty="per_feature"))
+    search = HypergradientSearchCV(
+        pipe, {"bilevelridgecv__alpha": (1e-3, 1e3)}, cv=TimeSeriesSplit(3)
+    ).fit(X, y)
+    assert search.best_estimator_[-1].alpha_.shape == (6,)
+    series = BilevelRidgeCV(penalty="per_feature", cv=TimeSeriesSplit(3)).fit(X, y)
+    assert series.held_out_path_ is None
+    with pytest.raises(ValueError, match="validate every sample exactly once"):
+        BilevelRidgeCV(
+            penalty="per_feature", cv=TimeSeriesSplit(3), early_stopping=True
+        ).fit(X, y)
+    bounds = ([1e-3] * 5 + [1e-2], [1e5] * 6)
+    boxed = BilevelRidgeCV(penalty="per_feature", alpha_bounds=bounds).fit(X, y)
+    assert boxed.held_out_path_ is None and len(boxed.cv_results_["params"]) > 1
+
+
+def test_guard_holds_out_whole_groups():
+    from sklearn.model_selection import GroupKFold
+
+    X, y = differing(0, 300, 6, classification=False)
+    groups = np.repeat(np.arange(30), 10)
+    held = held_out_samples(y, stratify=False, groups=groups)
+    per_group = held.reshape(30, 10)
+    assert np.all(per_group.all(axis=1) | ~per_group.any(axis=1))
+    assert per_group.all(axis=1).sum() == 10
+    reg = BilevelRidgeCV(penalty="per_feature", cv=GroupKFold(5))
+    assert reg.fit(X, y, groups=groups).held_out_path_ is not None
 
 
 def test_held_out_samples_are_stratified_and_reproducible():

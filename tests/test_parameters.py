@@ -80,7 +80,7 @@ CASES = [
         BilevelRidgeCV,
         {"penalty": "per_feature", "early_stopping": True, "solver": "stochastic"},
         ValueError,
-        "early_stopping=True applies to the deterministic",
+        "cannot hold samples out with the stochastic",
     ),
     (BilevelRidgeCV, {"penalty": [0, 1]}, ValueError, r"expected shape \(10,\)"),
     (BilevelRidgeCV, {"alpha_bounds": (1.0,)}, ValueError, "alpha_bounds must be a"),
