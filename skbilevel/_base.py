@@ -629,21 +629,19 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
         box = dict(tol=self.tol, max_iter=self.max_iter, on_gradient=objective.tighten)
 
         def box_search(start, origin=None, **options):
-            if guarded is None:
+            if guarded is None or origin is None:
                 return minimize_box(objective, start, lo, hi, **options)
-            origin = start if origin is None else origin
-            n_iter, guarded_origin = 0, origin
-            if not np.ndim(lo) and np.all(origin == origin[0]):
-                # The guard's folds train on fewer samples, whose best common
-                # value is another: it is searched again there, so that the
-                # path is judged against the common value of its own folds.
-                scalar = minimize_scalar(
-                    guarded.common, lo, hi, x0=float(origin[0]), tol=self.tol,
-                    max_iter=options["max_iter"], on_gradient=guarded.tighten,
-                )  # fmt: skip
-                n_iter = scalar.n_iter
-                guarded_origin = np.full(n_hyper, float(scalar.theta[0]))
-                start = np.full(n_hyper, self._box_start(guarded, scalar))
+            # The guard runs from a common value (see _guard). Its folds train
+            # on fewer samples, whose best common value is another: it is
+            # searched again there, so that the path is judged against the
+            # common value of its own folds.
+            scalar = minimize_scalar(
+                guarded.common, lo, hi, x0=float(origin[0]), tol=self.tol,
+                max_iter=options["max_iter"], on_gradient=guarded.tighten,
+            )  # fmt: skip
+            n_iter = scalar.n_iter
+            guarded_origin = np.full(n_hyper, float(scalar.theta[0]))
+            start = np.full(n_hyper, self._box_start(guarded, scalar))
             guarded.origin_index = len(guarded.records)
             guarded(guarded_origin, True)  # the path's origin
             options.update(
@@ -835,14 +833,14 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
                 "fit_loss": np.array([r.loss for r in path]),
                 "chosen": self._guarded_choice(guarded) - guarded.origin_index,
             }
-        self.strength_names_ = self._strength_names(outcome.layout, info, splits)
+        self.strength_names_ = self._strength_names(outcome.layout, info)
         self.strengths_ = _named_values(
             self.strength_names_,
             np.atleast_1d(getattr(self, f"{self._param_name}_")),
             self._param_name,
         )
 
-    def _strength_names(self, layout, info, splits):
+    def _strength_names(self, layout, info):
         """Name of every strength: its feature, group, output, or "all"."""
         if layout.labels is not None:
             return np.asarray(layout.labels).astype(str)

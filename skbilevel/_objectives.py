@@ -125,8 +125,7 @@ class CVObjective:
         """Return ``(f, grad or None, split_losses, split_times or None)``.
 
         Objectives with held-out rows (:meth:`FoldsObjective.hold_out`)
-        append the loss that ``grad`` differentiates and the held-out rows'
-        losses ``(per split, per row)``.
+        append the held-out rows' losses ``(per split, per row)``.
         """
         raise NotImplementedError
 
@@ -205,9 +204,9 @@ class CVObjective:
         with self._callback_task():
             out = self._evaluate(theta, need_grad)
             f, grad, split_losses, split_times = out[:4]
-            fit_loss, holdout = out[4:] or (f, (None, None))
+            holdout = out[4] if len(out) > 4 else (None, None)
             self._log(theta, f, split_losses, grad, split_times, holdout)
-        return fit_loss, grad
+        return f, grad
 
     @contextmanager
     def _callback_task(self):
@@ -332,7 +331,7 @@ class FoldsObjective(CVObjective):
         rows = np.array([r[3] for r in results])  # (n_folds, n_held)
         weights = self.held_weights[0][self.held_rows[0]]
         per_fold = rows @ weights / weights.sum()
-        return f, grad, losses, seconds, f, (per_fold, rows.mean(axis=0))
+        return f, grad, losses, seconds, (per_fold, rows.mean(axis=0))
 
     def split_coefficients(self, index):
         return [
