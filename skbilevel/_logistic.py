@@ -133,8 +133,10 @@ class BilevelLogisticCV(ClassifierMixin, BaseBilevelCV):
         errors, then moved to the common value of the user's folds and
         scored on them (the last row of ``cv_results_``). "auto" guards
         strengths per feature and per group of features when it can: the
-        deterministic solver, 100 samples or more, K-fold or leave-one-out
-        splits, one box for all strengths and a common start; strengths per
+        deterministic solver, 100 samples or more but fewer than 1000 per
+        strength (past that, the folds' optimism is negligible), K-fold or
+        leave-one-out splits, one box for all strengths and a common start;
+        strengths per
         class are few and left unguarded. True raises a ValueError where the
         guard cannot run. See the user guide (method, cost, measurements).
 

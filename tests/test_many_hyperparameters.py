@@ -200,6 +200,14 @@ def test_guard_steps_aside_where_it_cannot_judge():
     assert boxed.held_out_path_ is None and len(boxed.cv_results_["params"]) > 1
 
 
+def test_auto_leaves_plenty_of_samples_per_strength_unguarded():
+    # 1000 samples per strength: the folds' optimism is negligible.
+    X, y = differing(0, 2000, 2, classification=False)
+    assert BilevelRidgeCV(penalty="per_feature").fit(X, y).held_out_path_ is None
+    forced = BilevelRidgeCV(penalty="per_feature", early_stopping=True).fit(X, y)
+    assert forced.held_out_path_ is not None
+
+
 def test_guard_holds_out_whole_groups():
     from sklearn.model_selection import GroupKFold
 
