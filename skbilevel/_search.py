@@ -876,7 +876,8 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
             params[f"{prefix}{name}_bounds"] = (value, value)
         estimator = clone(self.estimator).set_params(**clone(params, safe=False))
         start = time.perf_counter()
-        if _is_per_column(final):
+        # The refit candidate's own final step: a listed penalty may differ.
+        if _is_per_column(_final_step(estimator)[1]):
             # The groups of the preprocessing fitted on all the rows (their
             # labels, the input columns, are those the folds tuned).
             fitted = []

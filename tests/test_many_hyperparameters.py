@@ -385,6 +385,15 @@ def test_per_column_in_the_search_and_its_refit():
     np.testing.assert_allclose(
         final.alpha_, search.best_params_["bilevelridgecv__alpha"]
     )
+    # "per_column" as a listed value of the search: its refit follows it.
+    listed = HypergradientSearchCV(
+        make_pipeline(pre, BilevelRidgeCV()),
+        {
+            "bilevelridgecv__penalty": ["per_column"],
+            "bilevelridgecv__alpha": (1e-3, 1e4),
+        },
+    ).fit(X, y)
+    assert listed.best_estimator_[-1].alpha_.shape == (4,)
     # The same groups given by hand to the estimator in a Pipeline.
     groups = column_groups(pre.fit(X))
     by_hand = make_pipeline(pre, BilevelRidgeCV(penalty=groups)).fit(X, y)
