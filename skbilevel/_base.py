@@ -381,17 +381,7 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
                 )
             objective = self._closed_form_objective(splits, info, layout, method)
             if objective is None:
-                objective = FoldsObjective(
-                    self._fold_problems(splits, info, layouts, method),
-                    method,
-                    self.adjoint_max_iter,
-                    self.n_jobs,
-                    self.verbose,
-                    value_tol=self._value_tol,
-                )
-        objective.start_time = start_time
-        objective.param_name, objective.param_sign = self._param_name, self._param_sign
-        objective.callback = callback
+                objective = self._folds_objective(splits, info, layouts, method)
 
         theta0 = self._initial_theta(n_hyper, lo, hi)
         # The guard judges its path against the best common value.
@@ -399,9 +389,10 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
         guarded = None
         if self._guard(splits, solver, n_hyper, common):
             guarded = self._guarded_objective(splits, info, method)
-            guarded.start_time, guarded.callback = start_time, callback
-            guarded.param_name = objective.param_name
-            guarded.param_sign = objective.param_sign
+        for each in (objective, guarded):
+            if each is not None:
+                each.start_time, each.callback = start_time, callback
+                each.param_name, each.param_sign = self._param_name, self._param_sign
         if solver == "stochastic":
             if theta0 is None:
                 # scikit-learn's default strength (alpha = 1, C = 1), in the box.
@@ -464,17 +455,22 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
             + ". Use early_stopping='auto' or False."
         )
 
-    def _guarded_objective(self, splits, info, method):
-        """The early-stopping guard's objective (see :meth:`Splits.guarded`)."""
-        guarded, held = splits.guarded(stratify=info.classes is not None)
-        layouts = self._split_layouts(guarded, info)
-        objective = FoldsObjective(
-            self._fold_problems(guarded, info, layouts, method),
+    def _folds_objective(self, splits, info, layouts, method):
+        """The generic K-fold objective of ``splits``: the model's fold problems."""
+        return FoldsObjective(
+            self._fold_problems(splits, info, layouts, method),
             method,
             self.adjoint_max_iter,
             self.n_jobs,
             self.verbose,
             value_tol=self._value_tol,
+        )
+
+    def _guarded_objective(self, splits, info, method):
+        """The early-stopping guard's objective (see :meth:`Splits.guarded`)."""
+        guarded, held = splits.guarded(stratify=info.classes is not None)
+        objective = self._folds_objective(
+            guarded, info, self._split_layouts(guarded, info), method
         )
         objective.hold_out(held)
         return objective

@@ -337,9 +337,7 @@ class Splits:
             return [(X, targets, sw, train, test) for train, test in folds]
         out = []
         for train, test in self._parts:
-            stack = sp.vstack if sp.issparse(train[0]) else np.vstack
-            X = stack([train[0], test[0]])
-            X = X.tocsr() if sp.issparse(X) else X
+            X = _stack([train[0], test[0]])
             n_train = train[0].shape[0]
             out.append(
                 (
