@@ -683,6 +683,7 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
             # by point along the path (see minimize_scalar).
             scan=objective.common_scan if objective.cheap_scan else None,
             n_scan=n_scan,
+            ties=objective.scan_tie,
             **box,
         )
         if n_hyper == 1:

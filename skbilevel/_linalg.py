@@ -5,7 +5,9 @@ import numpy as np
 __all__ = ["conjugate_gradient", "power_iteration", "robust_cho_factor"]
 
 
-def conjugate_gradient(matvec, rhs, x0=None, tol=1e-10, max_iter=1000, diagonal=None):
+def conjugate_gradient(
+    matvec, rhs, x0=None, tol=1e-10, max_iter=1000, diagonal=None, preconditioner=None
+):
     """Solve ``A x = rhs`` for a symmetric positive definite ``A`` by (P)CG.
 
     Kept instead of ``scipy.sparse.linalg.cg``: same iterates, but it takes
@@ -31,6 +33,10 @@ def conjugate_gradient(matvec, rhs, x0=None, tol=1e-10, max_iter=1000, diagonal=
     diagonal : ndarray, default=None
         Diagonal of ``A`` (shape of ``rhs``), used as a Jacobi preconditioner:
         it removes the effect of the features' scales on the iteration count.
+    preconditioner : callable, default=None
+        ``preconditioner(r)`` returns an approximation of ``A^{-1} r`` (a
+        symmetric positive definite operator), used instead of ``diagonal``:
+        for instance a factorization of a nearby matrix.
 
     Returns
     -------
@@ -44,11 +50,14 @@ def conjugate_gradient(matvec, rhs, x0=None, tol=1e-10, max_iter=1000, diagonal=
     rhs_norm = np.linalg.norm(rhs)
     if rhs_norm == 0.0:
         return np.zeros_like(rhs), 0, True
-    inverse_diagonal = None
-    if diagonal is not None:
+    if preconditioner is None and diagonal is not None:
         inverse_diagonal = np.where(
             diagonal > 0, 1.0 / np.maximum(diagonal, 1e-300), 1.0
         )
+
+        def preconditioner(r):
+            return inverse_diagonal * r
+
     if x0 is None:
         x = np.zeros_like(rhs)
         r = rhs.copy()
@@ -60,7 +69,7 @@ def conjugate_gradient(matvec, rhs, x0=None, tol=1e-10, max_iter=1000, diagonal=
     threshold = tol * rhs_norm
     if np.linalg.norm(r) <= threshold:
         return x, n_matvec, True
-    z = r if inverse_diagonal is None else inverse_diagonal * r
+    z = r if preconditioner is None else preconditioner(r)
     rz = np.vdot(r, z)
     p = z.copy()
     for _ in range(max_iter):
@@ -74,7 +83,7 @@ def conjugate_gradient(matvec, rhs, x0=None, tol=1e-10, max_iter=1000, diagonal=
         r -= step * ap
         if np.linalg.norm(r) <= threshold:
             return x, n_matvec, True
-        z = r if inverse_diagonal is None else inverse_diagonal * r
+        z = r if preconditioner is None else preconditioner(r)
         rz_new = np.vdot(r, z)
         p *= rz_new / rz
         p += z

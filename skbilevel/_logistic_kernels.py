@@ -2,10 +2,9 @@
 
 Binary problems have one output column (sigmoid), multinomial ones K columns
 (softmax); the same kernels serve both, branching on the number of columns.
-Dense data goes through BLAS for ``X @ W`` and ``X.T @ G`` and through the
-per-sample kernels here; CSR data is handled by fused kernels that compute
-the linear predictions, the loss, the per-sample derivatives and ``X.T @ G``
-in one sweep over the rows. Inputs are C-contiguous float64 / int64.
+Data goes through BLAS or SciPy's sparse products for ``X @ W`` and
+``X.T @ G``, and through the per-sample kernels here; the row helpers serve
+the stochastic mode's CSR kernels. Inputs are C-contiguous float64 / int64.
 """
 
 import numpy as np
@@ -15,8 +14,6 @@ from ._numba import jit
 __all__ = [
     "samplewise_loss_grad",
     "samplewise_hvp",
-    "csr_loss_grad",
-    "csr_hvp",
 ]
 
 
@@ -141,62 +138,3 @@ def _csr_row_scatter(data, indices, start, stop, r, out_W, out_b):
         j = indices[q]
         for k in range(n_out):
             out_W[j, k] += data[q] * r[k]
-
-
-@jit
-def csr_loss_grad(data, indices, indptr, W, intercept, targets, sw):
-    """Fused CSR pass: scores, weighted log-loss, and its gradient in (W, b).
-
-    Parameters
-    ----------
-    data, indices, indptr : CSR arrays of X (n_samples, n_features)
-    W : ndarray of shape (n_features, n_out)
-    intercept : ndarray of shape (n_out,)
-    targets : ndarray of shape (n_samples,), dtype int64
-    sw : ndarray of shape (n_samples,)
-
-    Returns
-    -------
-    loss : float
-    grad_W : ndarray of shape (n_features, n_out)
-    grad_b : ndarray of shape (n_out,)
-    P : ndarray of shape (n_samples, n_out)
-        Probabilities, kept for Hessian-vector products at this point.
-    """
-    n = indptr.shape[0] - 1
-    n_features, n_out = W.shape
-    grad_W = np.zeros((n_features, n_out))
-    grad_b = np.zeros(n_out)
-    P = np.empty((n, n_out))
-    z = np.empty(n_out)
-    g = np.empty(n_out)
-    loss = 0.0
-    for i in range(n):
-        start, stop = indptr[i], indptr[i + 1]
-        _csr_row_scores(data, indices, start, stop, W, intercept, z)
-        loss += _row_loss_grad(z, targets[i], sw[i], g, P[i])
-        _csr_row_scatter(data, indices, start, stop, g, grad_W, grad_b)
-    return loss, grad_W, grad_b, P
-
-
-@jit
-def csr_hvp(data, indices, indptr, V, v_intercept, P, sw):
-    """Fused CSR Hessian-vector product of the data term at probabilities ``P``.
-
-    Returns
-    -------
-    out_W : ndarray of shape (n_features, n_out)
-    out_b : ndarray of shape (n_out,)
-    """
-    n = indptr.shape[0] - 1
-    n_features, n_out = V.shape
-    out_W = np.zeros((n_features, n_out))
-    out_b = np.zeros(n_out)
-    zv = np.empty(n_out)
-    r = np.empty(n_out)
-    for i in range(n):
-        start, stop = indptr[i], indptr[i + 1]
-        _csr_row_scores(data, indices, start, stop, V, v_intercept, zv)
-        _row_hvp(P[i], zv, sw[i], r)
-        _csr_row_scatter(data, indices, start, stop, r, out_W, out_b)
-    return out_W, out_b

@@ -104,6 +104,8 @@ class CVObjective:
 
     # Whether many evaluations of the common scalar cost little (closed forms).
     cheap_scan = False
+    # Relative accuracy of value-only evaluations (see minimize_scalar's ties).
+    scan_tie = 0.0
     # Matrices of all the rows that the final refit may reuse (e.g. a Gram).
     precomputed = None
 
@@ -266,6 +268,9 @@ class FoldsObjective(CVObjective):
     ):
         super().__init__(problems[0].n_hyper, len(problems), verbose)
         self.value_tol = value_tol
+        # A Newton decrement of value_tol**2 bounds the loss error far below
+        # 1e-4 (relative): scan values within it of the best are ties.
+        self.scan_tie = 0.0 if value_tol is None else 1e-4
         self.problems = problems
         self.method = method
         self.adjoint_max_iter = adjoint_max_iter
@@ -309,6 +314,14 @@ class FoldsObjective(CVObjective):
             adjoint_max_iter=self.adjoint_max_iter,
         )
         held = self.held_rows or [None] * len(self.problems)
+        if self.records:
+            # Warm starts from the nearest evaluated point (the latest among
+            # ties), not merely the last one: after a scan that went past the
+            # minimum, the last solution is the farthest from the next point.
+            distances = [np.max(np.abs(r.theta - theta)) for r in self.records]
+            nearest = len(distances) - 1 - int(np.argmin(distances[::-1]))
+            for state, w in zip(self.states, self.solutions[nearest], strict=True):
+                state.w = w
 
         def fold(item):
             problem, state, rows = item

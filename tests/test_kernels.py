@@ -277,31 +277,6 @@ def _sparse_design(n, n_features, seed):
     return X, Xs
 
 
-@pytest.mark.parametrize("n_out", [1, 3])
-def test_csr_kernels_match_dense_path(n_out):
-    rng = np.random.RandomState(6)
-    X, Xs = _sparse_design(20, 6, seed=7)
-    csr = (Xs.data, Xs.indices, Xs.indptr)
-    W = rng.randn(6, n_out)
-    b = rng.randn(n_out)
-    _, targets, sw = _classification(20, n_out, seed=8)
-
-    loss, grad_W, grad_b, P = _logistic_kernels.csr_loss_grad(*csr, W, b, targets, sw)
-    Z = X @ W + b
-    ref_loss, G, ref_P = _logistic_kernels.samplewise_loss_grad(Z, targets, sw)
-    assert loss == pytest.approx(ref_loss, rel=1e-10)
-    _assert_close(grad_W, X.T @ G)
-    _assert_close(grad_b, G.sum(axis=0))
-    _assert_close(P, ref_P)
-
-    V = rng.randn(6, n_out)
-    vb = rng.randn(n_out)
-    out_W, out_b = _logistic_kernels.csr_hvp(*csr, V, vb, P, sw)
-    R = _logistic_kernels.samplewise_hvp(ref_P, X @ V + vb, sw)
-    _assert_close(out_W, X.T @ R)
-    _assert_close(out_b, R.sum(axis=0))
-
-
 # --------------------------------------------------------------------------
 # Stochastic mode: rows gathered by index, centered on the fly.
 # --------------------------------------------------------------------------
