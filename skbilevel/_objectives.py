@@ -12,7 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-from joblib import Parallel, delayed
+from joblib import Parallel, cpu_count, delayed, effective_n_jobs
+from threadpoolctl import threadpool_limits
 
 from ._hypergradient import FoldState, fold_value_and_grad
 
@@ -32,14 +33,21 @@ def map_folds(func, items, n_jobs=None):
     so do NumPy's BLAS/LAPACK calls, and no data is copied to workers.
     """
     items = list(items)
-    if n_jobs in (None, 1) or len(items) < 2:
+    n_workers = min(effective_n_jobs(n_jobs), len(items))
+    if n_jobs in (None, 1) or n_workers < 2:
         return [func(item) for item in items]
+    # The cores are shared between the folds: each thread's BLAS calls get
+    # its share (BLAS would otherwise start one thread per core in every
+    # fold's thread, n_jobs times too many). The limit is process-wide, so
+    # it is set once around the parallel loop.
+    blas_threads = max(1, cpu_count() // n_workers)
     # An explicit backend: fold states are updated in place (warm starts), so
     # a process or cluster backend set by joblib.parallel_config must not
     # take these over (the search parallelizes whole candidates instead).
-    return Parallel(n_jobs=n_jobs, backend="threading")(
-        delayed(func)(item) for item in items
-    )
+    with threadpool_limits(limits=blas_threads, user_api="blas"):
+        return Parallel(n_jobs=n_workers, backend="threading")(
+            delayed(func)(item) for item in items
+        )
 
 
 def map_folds_timed(func, items, n_jobs=None):

@@ -118,10 +118,11 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
         (stochastic implicit differentiation, see the user guide), takes
         ``max_iter`` projected stochastic outer steps and refits
         deterministically at the average of the second half of them. "auto"
-        is "stochastic" from 500,000 samples on (with
-        ``hypergradient="auto"`` and ``cv`` not None), else "deterministic".
-        With a penalty shared by all features the deterministic path costs
-        one Gram matrix per fold and is usually faster whatever the size.
+        weighs their costs as :class:`~skbilevel.BilevelLogisticCV` does:
+        the deterministic path costs one Gram (or kernel) matrix per fold
+        and, for strengths per feature or group, a factorization per
+        evaluation, so it stays the choice unless the features number in
+        the thousands on 100,000 samples or more.
     batch_size : int or "auto", default="auto"
         Mini-batch size of the stochastic solver ("auto": 1024).
     random_state : int, RandomState instance or None, default=None
@@ -275,6 +276,24 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
             self.penalty, n_features, info.n_out, "per_target"
         )
         return Layout(group_idx, group_idx, n_hyper, labels)
+
+    def _deterministic_passes(self, n_samples, n_features, n_out, n_hyper):
+        """Cost of the deterministic search in passes over the data (X @ W).
+
+        Every fold forms its Gram or kernel matrix once (a matrix product,
+        about 1/20 of a pass per column) and decomposes it; one strength per
+        target is then searched in closed form. Strengths per feature or
+        group factorize that matrix plus the penalty at each of about 50
+        evaluations, without passes over the data.
+        """
+        rank = min(n_samples, n_features)
+        scale = n_samples * n_features * n_out  # flops of half a pass
+        per_fold = n_features / 20.0 + 5.0 * rank**3 / scale
+        if n_hyper == 1 or (
+            isinstance(self.penalty, str) and self.penalty == "per_target"
+        ):
+            return 5.0 * per_fold
+        return 5.0 * per_fold + 50 * 5.0 * rank**3 / (6.0 * scale)
 
     def _can_factorize(self, splits, layout):
         return can_factorize(splits.min_train_size, splits.n_features, splits.sparse)

@@ -39,3 +39,25 @@ def test_fold_rows_match_indexing(splitter, partition):
         assert parts[k][0].flags.c_contiguous
         if partition:  # views of one shared copy, no copy per fold
             assert parts[k][0].base is parts[0][0].base is not None
+
+
+def test_folds_in_threads_share_the_blas_threads():
+    """n_jobs fold threads each get their share of the cores for BLAS."""
+    from joblib import cpu_count
+    from threadpoolctl import threadpool_info
+
+    from skbilevel._objectives import map_folds
+
+    def blas_threads(_):
+        return [
+            pool["num_threads"]
+            for pool in threadpool_info()
+            if pool["user_api"] == "blas"
+        ]
+
+    outside = blas_threads(None)
+    inside = map_folds(blas_threads, range(4), n_jobs=2)
+    share = max(1, cpu_count() // 2)
+    assert all(threads == [share] * len(outside) for threads in inside)
+    assert blas_threads(None) == outside  # restored afterwards
+    assert map_folds(blas_threads, range(4), n_jobs=None) == [outside] * 4

@@ -111,6 +111,57 @@ def test_inner_solution_is_sklearn_logistic_regression(n_classes, sparse):
     assert np.allclose(W[6], ref.intercept_, atol=1e-6)
 
 
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_data_hessian_matches_hessian_vector_products(n_classes, sparse, fit_intercept):
+    X, y, sw = _data(n_classes, sparse, weights=True, seed=3)
+    n_out = 1 if n_classes == 2 else n_classes
+    groups = np.zeros((6 + fit_intercept, n_out), np.int64)
+    if fit_intercept:
+        groups[-1] = -1
+    problem = LogisticProblem(X, y, sw, n_out, groups, 1, fit_intercept)
+    W = np.random.RandomState(4).randn(*groups.shape)
+    H = problem._data_hessian(W).copy()
+    if n_out > 1 and fit_intercept:
+        # The softmax's null direction (one constant on every intercept) is
+        # filled on purpose; compare on the other directions.
+        u = np.zeros(groups.shape)
+        u[-1] = 1.0 / np.sqrt(n_out)
+        u = u.ravel()
+        # H = H0 + mean(diag(H0)) u u^T, and u u^T has trace 1.
+        H -= np.mean(np.diag(H)) / (1.0 + 1.0 / u.size) * np.outer(u, u)
+    columns = [
+        problem._data_hvp(W, e.reshape(groups.shape)).ravel()
+        for e in np.eye(groups.size)
+    ]
+    # Binary Hessians are float32 products (1e-7 relative).
+    rtol = 1e-6 if n_out == 1 and not sparse else 1e-10
+    np.testing.assert_allclose(H, np.array(columns).T, rtol=rtol, atol=rtol * 10)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_adjoint_with_a_hessian_from_another_point_is_exact(n_classes):
+    """hessian_solve preconditions CG with a stale Hessian: same solution."""
+    X, y, sw = _data(n_classes, False, weights=True, seed=5)
+    n_out = 1 if n_classes == 2 else n_classes
+    groups = np.zeros((7, n_out), np.int64)
+    groups[-1] = -1
+    problem = LogisticProblem(X, y, sw, n_out, groups, 1, True)
+    theta = np.array([np.log(2.0)])
+    W_far, _ = problem.solve(np.array([np.log(50.0)]), tol=1e-10)
+    W, _ = problem.solve(theta, W_far, tol=1e-12)
+    problem._data_hessian(W_far)  # the Hessian left over from elsewhere
+    rhs = np.random.RandomState(6).randn(*W.shape)
+    # Like every gradient of a softmax problem, no component along one shift
+    # of all the intercepts (the direction _data_hessian fills).
+    rhs[-1] -= rhs[-1].mean()
+    v = problem.hessian_solve(W, theta, rhs)
+    np.testing.assert_allclose(
+        problem.hvp(W, theta, v), rhs, rtol=1e-8, atol=1e-8 * np.abs(rhs).max()
+    )
+
+
 def _cv_log_loss(X, y, C, folds):
     """CV log-loss of sklearn's LogisticRegression at C (independent code)."""
     losses = []

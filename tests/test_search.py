@@ -512,6 +512,8 @@ def test_stochastic_solver_through_the_search(monkeypatch):
     assert search.best_estimator_[-1].solver_ == "stochastic"
     # A plain Ridge on "large" data switches to the stochastic solver too.
     monkeypatch.setattr(estimator_module, "STOCHASTIC_MIN_SAMPLES", 300)
+    monkeypatch.setattr(estimator_module, "STOCHASTIC_MIN_FLOPS", 0.0)
+    monkeypatch.setattr(estimator_module, "STOCHASTIC_COST_RATIO", 0.0)
     Xr, yr = load_diabetes(return_X_y=True)
     ridge = HypergradientSearchCV(
         make_pipeline(StandardScaler(), Ridge()),
@@ -649,6 +651,8 @@ def test_search_solver_follows_the_number_of_samples(monkeypatch):
     import skbilevel._base
 
     monkeypatch.setattr(skbilevel._base, "STOCHASTIC_MIN_SAMPLES", 100)
+    monkeypatch.setattr(skbilevel._base, "STOCHASTIC_MIN_FLOPS", 0.0)
+    monkeypatch.setattr(skbilevel._base, "STOCHASTIC_COST_RATIO", 0.0)
     X, y = load_diabetes(return_X_y=True)
     X, y = X[:150], y[:150]
     cv = ShuffleSplit(3, test_size=0.2, random_state=0)  # 90 validation rows

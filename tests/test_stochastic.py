@@ -178,12 +178,43 @@ def test_multinomial_and_scoring():
     assert clf.score(X, y) > 0.6
 
 
-def test_auto_switches_on_size(monkeypatch):
+@pytest.mark.parametrize(
+    "estimator, shape, n_out, n_hyper, stochastic",
+    [
+        # The case: 122 s deterministic against 3.5 s stochastic.
+        (BilevelLogisticCV(penalty="per_feature"), (400_000, 200), 1, 200, True),
+        (BilevelLogisticCV(penalty="per_feature"), (1_000_000, 50), 1, 50, True),
+        (BilevelLogisticCV(), (1_000_000, 50), 1, 1, True),
+        # A few seconds deterministically (bench_logistic.py): not worth it.
+        (BilevelLogisticCV(), (100_000, 100), 1, 1, False),
+        (BilevelLogisticCV(penalty="per_feature"), (50_000, 200), 1, 200, False),
+        (BilevelLogisticCV(), (1797, 64), 10, 1, False),
+        # Ridge searches its Gram matrices, not the data.
+        (BilevelRidgeCV(), (1_000_000, 50), 1, 1, False),
+        (BilevelRidgeCV(penalty="per_feature"), (1_000_000, 50), 1, 50, False),
+        (BilevelRidgeCV(penalty="per_feature"), (200_000, 5000), 1, 5000, True),
+    ],
+)
+def test_auto_solver_weighs_costs(estimator, shape, n_out, n_hyper, stochastic):
+    X = np.broadcast_to(0.0, shape)
+    chosen = estimator._choose_solver(shape, X, n_out, n_hyper, "auto", False)
+    assert chosen == ("stochastic" if stochastic else "deterministic")
+    assert estimator._choose_solver(shape, X, n_out, n_hyper, "cg", False) == (
+        "deterministic"
+    )
+    assert estimator._choose_solver(shape, X, n_out, n_hyper, "auto", True) == (
+        "deterministic"
+    )
+
+
+def test_auto_switches_on_cost(monkeypatch):
     import skbilevel._base as estimator_module
 
     X, y = make_classification(2000, 5, random_state=0)
     assert BilevelLogisticCV(max_iter=5).fit(X, y).solver_ == "deterministic"
     monkeypatch.setattr(estimator_module, "STOCHASTIC_MIN_SAMPLES", 1000)
+    monkeypatch.setattr(estimator_module, "STOCHASTIC_MIN_FLOPS", 0.0)
+    monkeypatch.setattr(estimator_module, "STOCHASTIC_COST_RATIO", 0.0)
     assert BilevelLogisticCV(max_iter=5).fit(X, y).solver_ == "stochastic"
     # An explicit hypergradient method keeps the deterministic solver.
     chosen = BilevelLogisticCV(max_iter=5, hypergradient="cg").fit(X, y)

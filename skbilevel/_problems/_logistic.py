@@ -33,6 +33,7 @@ __all__ = [
     "DIRECT_MAX_PARAMS",
     "LogLossFit",
     "float32_gram_is_safe",
+    "hessian_cost_in_passes",
     "LogisticProblem",
     "logistic_curvature",
     "uses_float32_gram",
@@ -191,6 +192,8 @@ class LogisticProblem(InnerProblem):
         self._factor_key = None
         self._factor = None
         self._stale = False  # form a fresh Hessian at the next solve
+        # The point of the solver's last Newton step from the current Hessian.
+        self._previous_step_key = None
         self._hessian_passes = hessian_cost_in_passes(self.n_params * n_out)
         if X_val is not None:
             self.X_val = _prepare_X(X_val)
@@ -404,11 +407,15 @@ class LogisticProblem(InnerProblem):
         the iteration is slow the Hessian is formed again at ``W``, and the
         next solve starts with a fresh one.
         """
+        key = W.tobytes()
         if self._hessian_key is None or (
             self._hessian_passes < _CHEAP_HESSIAN_PASSES
-            and self._hessian_key != W.tobytes()
+            and self._hessian_key != key
+            and self._previous_step_key != key
         ):
-            self._data_hessian(W)  # cheaper than a few products
+            # Cheaper than a few products, unless the solver's last Newton
+            # step left from the Hessian's point.
+            self._data_hessian(W)
         for _ in range(2):
             solution, n_products, converged = conjugate_gradient(
                 lambda v: self.hvp(W, theta, v),
@@ -476,23 +483,30 @@ class LogisticProblem(InnerProblem):
             trusted = fresh or not for_adjoint or previous is not None
             if decrement <= threshold and trusted:
                 return W, True
+            # Below the loss's round-off, decrements only tell that the end
+            # is near: the chord steps' cost is counted down to there.
+            floor = max(threshold, 1e-12 * abs(value))
             # A stale Hessian is formed again when the chord steps left (one
             # pass over the data each, at the observed contraction) would cost
             # more than a fresh Hessian and a Newton step or two.
             slow = False
-            if previous is not None:
+            if previous is not None and decrement > floor:
                 rate = decrement / previous
                 slow = rate >= 1.0 or (
-                    np.log(threshold / decrement) / np.log(rate)
+                    np.log(floor / decrement) / np.log(rate)
                     > self._hessian_passes + 2.0
                 )
             previous = decrement
-            if decrement <= max(threshold, 1e-12 * abs(value)):
+            if decrement <= floor:
                 # Too small a decrease for a line search to tell from the
                 # loss's round-off: near the optimum, take full steps, a few
-                # at most.
+                # at most; one with the Hessian at W (quadratic convergence
+                # leaves a decrement of about its square).
                 tiny_steps += 1
-                if tiny_steps > 3:
+                if tiny_steps > 3 or (fresh and method == "direct"):
+                    W = W + step
+                    if fresh:  # the adjoint may use this Hessian, a step away
+                        self._previous_step_key = W.tobytes()
                     return W, True
                 W = W + step
                 refresh = method == "direct" and slow
