@@ -117,8 +117,8 @@ class BilevelLogisticCV(ClassifierMixin, BaseBilevelCV):
         refits deterministically (Newton-CG) at the average of the second
         half of the outer iterates. "auto" weighs their costs: "stochastic"
         (with ``hypergradient="auto"`` and ``cv`` not None) when the
-        deterministic search is estimated at 10 times the stochastic one's
-        (about 30 passes over the data) and above about 10 s, on 100,000
+        deterministic search is estimated at twice the stochastic one's
+        (about 150 passes over the data) and above about 10 s, on 100,000
         samples or more; the estimate grows with the rows, the
         coefficients' squares (Hessians) and the number of strengths (see
         the user guide).

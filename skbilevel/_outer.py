@@ -85,8 +85,10 @@ def minimize_scalar(
     tol : float, default=1e-4
         Stop when the bracket around the minimum guarantees (for a function
         convex inside it) ``f - min f <= tol**2 * |f|``, that is when
-        ``|df/dt| * bracket_width <= tol**2 * |f|``, or when the bracket is
-        narrower than ``1e-2 * tol``.
+        ``|df/dt| * bracket_width <= tol**2 * |f|``, when the curvature does
+        (``(df/dt)**2 / (2 h) <= tol**2 * |f| / 4`` at an end, ``h`` the
+        secant of the ends' derivatives), or when the bracket is narrower
+        than ``1e-2 * tol``.
     max_iter : int, default=50
         Maximum number of refinement steps after the scan.
     on_gradient : callable, default=None
@@ -223,14 +225,24 @@ def minimize_scalar(
         # evaluation earlier than narrowing the bracket). The secant averages
         # the curvature over the bracket, which can exceed the curvature at
         # the minimum: the estimate must be 4x below the tolerance.
+        # The quadratic must also explain the other end's value (within 25%
+        # of its curvature term): a plateau ending at a wall has a tiny
+        # derivative far from the minimum.
         curvature = (right[2] - left[2]) / width
+
+        def quadratic_certifies(end, other, curvature):
+            if not curvature > 0.0:
+                return False
+            step = other[0] - end[0]
+            bend = 0.5 * curvature * step * step
+            fits = abs(other[1] - end[1] - end[2] * step - bend) <= 0.25 * bend
+            gap = end[2] ** 2 / (2.0 * curvature)
+            return fits and gap <= 0.25 * ftol * max(abs(end[1]), _TINY)
+
         certified = any(
             abs(end[2]) * width <= ftol * max(abs(end[1]), _TINY)
-            or (
-                curvature > 0.0
-                and end[2] ** 2 <= 0.5 * curvature * ftol * max(abs(end[1]), _TINY)
-            )
-            for end in (left, right)
+            or quadratic_certifies(end, other, curvature)
+            for end, other in ((left, right), (right, left))
         )
         if width <= xtol or certified:
             converged = True

@@ -122,6 +122,53 @@ def test_scalar_plateau_next_to_minimum():
     assert counted.n_calls <= 36  # 18 today
 
 
+def plateau_then_wall(edge):
+    """Flat for ``t < edge`` (a 1e-6 relative slope, as weak penalties on many
+    samples), a minimum at ``edge + 0.1``, steep past it. Values without a
+    derivative are loose, as scan points are: their error (1e-6) reverses
+    the plateau's slope, so the scan's best point is its far end."""
+
+    def fun(t, need_grad):
+        if t < edge:
+            slope = 1e-6 if need_grad else -1e-6
+            return 1.01 + slope * (edge - t), -1e-6
+        d = t - edge - 0.1
+        return 1.0 + d * d, 2.0 * d
+
+    return fun
+
+
+def test_scan_ties_start_the_walk_at_the_plateau_edge():
+    """Loose scan values within ``ties`` of the best tie; the walk starts from
+    the strongest penalty among them instead of crossing the plateau."""
+    counts = {}
+    for ties in (0.0, 1e-4):
+        fun = Counted(plateau_then_wall(edge=2.0))
+        res = minimize_scalar(fun, -10.0, 5.0, n_scan=16, ties=ties)
+        assert res.converged
+        assert res.theta[0] == pytest.approx(2.1, abs=1e-3)
+        counts[ties] = fun.n_grad
+    # 6 against 16 today (the walk crosses the plateau otherwise).
+    assert counts[1e-4] + 4 <= counts[0.0]
+
+
+def test_scan_stops_once_the_loss_has_risen_10_percent():
+    """Scan points go from the largest t down; past the minimum, one value
+    10% above the best ends the scan (the weakest penalties cost most)."""
+    fun = Counted(parabola(center=3.0, curvature=0.05))
+    values = []
+
+    def recorded(t, need_grad):
+        f, g = fun(t, need_grad)
+        if not need_grad:
+            values.append(t)
+        return f, g
+
+    minimize_scalar(recorded, -10.0, 10.0, n_scan=21)
+    # Points 10, 9, ..., 3 (the best), 2 (+5%), 1 (+20%: stop).
+    assert values == [float(t) for t in range(10, 0, -1)]
+
+
 def test_scalar_constant_function():
     """Documents the outcome on a loss constant over the whole box.
 

@@ -204,7 +204,9 @@ def test_warm_start_and_alpha_init():
     n_first = len(reg.cv_results_["params"])
     reg.fit(X, y)
     assert len(reg.cv_results_["params"]) < n_first
-    assert reg.alpha_ == pytest.approx(cold.alpha_, rel=1e-3)
+    # As below: the tolerance bounds the CV loss, alpha agrees less closely.
+    assert reg.best_score_ == pytest.approx(cold.best_score_, rel=1e-8)
+    assert reg.alpha_ == pytest.approx(cold.alpha_, rel=1e-2)
     init = BilevelRidgeCV(alpha_init=1.0).fit(X, y)
     # The outer tolerance is on the CV loss (relative 1e-8 at tol=1e-4); the
     # loss is flat near its minimum, so alpha itself agrees less closely.

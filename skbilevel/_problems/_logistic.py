@@ -12,11 +12,11 @@ class (softmax).
 
 The inner solver is Newton's method with a backtracking line search,
 warm-started across outer iterations. With a factorized Hessian (``direct``)
-its last factorization, taken at the returned point, also solves the adjoint
-system; the data part of the Hessian is kept so that the next evaluation, at
-new hyperparameters, starts with a free Newton step. Without factorization
-(``cg`` and the other iterative methods) Newton-CG is used with
-Hessian-vector products from fused kernels.
+the last data Hessian is kept across evaluations: chord steps reuse it while
+they cost less than a fresh one (a cost model in passes over the data), and
+it preconditions conjugate gradients on exact Hessian-vector products for
+the adjoint system. Without factorization (``cg`` and the other iterative
+methods) Newton-CG is used; sparse data goes through SciPy's products.
 """
 
 import numpy as np
