@@ -49,6 +49,19 @@ def _cubic_min(t0, f0, g0, t1, f1, g1):
     return t1 - (t1 - t0) * (g1 + d2 - d1) / denom
 
 
+def _quadratic_certifies(end, other, curvature, ftol):
+    """Whether the quadratic of ``curvature`` through ``end`` = (t, f, g) both
+    explains ``other``'s value (within 25% of its curvature term) and puts
+    ``end`` within ``ftol / 4`` (relative) of its minimum."""
+    if not curvature > 0.0:
+        return False
+    step = other[0] - end[0]
+    bend = 0.5 * curvature * step * step
+    fits = abs(other[1] - end[1] - end[2] * step - bend) <= 0.25 * bend
+    gap = end[2] ** 2 / (2.0 * curvature)
+    return fits and gap <= 0.25 * ftol * max(abs(end[1]), _TINY)
+
+
 def minimize_scalar(
     fun,
     lo,
@@ -229,19 +242,9 @@ def minimize_scalar(
         # of its curvature term): a plateau ending at a wall has a tiny
         # derivative far from the minimum.
         curvature = (right[2] - left[2]) / width
-
-        def quadratic_certifies(end, other, curvature):
-            if not curvature > 0.0:
-                return False
-            step = other[0] - end[0]
-            bend = 0.5 * curvature * step * step
-            fits = abs(other[1] - end[1] - end[2] * step - bend) <= 0.25 * bend
-            gap = end[2] ** 2 / (2.0 * curvature)
-            return fits and gap <= 0.25 * ftol * max(abs(end[1]), _TINY)
-
         certified = any(
             abs(end[2]) * width <= ftol * max(abs(end[1]), _TINY)
-            or quadratic_certifies(end, other, curvature)
+            or _quadratic_certifies(end, other, curvature, ftol)
             for end, other in ((left, right), (right, left))
         )
         if width <= xtol or certified:
