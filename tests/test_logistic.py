@@ -173,12 +173,29 @@ def _cv_log_loss(X, y, C, folds):
     return float(np.mean(losses))
 
 
-@pytest.mark.parametrize("dataset", ["breast_cancer", "iris"])
-def test_scalar_C_beats_a_dense_grid(dataset):
-    X, y = (load_breast_cancer if dataset == "breast_cancer" else load_iris)(
+def _grid_dataset(name):
+    if name == "flat":
+        # Many samples per coefficient, standardized: the CV loss is flat
+        # over decades of weak penalties (the 1-D search's ties and its
+        # curvature certificate at work).
+        X, y = make_classification(6000, 10, n_informative=4, random_state=0)
+        return StandardScaler().fit_transform(X), y
+    if name == "sparse":
+        rng = np.random.RandomState(0)
+        X = sp.random(600, 2000, density=0.01, format="csr", random_state=rng)
+        coef = np.where(rng.rand(2000) < 0.05, rng.randn(2000) * 3.0, 0.0)
+        scores = X @ coef
+        y = (rng.rand(600) < 1.0 / (1.0 + np.exp(-(scores - np.median(scores)))))
+        return X, y.astype(int)
+    X, y = (load_breast_cancer if name == "breast_cancer" else load_iris)(
         return_X_y=True
     )
-    X = StandardScaler().fit_transform(X)
+    return StandardScaler().fit_transform(X), y
+
+
+@pytest.mark.parametrize("dataset", ["breast_cancer", "iris", "flat", "sparse"])
+def test_scalar_C_beats_a_dense_grid(dataset):
+    X, y = _grid_dataset(dataset)
     folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))
     clf = BilevelLogisticCV(cv=folds).fit(X, y)
     ours = _cv_log_loss(X, y, clf.C_, folds)
