@@ -104,7 +104,10 @@ class BilevelLogisticCV(ClassifierMixin, BaseBilevelCV):
     tol : float, default=1e-4
         Outer stopping tolerance (relative hypergradient in log-space).
     n_jobs : int, default=None
-        Number of threads over folds.
+        Number of threads over folds (joblib), each given its share of the
+        cores for BLAS. None means 1. Under ``joblib.parallel_config(
+        backend="dask")`` the folds run on the dask workers instead, unless
+        ``n_jobs=1`` (see the user guide).
     verbose : int, default=0
         Print one line per hypergradient evaluation when > 0.
     warm_start : bool, default=False

@@ -16,6 +16,7 @@ from joblib import Parallel, cpu_count, delayed, effective_n_jobs
 from threadpoolctl import threadpool_limits
 
 from ._hypergradient import FoldState, fold_value_and_grad
+from ._remote import RemoteFolds, active_dask_client
 
 __all__ = [
     "CVObjective",
@@ -42,8 +43,8 @@ def map_folds(func, items, n_jobs=None):
     # it is set once around the parallel loop.
     blas_threads = max(1, cpu_count() // n_workers)
     # An explicit backend: fold states are updated in place (warm starts), so
-    # a process or cluster backend set by joblib.parallel_config must not
-    # take these over (the search parallelizes whole candidates instead).
+    # a process backend set by joblib.parallel_config must not take these
+    # over (a dask cluster gets the folds as actors instead: see _remote).
     with threadpool_limits(limits=blas_threads, user_api="blas"):
         return Parallel(n_jobs=n_workers, backend="threading")(
             delayed(func)(item) for item in items
@@ -289,6 +290,9 @@ class FoldsObjective(CVObjective):
         # Per fold: the held-out validation rows, once hold_out is called.
         self.held_rows = None
         self.held_weights = None
+        # The folds on dask workers (see _remote), made at the first
+        # evaluation under a dask joblib backend; False: in this process.
+        self._remote = None
 
     def hold_out(self, held):
         """Take the rows of ``held`` out of the hypergradient, to judge its path.
@@ -304,6 +308,7 @@ class FoldsObjective(CVObjective):
             self.held_rows.append(np.flatnonzero(mask))
             self.held_weights.append(np.where(mask, problem.sw_val, 0.0))
             problem.sw_val = np.where(mask, 0.0, problem.sw_val)
+        self._remote = None  # workers' copies must see the new weights
 
     def tighten(self, relative_gradient):
         self.tol = float(np.clip(0.1 * relative_gradient, 1e-10, 1e-6))
@@ -338,9 +343,17 @@ class FoldsObjective(CVObjective):
                 return loss, grad, w, None
             return loss, grad, w, problem.row_losses(w, rows)
 
-        results, seconds = map_folds_timed(
-            fold, zip(self.problems, self.states, held, strict=True), self.n_jobs
-        )
+        if self._remote is None:
+            client = active_dask_client(self.n_jobs)
+            self._remote = (
+                False if client is None else RemoteFolds(client, self.problems)
+            )
+        if self._remote:
+            results, seconds = self._remote_results(theta, held, kwargs)
+        else:
+            results, seconds = map_folds_timed(
+                fold, zip(self.problems, self.states, held, strict=True), self.n_jobs
+            )
         losses = np.array([r[0] for r in results])
         self.solutions.append([r[2] for r in results])
         grad = None
@@ -353,6 +366,20 @@ class FoldsObjective(CVObjective):
         weights = self.held_weights[0][self.held_rows[0]]
         per_fold = rows @ weights / weights.sum()
         return f, grad, losses, seconds, (per_fold, rows.mean(axis=0))
+
+    def _remote_results(self, theta, held, kwargs):
+        """:meth:`_evaluate`'s fold results, computed by the dask workers."""
+        outputs = self._remote.evaluate(theta, [s.w for s in self.states], kwargs)
+        results, seconds = [], []
+        for (loss, grad, w, failures, elapsed), problem, state, rows in zip(
+            outputs, self.problems, self.states, held, strict=True
+        ):
+            state.w = w
+            state.failures.extend(failures)
+            row_losses = None if rows is None else problem.row_losses(w, rows)
+            results.append((loss, grad, w, row_losses))
+            seconds.append(elapsed)
+        return results, seconds
 
     def split_coefficients(self, index):
         return [

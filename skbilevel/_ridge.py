@@ -108,7 +108,10 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
         Outer stopping tolerance on the hypergradient in log-space,
         relative to the validation loss.
     n_jobs : int, default=None
-        Number of threads over folds (joblib). None means 1.
+        Number of threads over folds (joblib), each given its share of the
+        cores for BLAS. None means 1. Under ``joblib.parallel_config(
+        backend="dask")`` the folds run on the dask workers instead, unless
+        ``n_jobs=1`` (see the user guide).
     verbose : int, default=0
         Print one line per hypergradient evaluation when > 0.
     warm_start : bool, default=False

@@ -1,9 +1,14 @@
 """Fold bookkeeping: FoldRows gives every split its rows, consistently ordered."""
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from sklearn.datasets import load_breast_cancer
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold
+from sklearn.preprocessing import StandardScaler
 
 from skbilevel._folds import FoldRows
 
@@ -61,3 +66,42 @@ def test_folds_in_threads_share_the_blas_threads():
     assert all(threads == [share] * len(outside) for threads in inside)
     assert blas_threads(None) == outside  # restored afterwards
     assert map_folds(blas_threads, range(4), n_jobs=None) == [outside] * 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("penalty", ["scalar", "per_feature"])
+def test_folds_on_a_dask_cluster_match_local(penalty):
+    """Under a dask joblib backend, one fit's folds live on the workers (one
+    actor each, keeping its warm starts): same search, same model."""
+    import joblib
+    from distributed import Client, LocalCluster, get_task_stream
+
+    from skbilevel import BilevelLogisticCV
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    params = dict(penalty=penalty, max_iter=15, early_stopping=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        local = BilevelLogisticCV(**params).fit(X, y)
+        with (
+            LocalCluster(
+                n_workers=2,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+            ) as cluster,
+            Client(cluster) as client,
+            joblib.parallel_config(backend="dask"),
+            get_task_stream(client) as stream,
+        ):
+            remote = BilevelLogisticCV(**params).fit(X, y)
+    actors = [task for task in stream.data if "_FoldActor" in str(task["key"])]
+    assert len(actors) == 5  # one per fold, made once for the whole search
+    np.testing.assert_allclose(remote.C_, local.C_, rtol=1e-8)
+    np.testing.assert_allclose(remote.coef_, local.coef_, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(
+        remote.cv_results_["mean_test_score"],
+        local.cv_results_["mean_test_score"],
+        rtol=1e-9,
+    )

@@ -185,7 +185,7 @@ def _grid_dataset(name):
         X = sp.random(600, 2000, density=0.01, format="csr", random_state=rng)
         coef = np.where(rng.rand(2000) < 0.05, rng.randn(2000) * 3.0, 0.0)
         scores = X @ coef
-        y = (rng.rand(600) < 1.0 / (1.0 + np.exp(-(scores - np.median(scores)))))
+        y = rng.rand(600) < 1.0 / (1.0 + np.exp(-(scores - np.median(scores))))
         return X, y.astype(int)
     X, y = (load_breast_cancer if name == "breast_cancer" else load_iris)(
         return_X_y=True
