@@ -383,6 +383,7 @@ class LogisticProblem(InnerProblem):
                 u = u.ravel()
                 H += np.mean(np.diag(H)) * np.outer(u, u)
         self._hessian_key, self._hessian = key, H
+        self._previous_step_key = None  # that step left from another Hessian
         return H
 
     def _reference_solve(self, theta, rhs):
@@ -427,7 +428,7 @@ class LogisticProblem(InnerProblem):
             )
             if n_products > _STALE_PRODUCTS:
                 self._stale = True
-            if converged or self._hessian_key == W.tobytes():
+            if converged or self._hessian_key == key:
                 return solution
             self._data_hessian(W)
         return solution
@@ -503,12 +504,11 @@ class LogisticProblem(InnerProblem):
                 # at most; one with the Hessian at W (quadratic convergence
                 # leaves a decrement of about its square).
                 tiny_steps += 1
+                W = W + step
                 if tiny_steps > 3 or (fresh and method == "direct"):
-                    W = W + step
                     if fresh:  # the adjoint may use this Hessian, a step away
                         self._previous_step_key = W.tobytes()
                     return W, True
-                W = W + step
                 refresh = method == "direct" and slow
                 continue
             refresh = slow
