@@ -142,7 +142,10 @@ def robust_cho_factor(H):
     build ``H``: alternating O(n^3) calls between NumPy's and SciPy's
     separate OpenBLAS thread pools makes each pool spin against the other
     (measured here: both twice slower). Solves with the factor, O(n^2), go
-    through :func:`scipy.linalg.cho_solve`.
+    through :func:`scipy.linalg.cho_solve`, which hands LAPACK a
+    Fortran-ordered factor as it is but copies a C-ordered one at every call
+    (measured: 0.57 against 0.21 ms a solve with 650 unknowns): the factor is
+    returned as the transpose of NumPy's lower factor, an F-ordered upper one.
 
     Parameters
     ----------
@@ -151,11 +154,11 @@ def robust_cho_factor(H):
     Returns
     -------
     factor : tuple
-        ``(L, True)``, the lower Cholesky factor in the format of
-        :func:`scipy.linalg.cho_factor`.
+        ``(U, False)``, the upper Cholesky factor (Fortran-ordered) in the
+        format of :func:`scipy.linalg.cho_factor`.
     """
     try:
-        return np.linalg.cholesky(H), True
+        return np.linalg.cholesky(H).T, False
     except np.linalg.LinAlgError:
         pass
     scale = max(float(np.max(np.abs(np.diag(H)))), np.finfo(float).tiny)
@@ -163,7 +166,7 @@ def robust_cho_factor(H):
         shifted = H.copy()
         shifted[np.diag_indices_from(shifted)] += scale * 10.0**exponent * H.shape[0]
         try:
-            return np.linalg.cholesky(shifted), True
+            return np.linalg.cholesky(shifted).T, False
         except np.linalg.LinAlgError:
             continue
     raise np.linalg.LinAlgError("The Hessian is not positive definite.")
