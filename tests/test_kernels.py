@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from scipy.special import expit, log_softmax, softmax
+from threadpoolctl import threadpool_limits
 
 from skbilevel import (
     BilevelRidgeCV,
     _logistic_kernels,
     _ridge_kernels,
+    _rows,
     _stochastic_kernels,
 )
 from skbilevel._problems._logistic import logistic_curvature
@@ -264,6 +266,45 @@ def test_samplewise_hvp_multinomial_matches_softmax_hessian():
         ]
     )
     _assert_close(out, explicit)
+
+
+def test_dense_binary_kernels_match_blas_products():
+    """The fused binary kernels against BLAS products and the samplewise kernels,
+    summed over two blocks of rows."""
+    rng = np.random.RandomState(6)
+    X = rng.randn(40, 5)
+    w, b = rng.randn(5), 0.3
+    targets = (rng.rand(40) < 0.5).astype(np.int64)
+    sw = rng.uniform(0.2, 2.0, 40)
+    P = np.empty((40, 1))
+    blocks = [
+        _logistic_kernels.dense_binary_loss_grad(X, w, b, targets, sw, lo, hi, P)
+        for lo, hi in [(0, 17), (17, 40)]
+    ]
+    ref_loss, G, ref_P = _logistic_kernels.samplewise_loss_grad(
+        (X @ w + b)[:, None], targets, sw
+    )
+    _assert_close(blocks[0][0] + blocks[1][0], ref_loss)
+    _assert_close(blocks[0][1] + blocks[1][1], np.r_[X.T @ G[:, 0], G.sum()])
+    _assert_close(P, ref_P)
+    v, vb = rng.randn(5), -0.7
+    out = sum(
+        _logistic_kernels.dense_binary_hvp(X, P, sw, v, vb, lo, hi)
+        for lo, hi in [(0, 9), (9, 40)]
+    )
+    R = logistic_curvature(P, sw)[:, 0] * (X @ v + vb)
+    _assert_close(out, np.r_[X.T @ R, R.sum()])
+
+
+def test_row_blocks_follow_the_blas_thread_limit(monkeypatch):
+    """Rows are split in as many blocks as BLAS may use threads, no more than
+    the rows allow, and the blocks cover every row once, in order."""
+    monkeypatch.setattr(_rows, "MIN_ROWS_PER_THREAD", 10)
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert _rows.map_row_blocks(lambda lo, hi: (lo, hi), 45) == [(0, 22), (22, 45)]
+        assert _rows.map_row_blocks(lambda lo, hi: (lo, hi), 19) == [(0, 19)]
+    with threadpool_limits(limits=1, user_api="blas"):
+        assert _rows.map_row_blocks(lambda lo, hi: (lo, hi), 45) == [(0, 45)]
 
 
 def _sparse_design(n, n_features, seed):

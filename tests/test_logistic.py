@@ -10,8 +10,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
-from skbilevel import BilevelLogisticCV
+from skbilevel import BilevelLogisticCV, _rows
 from skbilevel._objectives import FoldsObjective
 from skbilevel._problems import LogisticProblem
 from skbilevel._validation import check_penalty
@@ -138,6 +139,35 @@ def test_data_hessian_matches_hessian_vector_products(n_classes, sparse, fit_int
     # Binary Hessians are float32 products (1e-7 relative).
     rtol = 1e-6 if n_out == 1 and not sparse else 1e-10
     np.testing.assert_allclose(H, np.array(columns).T, rtol=rtol, atol=rtol * 10)
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_fused_dense_binary_terms_match_the_sparse_path(monkeypatch, fit_intercept):
+    """Dense binary problems use fused row-block kernels (in threads), sparse
+    ones SciPy's products: same loss, gradient and Hessian-vector product."""
+    monkeypatch.setattr(_rows, "MIN_ROWS_PER_THREAD", 7)  # several blocks
+    X, y, sw = _data(2, True, weights=True, seed=7)
+    groups = np.zeros((6 + fit_intercept, 1), np.int64)
+    if fit_intercept:
+        groups[-1] = -1
+    rng = np.random.RandomState(8)
+    W, V = rng.randn(*groups.shape), rng.randn(*groups.shape)
+    theta = np.array([np.log(2.0)])
+    with threadpool_limits(limits=2, user_api="blas"):
+        dense, sparse = (
+            LogisticProblem(data, y, sw, 1, groups, 1, fit_intercept)
+            for data in (X.toarray(), X)
+        )
+        assert len(_rows.map_row_blocks(lambda lo, hi: hi, X.shape[0])) == 2
+        for problem in (dense, sparse):
+            problem.terms = (
+                problem.value(W, theta),
+                problem.gradient(W, theta),
+                problem.hvp(W, theta, V),
+            )
+    np.testing.assert_allclose(dense.terms[0], sparse.terms[0], rtol=1e-12)
+    for a, b in zip(dense.terms[1:], sparse.terms[1:], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])

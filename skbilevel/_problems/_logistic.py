@@ -24,8 +24,14 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from .._linalg import conjugate_gradient, power_iteration, robust_cho_factor
-from .._logistic_kernels import samplewise_hvp, samplewise_loss_grad
+from .._logistic_kernels import (
+    dense_binary_hvp,
+    dense_binary_loss_grad,
+    samplewise_hvp,
+    samplewise_loss_grad,
+)
 from .._results import log_probabilities
+from .._rows import map_row_blocks
 from .._validation import as_float_c, as_index_c, max_abs
 from ._base import InnerProblem, penalty_weights
 
@@ -112,12 +118,31 @@ def logistic_curvature(P, sw):
 def _prepare_X(X):
     if sp.issparse(X):
         return sp.csr_matrix(X, dtype=np.float64)
-    # Dense X only meets BLAS here: a read-only array (memory map) is fine.
+    # Dense X meets BLAS and the fused binary kernels (which compile once
+    # more for a read-only array, such as a memory map): no copy needed.
     return np.ascontiguousarray(X, dtype=np.float64)
+
+
+def _binary_dense_loss_grad(X, W, targets, sw, fit_intercept):
+    """:func:`_loss_grad` of a binary problem on dense X: fused row blocks."""
+    n, d = X.shape
+    w = np.ascontiguousarray(W[:d, 0])
+    b = float(W[d, 0]) if fit_intercept else 0.0
+    P = np.empty((n, 1))
+
+    def block(start, stop):
+        return dense_binary_loss_grad(X, w, b, targets, sw, start, stop, P)
+
+    blocks = map_row_blocks(block, n)
+    loss = sum(block[0] for block in blocks)
+    grad = np.sum([block[1] for block in blocks], axis=0)
+    return loss, (grad if fit_intercept else grad[:d]).reshape(-1, 1), P
 
 
 def _loss_grad(X, W, targets, sw, fit_intercept):
     """Weighted log-loss, its gradient in W (intercept row last) and probabilities."""
+    if W.shape[1] == 1 and not sp.issparse(X):
+        return _binary_dense_loss_grad(X, W, targets, sw, fit_intercept)
     n_features = X.shape[1]
     coef = W[:n_features]
     b = W[n_features] if fit_intercept else np.zeros(W.shape[1])
@@ -238,6 +263,17 @@ class LogisticProblem(InnerProblem):
     def _data_hvp(self, W, V):
         P = self._data_terms(W)[2]
         d = self.n_features
+        if self.n_out == 1 and not sp.issparse(self.X):
+            v = np.ascontiguousarray(V[:d, 0])
+            vb = float(V[d, 0]) if self.fit_intercept else 0.0
+            blocks = map_row_blocks(
+                lambda start, stop: dense_binary_hvp(
+                    self.X, P, self.sw, v, vb, start, stop
+                ),
+                self.X.shape[0],
+            )
+            out = np.sum(blocks, axis=0)
+            return (out if self.fit_intercept else out[:d]).reshape(-1, 1)
         v_b = V[d] if self.fit_intercept else np.zeros(self.n_out)
         Zv = self.X @ V[:d]  # SciPy's products for sparse X (see _loss_grad)
         Zv += v_b
