@@ -17,6 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from ._hypergradient import FoldState, fold_value_and_grad
 from ._remote import RemoteFolds, active_dask_client
+from ._rows import thread_budget
 
 __all__ = [
     "CVObjective",
@@ -45,9 +46,16 @@ def map_folds(func, items, n_jobs=None):
     # An explicit backend: fold states are updated in place (warm starts), so
     # a process backend set by joblib.parallel_config must not take these
     # over (a dask cluster gets the folds as actors instead: see _remote).
+    # The row blocks of the fused kernels and Gram products take the same
+    # share (see _rows).
+
+    def budgeted(item):
+        with thread_budget(blas_threads):
+            return func(item)
+
     with threadpool_limits(limits=blas_threads, user_api="blas"):
         return Parallel(n_jobs=n_workers, backend="threading")(
-            delayed(func)(item) for item in items
+            delayed(budgeted)(item) for item in items
         )
 
 

@@ -299,12 +299,18 @@ def test_dense_binary_kernels_match_blas_products():
 def test_row_blocks_follow_the_blas_thread_limit(monkeypatch):
     """Rows are split in as many blocks as BLAS may use threads, no more than
     the rows allow, and the blocks cover every row once, in order."""
-    monkeypatch.setattr(_rows, "MIN_ROWS_PER_THREAD", 10)
+    monkeypatch.setattr(_rows, "MIN_WORK_PER_THREAD", 10)
+
+    def blocks(n_rows):
+        return _rows.map_row_blocks(lambda lo, hi: (lo, hi), n_rows, row_work=1)
+
     with threadpool_limits(limits=2, user_api="blas"):
-        assert _rows.map_row_blocks(lambda lo, hi: (lo, hi), 45) == [(0, 22), (22, 45)]
-        assert _rows.map_row_blocks(lambda lo, hi: (lo, hi), 19) == [(0, 19)]
+        assert blocks(45) == [(0, 22), (22, 45)]
+        assert blocks(19) == [(0, 19)]
+        with _rows.thread_budget(3):  # a fold's share (see map_folds)
+            assert blocks(45) == [(0, 15), (15, 30), (30, 45)]
     with threadpool_limits(limits=1, user_api="blas"):
-        assert _rows.map_row_blocks(lambda lo, hi: (lo, hi), 45) == [(0, 45)]
+        assert blocks(45) == [(0, 45)]
 
 
 def _sparse_design(n, n_features, seed):

@@ -145,7 +145,7 @@ def test_data_hessian_matches_hessian_vector_products(n_classes, sparse, fit_int
 def test_fused_dense_binary_terms_match_the_sparse_path(monkeypatch, fit_intercept):
     """Dense binary problems use fused row-block kernels (in threads), sparse
     ones SciPy's products: same loss, gradient and Hessian-vector product."""
-    monkeypatch.setattr(_rows, "MIN_ROWS_PER_THREAD", 7)  # several blocks
+    monkeypatch.setattr(_rows, "MIN_WORK_PER_THREAD", 7 * 12)  # blocks of 7 rows
     X, y, sw = _data(2, True, weights=True, seed=7)
     groups = np.zeros((6 + fit_intercept, 1), np.int64)
     if fit_intercept:
@@ -158,7 +158,7 @@ def test_fused_dense_binary_terms_match_the_sparse_path(monkeypatch, fit_interce
             LogisticProblem(data, y, sw, 1, groups, 1, fit_intercept)
             for data in (X.toarray(), X)
         )
-        assert len(_rows.map_row_blocks(lambda lo, hi: hi, X.shape[0])) == 2
+        assert len(_rows.map_row_blocks(lambda lo, hi: hi, X.shape[0], 12)) == 2
         for problem in (dense, sparse):
             problem.terms = (
                 problem.value(W, theta),

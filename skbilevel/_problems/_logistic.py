@@ -133,7 +133,7 @@ def _binary_dense_loss_grad(X, W, targets, sw, fit_intercept):
     def block(start, stop):
         return dense_binary_loss_grad(X, w, b, targets, sw, start, stop, P)
 
-    blocks = map_row_blocks(block, n)
+    blocks = map_row_blocks(block, n, row_work=2 * d)
     loss = sum(block[0] for block in blocks)
     grad = np.sum([block[1] for block in blocks], axis=0)
     return loss, (grad if fit_intercept else grad[:d]).reshape(-1, 1), P
@@ -271,6 +271,7 @@ class LogisticProblem(InnerProblem):
                     self.X, P, self.sw, v, vb, start, stop
                 ),
                 self.X.shape[0],
+                row_work=2 * d,
             )
             out = np.sum(blocks, axis=0)
             return (out if self.fit_intercept else out[:d]).reshape(-1, 1)
@@ -330,15 +331,30 @@ class LogisticProblem(InnerProblem):
             dtype = np.float32 if self._float32 else np.float64
             root32 = root.astype(dtype)
             source = self._X32 if self._X32 is not None else self.X
-            gram = np.zeros((self.n_features, self.n_features))
-            cross = np.zeros(self.n_features)
-            for start in range(0, source.shape[0], _GRAM_CHUNK):
-                stop = start + _GRAM_CHUNK
-                B = np.multiply(
-                    source[start:stop], root32[start:stop, None], dtype=dtype
-                )
-                gram += B.T @ B
-                cross += B.T @ root32[start:stop]
+            d = self.n_features
+
+            def block(first, last):
+                gram = np.zeros((d, d))
+                cross = np.zeros(d)
+                for start in range(first, last, _GRAM_CHUNK):
+                    stop = min(start + _GRAM_CHUNK, last)
+                    B = np.multiply(
+                        source[start:stop], root32[start:stop, None], dtype=dtype
+                    )
+                    gram += B.T @ B
+                    cross += B.T @ root32[start:stop]
+                return gram, cross
+
+            # Blocks of rows in threads, each product on one BLAS thread (see
+            # _rows), when the blocks stay much taller than wide. (Not the
+            # multinomial Hessian: its products are wide, and BLAS threads
+            # them well. Measured on digits: 28 ms in two blocks, 17 ms in one.)
+            blocks = map_row_blocks(
+                block, source.shape[0], row_work=d * d / 2.0, blas=True,
+                min_rows=16 * d,
+            )  # fmt: skip
+            gram = np.sum([b[0] for b in blocks], axis=0)
+            cross = np.sum([b[1] for b in blocks], axis=0)
         if not self.fit_intercept:
             return gram
         m = self.n_params
