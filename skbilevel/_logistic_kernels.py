@@ -24,45 +24,48 @@ __all__ = [
 
 
 @jit
-def _row_loss_grad(z, target, weight, g_out, p_out):
-    """Loss of one sample from its scores ``z``; fills its score gradient.
+def _binary_loss_grad(z, target, weight):
+    """Weighted log-loss of one sample's score ``z`` (sigmoid), its derivative
+    in ``z`` and the probability of class 1."""
+    # log(1 + exp(z)) - y z, computed without overflow.
+    if z > 0:
+        ez = np.exp(-z) if z < 700.0 else 0.0  # no denormals (see below)
+        loss = z + np.log1p(ez)
+        p = 1.0 / (1.0 + ez)
+    else:
+        ez = np.exp(z) if z > -700.0 else 0.0
+        loss = np.log1p(ez)
+        p = ez / (1.0 + ez)
+    if target == 1:
+        loss -= z
+    return weight * loss, weight * (p - target), p
 
-    ``target`` is the class index (0/1 for binary). ``p_out`` receives the
-    probabilities (the curvature is derived from them).
+
+@jit
+def _softmax_loss_grad(Z, i, target, weight, G, P):
+    """Weighted log-loss of row ``i`` of the scores ``Z`` (softmax); fills row
+    ``i`` of the score gradient ``G`` and of the probabilities ``P``.
+
+    Rows are addressed by index: a row view per sample costs more than the
+    arithmetic on it (measured: 0.24 against 0.01 ms for 8000 samples).
     """
-    n_out = z.shape[0]
-    if n_out == 1:
-        zi = z[0]
-        # log(1 + exp(z)) - y z, computed without overflow.
-        if zi > 0:
-            ez = np.exp(-zi) if zi < 700.0 else 0.0  # no denormals (see below)
-            loss = zi + np.log1p(ez)
-            p = 1.0 / (1.0 + ez)
-        else:
-            ez = np.exp(zi) if zi > -700.0 else 0.0
-            loss = np.log1p(ez)
-            p = ez / (1.0 + ez)
-        if target == 1:
-            loss -= zi
-        p_out[0] = p
-        g_out[0] = weight * (p - target)
-        return weight * loss
-    top = z[0]
+    n_out = Z.shape[1]
+    top = Z[i, 0]
     for k in range(1, n_out):
-        if z[k] > top:
-            top = z[k]
+        if Z[i, k] > top:
+            top = Z[i, k]
     total = 0.0
     for k in range(n_out):
         # Below exp(-700) the probability is flushed to zero: denormal numbers
         # would slow every later product (Hessians) by orders of magnitude.
-        gap = z[k] - top
-        p_out[k] = np.exp(gap) if gap > -700.0 else 0.0
-        total += p_out[k]
+        gap = Z[i, k] - top
+        P[i, k] = np.exp(gap) if gap > -700.0 else 0.0
+        total += P[i, k]
     for k in range(n_out):
-        p_out[k] /= total
-        g_out[k] = weight * p_out[k]
-    g_out[target] -= weight
-    return weight * (top + np.log(total) - z[target])
+        P[i, k] /= total
+        G[i, k] = weight * P[i, k]
+    G[i, target] -= weight
+    return weight * (top + np.log(total) - Z[i, target])
 
 
 @jit
@@ -90,23 +93,14 @@ def samplewise_loss_grad(Z, targets, sw):
     G = np.empty((n, n_out))
     P = np.empty((n, n_out))
     loss = 0.0
-    for i in range(n):
-        loss += _row_loss_grad(Z[i], targets[i], sw[i], G[i], P[i])
-    return loss, G, P
-
-
-@jit
-def _row_hvp(p, zv, weight, r_out):
-    """Second derivative of one sample's loss in its scores, applied to ``zv``."""
-    n_out = p.shape[0]
     if n_out == 1:
-        r_out[0] = weight * p[0] * (1.0 - p[0]) * zv[0]
-        return
-    mean = 0.0
-    for k in range(n_out):
-        mean += p[k] * zv[k]
-    for k in range(n_out):
-        r_out[k] = weight * p[k] * (zv[k] - mean)
+        for i in range(n):
+            loss_i, G[i, 0], P[i, 0] = _binary_loss_grad(Z[i, 0], targets[i], sw[i])
+            loss += loss_i
+        return loss, G, P
+    for i in range(n):
+        loss += _softmax_loss_grad(Z, i, targets[i], sw[i], G, P)
+    return loss, G, P
 
 
 @jit
@@ -117,8 +111,17 @@ def samplewise_hvp(P, Zv, sw):
     """
     n, n_out = P.shape
     R = np.empty((n, n_out))
+    if n_out == 1:
+        for i in range(n):
+            p = P[i, 0]
+            R[i, 0] = sw[i] * p * (1.0 - p) * Zv[i, 0]
+        return R
     for i in range(n):
-        _row_hvp(P[i], Zv[i], sw[i], R[i])
+        mean = 0.0
+        for k in range(n_out):
+            mean += P[i, k] * Zv[i, k]
+        for k in range(n_out):
+            R[i, k] = sw[i] * P[i, k] * (Zv[i, k] - mean)
     return R
 
 
@@ -172,16 +175,13 @@ def dense_binary_loss_grad(X, w, b, targets, sw, start, stop, P):
     """
     d = X.shape[1]
     grad = np.zeros(d + 1)
-    z = np.empty(1)
-    g = np.empty(1)
     loss = 0.0
     for i in range(start, stop):
         score = b
         for j in range(d):
             score += X[i, j] * w[j]
-        z[0] = score
-        loss += _row_loss_grad(z, targets[i], sw[i], g, P[i])
-        gi = g[0]
+        loss_i, gi, P[i, 0] = _binary_loss_grad(score, targets[i], sw[i])
+        loss += loss_i
         for j in range(d):
             grad[j] += X[i, j] * gi
         grad[d] += gi

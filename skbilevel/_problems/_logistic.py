@@ -214,6 +214,8 @@ class LogisticProblem(InnerProblem):
         self.intercept_penalty = 1e-10 * self.total
         self._terms_key = None
         self._terms = None
+        self._penalty_key = None
+        self._penalty_weights = None
         self._hessian_key = None
         self._hessian = None
         self._factor_key = None
@@ -233,11 +235,18 @@ class LogisticProblem(InnerProblem):
         ``1e-10 * sum(sw)`` on the intercepts changes predictions by about
         1e-10 relative, and keeps an intercept finite when its class is
         absent from a training fold (softmax) or perfectly separated.
+
+        The weights of the last ``theta`` are kept (read-only): iterative
+        solvers ask for them at every Hessian-vector product.
         """
-        p = penalty_weights(theta, self.group_idx)
-        if self.fit_intercept:
-            p[-1] = self.intercept_penalty
-        return p
+        key = theta.tobytes()
+        if key != self._penalty_key:
+            p = penalty_weights(theta, self.group_idx)
+            if self.fit_intercept:
+                p[-1] = self.intercept_penalty
+            p.flags.writeable = False
+            self._penalty_key, self._penalty_weights = key, p
+        return self._penalty_weights
 
     @property
     def can_factorize(self):
