@@ -115,14 +115,19 @@ def test_inner_solution_is_sklearn_logistic_regression(n_classes, sparse):
 @pytest.mark.parametrize("n_classes", [2, 3])
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("fit_intercept", [True, False])
-def test_data_hessian_matches_hessian_vector_products(n_classes, sparse, fit_intercept):
+@pytest.mark.parametrize("at_zero", [False, True])
+def test_data_hessian_matches_hessian_vector_products(
+    n_classes, sparse, fit_intercept, at_zero
+):
+    """The formed Hessian against Hessian-vector products, at a random point
+    and at W = 0 (where the multinomial one has a closed form)."""
     X, y, sw = _data(n_classes, sparse, weights=True, seed=3)
     n_out = 1 if n_classes == 2 else n_classes
     groups = np.zeros((6 + fit_intercept, n_out), np.int64)
     if fit_intercept:
         groups[-1] = -1
     problem = LogisticProblem(X, y, sw, n_out, groups, 1, fit_intercept)
-    W = np.random.RandomState(4).randn(*groups.shape)
+    W = np.random.RandomState(4).randn(*groups.shape) * (not at_zero)
     H = problem._data_hessian(W).copy()
     if n_out > 1 and fit_intercept:
         # The softmax's null direction (one constant on every intercept) is

@@ -435,16 +435,28 @@ class LogisticProblem(InnerProblem):
         K = self.n_out
         if K == 1:
             H = self._weighted_gram(np.sqrt(logistic_curvature(P, self.sw)[:, 0]))
+        elif not W.any():
+            # Every probability is 1/K at W = 0 (the first solve of a fold):
+            # H = [X, 1]^T S [X, 1] (x) (I / K - 1 1^T / K^2), from a Gram
+            # K^2 times smaller than the general product's.
+            Xa = self._augmented_design()
+            gram = Xa.T @ (
+                Xa.multiply(self.sw[:, None])
+                if sp.issparse(Xa)
+                else Xa * self.sw[:, None]
+            )
+            gram = gram.toarray() if sp.issparse(gram) else gram
+            H = np.kron(gram, np.eye(K) / K - 1.0 / K**2)
         else:
             H = self._multinomial_gram(P)
-            if self.fit_intercept:
-                # The softmax is unchanged by adding one constant to every
-                # intercept: fill that null direction (which no gradient of
-                # this problem has a component along) so H is invertible.
-                u = np.zeros((self.n_params, K))
-                u[-1] = 1.0 / np.sqrt(K)
-                u = u.ravel()
-                H += np.mean(np.diag(H)) * np.outer(u, u)
+        if K > 1 and self.fit_intercept:
+            # The softmax is unchanged by adding one constant to every
+            # intercept: fill that null direction (which no gradient of
+            # this problem has a component along) so H is invertible.
+            u = np.zeros((self.n_params, K))
+            u[-1] = 1.0 / np.sqrt(K)
+            u = u.ravel()
+            H += np.mean(np.diag(H)) * np.outer(u, u)
         self._hessian_key, self._hessian = key, H
         self._previous_step_key = None  # that step left from another Hessian
         return H
