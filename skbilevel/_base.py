@@ -417,7 +417,7 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
             method,
             splits.leave_one_out,
         )
-        lo, hi = self._log_bounds(*splits.bounds_data)
+        lo, hi = self._log_bounds(*splits.bounds_data, splits.bounds_targets)
         if np.ndim(lo) or np.ndim(hi):  # one (low, high) per hyperparameter
             sizes = {np.size(lo), np.size(hi)} - {1}
             if sizes - {n_hyper}:
@@ -811,15 +811,15 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
         theta = self._param_sign * np.log(np.broadcast_to(init, (n_hyper,)))
         return np.clip(theta, lo, hi)
 
-    def _log_bounds(self, X, sw):
+    def _log_bounds(self, X, sw, targets=None):
         """Box of log penalty strengths (theta), from the bounds or the data."""
         bounds = getattr(self, f"{self._param_name}_bounds")
         if bounds is None:
-            return self._data_scaled_box(X, sw, **self._default_box)
+            return self._data_scaled_box(X, sw, targets, **self._default_box)
         low, high = check_bounds(bounds, f"{self._param_name}_bounds")
         return (low, high) if self._param_sign > 0 else (-high, -low)
 
-    def _data_scaled_box(self, X, sw, *, scale, low, high, floor):
+    def _data_scaled_box(self, X, sw, targets, *, scale, low, high, floor):
         """Default box of log penalty strengths, following the data's units.
 
         With ``ss_j`` the weighted sum of squares of centered column ``j``, a
@@ -828,7 +828,9 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
         ``(max(low * min_j, floor * max_j), high * max_j)`` in those units,
         so every feature can be left nearly unpenalized or shrunk away
         whatever its units, without going under the round-off level of the
-        largest column (``floor``).
+        largest column (``floor``). ``targets`` (the encoded targets of the
+        same rows) are not used here; a model whose box follows them (the
+        Lasso's ``alpha_max``) overrides this method.
         """
         mean = np.asarray(X.T @ sw).ravel() / sw.sum()
         if not self.fit_intercept:

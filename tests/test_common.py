@@ -2,7 +2,7 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skbilevel import BilevelLogisticCV, BilevelRidgeCV
+from skbilevel import BilevelLassoCV, BilevelLogisticCV, BilevelRidgeCV
 
 ESTIMATORS = [
     BilevelRidgeCV(),
@@ -15,6 +15,9 @@ ESTIMATORS = [
     BilevelLogisticCV(hypergradient="cg"),
     BilevelRidgeCV(solver="stochastic", max_iter=10, random_state=0),
     BilevelLogisticCV(solver="stochastic", max_iter=10, random_state=0),
+    BilevelLassoCV(),
+    BilevelLassoCV(penalty="per_feature"),
+    BilevelLassoCV(hypergradient="cg"),
 ]
 
 
@@ -28,5 +31,6 @@ def test_one_fit_pipeline_for_every_estimator():
     # parameter validation included); models differ by their hooks only.
     from skbilevel._base import BaseBilevelCV
 
-    assert BilevelRidgeCV.fit is BilevelLogisticCV.fit is BaseBilevelCV.fit
-    assert "fit" not in vars(BilevelRidgeCV) and "fit" not in vars(BilevelLogisticCV)
+    estimators = (BilevelRidgeCV, BilevelLogisticCV, BilevelLassoCV)
+    assert all(estimator.fit is BaseBilevelCV.fit for estimator in estimators)
+    assert all("fit" not in vars(estimator) for estimator in estimators)

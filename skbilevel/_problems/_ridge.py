@@ -27,6 +27,7 @@ from .._validation import as_float_c, as_index_c
 from ._base import InnerProblem, penalty_weights
 
 __all__ = [
+    "CenteredSquaredValidation",
     "DENSE_MAX_ENTRIES",
     "GRAM_MAX_DIM",
     "RidgeProblem",
@@ -119,7 +120,46 @@ def drop_null_directions(s2, vectors, from_singular_values=False):
     return s2[keep], np.ascontiguousarray(vectors[:, keep])
 
 
-class RidgeProblem(InnerProblem):
+class CenteredSquaredValidation:
+    """Validation side of the squared-error models fit on centered data.
+
+    Needs ``xbar``, ``ybar`` (the training fold's weighted means, zeros
+    without an intercept), ``X_val``, ``Y_val``, ``sw_val`` and ``n_targets``.
+    The model predicts ``(X - xbar) w + ybar``.
+    """
+
+    def intercept(self, w):
+        """Unpenalized intercept that goes with coefficients ``w``."""
+        return self.ybar - self.xbar @ w
+
+    def coefficients(self, w):
+        """``(coef, intercept)`` in the original (uncentered) coordinates."""
+        return w, self.intercept(w)
+
+    def row_losses(self, w, rows):
+        """Squared error of validation rows ``rows`` (mean over targets)."""
+        residual = (
+            np.asarray(self.X_val[rows] @ w)
+            - self.xbar @ w
+            + self.ybar
+            - self.Y_val[rows]
+        )
+        return np.mean(residual**2, axis=1)
+
+    def outer_loss_grad(self, w):
+        """Weighted validation MSE (averaged over targets) and its gradient in w."""
+        sw_val = self.sw_val  # the early-stopping guard may zero some rows
+        scale = 2.0 / (sw_val.sum() * self.n_targets)
+        residual = np.asarray(self.X_val @ w) - self.xbar @ w + self.ybar - self.Y_val
+        weighted = sw_val[:, None] * residual
+        loss = 0.5 * scale * float(np.sum(weighted * residual))
+        grad = scale * (
+            np.asarray(self.X_val.T @ weighted) - np.outer(self.xbar, weighted.sum(0))
+        )
+        return loss, grad
+
+
+class RidgeProblem(CenteredSquaredValidation, InnerProblem):
     """Weighted ridge training problem of one fold (see module docstring).
 
     Parameters
@@ -375,35 +415,6 @@ class RidgeProblem(InnerProblem):
         return w, converged
 
     # ---------------------------------------------------------------- outputs
-    def intercept(self, w):
-        """Unpenalized intercept that goes with coefficients ``w``."""
-        return self.ybar - self.xbar @ w
-
-    def coefficients(self, w):
-        """``(coef, intercept)`` in the original (uncentered) coordinates."""
-        return w, self.intercept(w)
-
-    def row_losses(self, w, rows):
-        """Squared error of validation rows ``rows`` (mean over targets)."""
-        residual = (
-            np.asarray(self.X_val[rows] @ w)
-            - self.xbar @ w
-            + self.ybar
-            - self.Y_val[rows]
-        )
-        return np.mean(residual**2, axis=1)
-
-    def outer_loss_grad(self, w):
-        """Weighted validation MSE (averaged over targets) and its gradient in w."""
-        sw_val = self.sw_val  # the early-stopping guard may zero some rows
-        scale = 2.0 / (sw_val.sum() * self.n_targets)
-        residual = np.asarray(self.X_val @ w) - self.xbar @ w + self.ybar - self.Y_val
-        weighted = sw_val[:, None] * residual
-        loss = 0.5 * scale * float(np.sum(weighted * residual))
-        grad = scale * (
-            np.asarray(self.X_val.T @ weighted) - np.outer(self.xbar, weighted.sum(0))
-        )
-        return loss, grad
 
 
 class SquaredFit:

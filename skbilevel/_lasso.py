@@ -1,0 +1,310 @@
+"""BilevelLassoCV: the Lasso whose L1 strengths are tuned by hypergradient.
+
+The fit pipeline is :class:`~skbilevel._base.BaseBilevelCV`'s; this module
+supplies the Lasso hooks: the fold problems (coordinate descent, implicit
+differentiation on the support: see :mod:`~skbilevel._problems._lasso`), the
+default box (up to ``alpha_max``, where every coefficient is zero) and the
+refit.
+"""
+
+import numpy as np
+from sklearn.base import MultiOutputMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import Lasso
+from sklearn.utils._param_validation import StrOptions
+
+from ._base import BaseBilevelCV, Layout, Targets, common_constraints
+from ._problems._lasso import LassoProblem, lasso_alpha_max
+from ._results import RegressorPredictionsAsInput
+from ._validation import as_float_c, check_penalty, check_square_range, warn_user
+
+__all__ = ["BilevelLassoCV"]
+
+# Hypergradient methods that differentiate on the support (the others step
+# along the gradient of a smooth training loss).
+_LASSO_METHODS = ("auto", "direct", "cg")
+
+
+class BilevelLassoCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
+    """Lasso with L1 strengths tuned by hypergradient descent.
+
+    The cross-validated mean squared error is minimized over the L1
+    strengths ``alpha`` by differentiating it through every fold's Lasso
+    solution. The solution is piecewise smooth in ``alpha``: on its support
+    ``S`` it satisfies ``X_S^T (X_S w_S - y) / n + alpha sign(w_S) = 0``,
+    whose implicit derivative is taken there (zero off the support). One
+    strength (``penalty="scalar"``) is found with a coarse scan followed by a
+    safeguarded 1-D search; many strengths (a weighted Lasso: one per
+    feature, per target or per group of features) by the projected
+    hypergradient method started at the best scalar. The model is refit on
+    all the data at the chosen strengths.
+
+    The objective is scikit-learn's :class:`~sklearn.linear_model.Lasso`
+    objective ``1 / (2 sum(sw)) * ||y - Xw - b||^2_sw + sum_j alpha_{g(j)} |w_j|``,
+    solved by coordinate descent (with an active set) to a duality gap.
+
+    Parameters
+    ----------
+    penalty : {"scalar", "per_feature", "per_target", "per_column"} or \
+            array-like of shape (n_features,), default="scalar"
+        How strengths are shared: one for all coefficients, one per feature,
+        one per target (multi-output ``y``), or one per group of features
+        given by an array of group ids. Many strengths are guarded against
+        overfitting the validation folds (``early_stopping``).
+    alpha_init : float or array-like, default=None
+        Starting strength(s). None scans the whole box first.
+    alpha_bounds : (float, float) or (array-like, array-like), default=None
+        Box of admissible strengths, shared or one ``(low, high)`` per
+        hyperparameter. None: ``(1e-4 * alpha_max, alpha_max)`` with
+        ``alpha_max = max_j |x_j^T (y - ybar)|_sw / sum(sw)`` (centered
+        columns; the largest over targets), the strength from which every
+        coefficient is zero.
+    fit_intercept : bool, default=True
+        Whether to fit an (unpenalized) intercept.
+    cv : int, cross-validation generator, iterable or None, default=5
+        An int is the number of folds of :class:`~sklearn.model_selection.KFold`
+        (None: 5). A splitter or an iterable of ``(train, test)`` index
+        arrays is used as given; ``groups`` passed to :meth:`fit` reach the
+        splitter.
+    scoring : str or callable, default=None
+        What ``cv_results_`` and ``best_score_`` report (greater is better).
+        None reports the negative mean squared error, the criterion that is
+        minimized. A callable ``scoring(estimator, X, y)`` gets a fitted
+        :class:`~sklearn.linear_model.Lasso` holding the fold's coefficients.
+    hypergradient : {"auto", "direct", "cg"}, default="auto"
+        How the adjoint system on the support is solved: "direct" factorizes
+        ``X_S^T X_S`` (conjugate gradients past 2000 coefficients in the
+        support), "cg" by conjugate gradients. "auto" is "direct".
+    adjoint_max_iter : int, default=200
+        Iteration cap of the "cg" adjoint solver.
+    max_iter : int, default=100
+        Maximum number of outer iterations after the initial scan, in all.
+    tol : float, default=1e-4
+        Outer stopping tolerance on the hypergradient in log-space,
+        relative to the validation loss.
+    n_jobs : int, default=None
+        Number of threads over folds (joblib). None means 1.
+    verbose : int, default=0
+        Print one line per hypergradient evaluation when > 0.
+    warm_start : bool, default=False
+        Start from the previous ``alpha_`` when refitting.
+    solver : {"auto", "deterministic"}, default="auto"
+        Only the deterministic solver is available for the Lasso ("auto"
+        is "deterministic"); "stochastic" raises a ValueError.
+    batch_size : int or "auto", default="auto"
+        Unused (no stochastic solver); kept for a common interface.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the early-stopping guard's held-out samples only.
+    early_stopping : "auto" or bool, default="auto"
+        Guard of many strengths against overfitting the validation folds,
+        as in :class:`~skbilevel.BilevelRidgeCV`.
+
+    Attributes
+    ----------
+    alpha_ : float or ndarray
+        Chosen strength(s): a float for ``penalty="scalar"``, otherwise an
+        array with one entry per feature, per target or per group.
+    coef_ : ndarray of shape (n_features,) or (n_targets, n_features)
+        Sparse like :class:`~sklearn.linear_model.Lasso`'s: exact zeros off
+        the support.
+    intercept_ : float or ndarray of shape (n_targets,)
+    best_score_ : float
+    best_index_ : int
+    n_iter_ : int
+        Number of outer iterations (scan excluded).
+    n_splits_ : int
+    cv_results_ : dict of ndarray
+        One row per evaluated point, with GridSearchCV's keys (see
+        :class:`~skbilevel.BilevelRidgeCV`).
+    penalty_groups_ : ndarray or None
+    strength_names_ : ndarray of str of shape (n_strengths,)
+    strengths_ : pandas.Series of shape (n_strengths,)
+    held_out_path_ : dict or None
+    hypergradient_ : str
+    solver_ : str
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+
+    See Also
+    --------
+    sklearn.linear_model.LassoCV : Lasso along a path of strengths.
+    BilevelRidgeCV : the same search for L2 strengths.
+
+    Notes
+    -----
+    Where a coefficient enters or leaves the support the validation loss is
+    continuous but its derivative jumps; the 1-D search keeps a bracket and
+    the projected method backtracks, so both stay monotone there.
+    Computations run in float64; ``coef_`` has the dtype of ``X``.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_diabetes
+    >>> from skbilevel import BilevelLassoCV
+    >>> X, y = load_diabetes(return_X_y=True)
+    >>> reg = BilevelLassoCV(cv=5).fit(X, y)
+    >>> int((reg.coef_ != 0).sum()) <= X.shape[1]
+    True
+    """
+
+    _default_box = dict(scale=1.0, low=1e-4, high=1.0, floor=0.0)
+    # A duality gap of 1e-6 of the null objective ranks scan points.
+    _value_tol = 1e-3
+
+    def __init__(
+        self,
+        *,
+        penalty="scalar",
+        alpha_init=None,
+        alpha_bounds=None,
+        fit_intercept=True,
+        cv=5,
+        scoring=None,
+        hypergradient="auto",
+        adjoint_max_iter=200,
+        max_iter=100,
+        tol=1e-4,
+        n_jobs=None,
+        verbose=0,
+        warm_start=False,
+        solver="auto",
+        batch_size="auto",
+        random_state=None,
+        early_stopping="auto",
+    ):
+        self.penalty = penalty
+        self.alpha_init = alpha_init
+        self.alpha_bounds = alpha_bounds
+        self.fit_intercept = fit_intercept
+        self.cv = cv
+        self.scoring = scoring
+        self.hypergradient = hypergradient
+        self.adjoint_max_iter = adjoint_max_iter
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.solver = solver
+        self.batch_size = batch_size
+        self.random_state = random_state
+        self.early_stopping = early_stopping
+
+    _parameter_constraints = {
+        **common_constraints("alpha", "per_target"),
+        "hypergradient": [StrOptions(set(_LASSO_METHODS))],
+        "solver": [StrOptions({"auto", "deterministic", "stochastic"})],
+    }
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.target_tags.multi_output = True
+        return tags
+
+    # ------------------------------------------------------------------ hooks
+    def _check_params(self, leave_one_out):
+        if self.solver == "stochastic":
+            raise ValueError(
+                "BilevelLassoCV has no stochastic solver yet; use solver='auto' "
+                "or 'deterministic'."
+            )
+        return super()._check_params(leave_one_out)
+
+    def _choose_solver(self, shape, X, n_out, n_hyper, method, leave_one_out):
+        return "deterministic"
+
+    def _target_info(self, y, sample_weight=None):
+        if not np.all(np.isfinite(np.asarray(y, dtype=np.float64))):
+            raise ValueError("Input y contains NaN or infinity.")
+        check_square_range(np.asarray(y, dtype=np.float64), "y")
+        return Targets(n_out=1 if y.ndim == 1 else y.shape[1], ndim=y.ndim)
+
+    def _encode(self, y, info):
+        y = np.asarray(y, dtype=np.float64)
+        return as_float_c(y.reshape(-1, 1) if y.ndim == 1 else y)
+
+    def _layout(self, n_features, info):
+        group_idx, n_hyper, labels = check_penalty(
+            self.penalty, n_features, info.n_out, "per_target"
+        )
+        return Layout(group_idx, group_idx, n_hyper, labels)
+
+    def _data_scaled_box(self, X, sw, targets, *, scale, low, high, floor):
+        """``(low * alpha_max, high * alpha_max)`` in log-space.
+
+        Above ``alpha_max`` every coefficient is zero and the validation loss
+        is flat; below ``1e-4 * alpha_max`` the Lasso is close to least
+        squares (and coordinate descent slow).
+        """
+        alpha_max = float(np.max(lasso_alpha_max(X, targets, sw, self.fit_intercept)))
+        if not alpha_max > 0.0:  # a constant target or constant columns
+            alpha_max = 1.0
+        return float(np.log(low * alpha_max)), float(np.log(high * alpha_max))
+
+    def _can_factorize(self, splits, layout):
+        return True  # supports past 2000 coefficients switch to CG themselves
+
+    def _closed_form_objective(self, splits, info, layout, method):
+        return None
+
+    def _fold_problems(self, splits, info, layouts, method):
+        return [
+            LassoProblem(
+                *train,
+                layout.group_idx,
+                layout.n_hyper,
+                self.fit_intercept,
+                X_val=test[0],
+                Y_val=test[1],
+                sw_val=test[2],
+            )
+            for (train, test), layout in zip(splits.parts(), layouts, strict=True)
+        ]
+
+    def _deterministic_passes(self, n_samples, n_features, n_out, n_hyper):
+        return 0.0  # one solver (see _choose_solver)
+
+    def _response_model(self, info):
+        return RegressorPredictionsAsInput(single_output=info.ndim == 1)
+
+    def _fold_estimator(self, coef, intercept, info):
+        model = Lasso(fit_intercept=self.fit_intercept)
+        coef, intercept = coef.T, np.asarray(intercept, dtype=float)
+        if info.ndim == 1:
+            coef, intercept = coef[0], float(intercept[0])
+        model.coef_, model.intercept_ = coef, intercept
+        model.n_features_in_ = coef.shape[-1]
+        return model
+
+    def _refit(self, X, Y, sw, info, layout, theta, warm, objective):
+        """Coordinate descent on all the data, from the folds' mean solution."""
+        problem = LassoProblem(
+            X, Y, sw, layout.group_idx, layout.n_hyper, self.fit_intercept
+        )
+        w0 = np.mean([coef for coef, _ in warm], axis=0) if warm else None
+        w, converged = problem.solve(theta, w0, tol=1e-7)
+        if not converged:
+            warn_user(
+                "The final refit's coordinate descent did not reach its duality "
+                "gap tolerance.",
+                ConvergenceWarning,
+            )
+        coef, intercept = w.T, problem.intercept(w)
+        if info.ndim == 1:
+            return coef[0], float(intercept[0])
+        return coef, intercept
+
+    # ------------------------------------------------------------- prediction
+    def predict(self, X):
+        """Predict with the refit Lasso model.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets)
+        """
+        return self._linear_scores(X)

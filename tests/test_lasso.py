@@ -1,0 +1,182 @@
+"""BilevelLassoCV: coordinate descent against scikit-learn, hypergradients on
+the support against finite differences, and the search against LassoCV."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.datasets import load_diabetes, make_regression
+from sklearn.linear_model import Lasso, LassoCV
+from sklearn.model_selection import KFold
+
+from skbilevel import BilevelLassoCV
+from skbilevel._objectives import FoldsObjective
+from skbilevel._problems._lasso import LassoProblem, lasso_alpha_max
+from skbilevel._validation import check_penalty
+
+from ._helpers import central_difference, penalty_array, relative_error
+
+
+def _data(sparse, weights, n_samples=60, n_features=12, n_targets=1, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.randn(n_samples, n_features) + 2.0  # off-center: the intercept matters
+    coef = np.zeros((n_features, n_targets))
+    coef[:4] = rng.randn(4, n_targets) * 3.0
+    Y = X @ coef + rng.randn(n_samples, n_targets)
+    sw = rng.uniform(0.3, 3.0, n_samples) if weights else np.ones(n_samples)
+    if sparse:
+        X[rng.rand(*X.shape) < 0.4] = 0.0
+        X = sp.csr_matrix(X)
+    return X, Y, sw
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("weights", [False, True])
+@pytest.mark.parametrize("fraction", [0.3, 0.01])
+def test_coordinate_descent_is_sklearn_lasso(sparse, fit_intercept, weights, fraction):
+    X, Y, sw = _data(sparse, weights, n_targets=2)
+    alpha = fraction * lasso_alpha_max(X, Y, sw, fit_intercept).min()
+    groups = np.zeros((X.shape[1], 2), np.int64)
+    problem = LassoProblem(X, Y, sw, groups, 1, fit_intercept)
+    w, converged = problem.solve(np.array([np.log(alpha)]), tol=1e-8)
+    assert converged
+    reference = Lasso(alpha=alpha, fit_intercept=fit_intercept, tol=1e-14,
+                      max_iter=100_000).fit(X, Y, sample_weight=sw)  # fmt: skip
+    np.testing.assert_allclose(w.T, reference.coef_, atol=1e-6)
+    np.testing.assert_allclose(problem.intercept(w), reference.intercept_, atol=1e-6)
+    # Exact zeros off the support, as scikit-learn's.
+    assert np.array_equal(w.T == 0.0, reference.coef_ == 0.0)
+
+
+def test_nothing_is_selected_from_alpha_max_on():
+    X, Y, sw = _data(False, True)
+    alpha_max = lasso_alpha_max(X, Y, sw, True)[0]
+    problem = LassoProblem(X, Y, sw, np.zeros((12, 1), np.int64), 1, True)
+    above, _ = problem.solve(np.array([np.log(alpha_max * 1.001)]))
+    below, _ = problem.solve(np.array([np.log(alpha_max * 0.99)]))
+    assert not above.any() and below.any()
+
+
+def _objective(X, Y, sw, penalty, fit_intercept, method):
+    groups, n_hyper, _ = check_penalty(
+        penalty_array(penalty, X.shape[1]), X.shape[1], Y.shape[1], "per_target"
+    )
+    problems = [
+        LassoProblem(
+            X[tr],
+            Y[tr],
+            sw[tr],
+            groups,
+            n_hyper,
+            fit_intercept,
+            X_val=X[te],
+            Y_val=Y[te],
+            sw_val=sw[te],
+        )  # fmt: skip
+        for tr, te in KFold(3, shuffle=True, random_state=0).split(X)
+    ]
+    objective = FoldsObjective(problems, method, adjoint_max_iter=2000)
+    objective.tol = 1e-12
+    return objective, n_hyper, problems
+
+
+def _supports(problems, theta):
+    return [problem.solve(theta, tol=1e-9)[0] != 0.0 for problem in problems]
+
+
+def _same(supports, others):
+    return all(np.array_equal(a, b) for a, b in zip(supports, others, strict=True))
+
+
+@pytest.mark.parametrize("method", ["direct", "cg"])
+@pytest.mark.parametrize("penalty", ["scalar", "per_feature", "groups"])
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("weights", [False, True])
+def test_hypergradient_matches_finite_differences(
+    method, penalty, sparse, fit_intercept, weights
+):
+    """Away from support changes (checked: the supports at theta +- h are the
+    same), the support-restricted implicit derivative is the derivative."""
+    X, Y, sw = _data(sparse, weights)
+    objective, n_hyper, problems = _objective(X, Y, sw, penalty, fit_intercept, method)
+    exact, _, _ = _objective(X, Y, sw, penalty, fit_intercept, "direct")
+    alpha_max = lasso_alpha_max(X, Y, sw, fit_intercept)[0]
+    rng = np.random.RandomState(1)
+    h = 1e-5
+    for _ in range(20):
+        theta = np.log(0.05 * alpha_max) + 0.3 * rng.randn(n_hyper)
+        supports = _supports(problems, theta)
+        neighbours = [theta + step for step in np.eye(n_hyper) * h]
+        neighbours += [theta - step for step in np.eye(n_hyper) * h]
+        if all(_same(supports, _supports(problems, near)) for near in neighbours):
+            break
+    else:
+        pytest.fail("no point away from a support change was found")
+    assert any(support.any() for support in supports)
+    _, grad = objective(theta)
+    fd = central_difference(lambda t: exact(t)[0], theta, h=h)
+    assert relative_error(grad, fd) <= 1e-5
+
+
+@pytest.mark.parametrize("dataset", ["diabetes", "regression"])
+def test_cv_mse_at_or_below_lassocv(dataset):
+    """Judged by scikit-learn's own Lasso fits on the same folds."""
+    if dataset == "diabetes":
+        X, y = load_diabetes(return_X_y=True)
+    else:
+        X, y = make_regression(200, 60, n_informative=10, noise=20.0, random_state=0)
+    folds = list(KFold(5, shuffle=True, random_state=0).split(X))
+
+    def cv_mse(alpha):
+        errors = []
+        for train, test in folds:
+            model = Lasso(alpha=alpha, tol=1e-12, max_iter=100_000)
+            model.fit(X[train], y[train])
+            errors.append(np.mean((model.predict(X[test]) - y[test]) ** 2))
+        return np.mean(errors)
+
+    ours = BilevelLassoCV(cv=folds).fit(X, y)
+    theirs = LassoCV(cv=folds).fit(X, y)
+    assert cv_mse(ours.alpha_) <= cv_mse(theirs.alpha_) * (1 + 1e-6)
+    assert -ours.best_score_ == pytest.approx(cv_mse(ours.alpha_), rel=1e-6)
+    # The refit is scikit-learn's Lasso at alpha_, zeros included.
+    reference = Lasso(alpha=ours.alpha_, tol=1e-12, max_iter=100_000).fit(X, y)
+    np.testing.assert_allclose(ours.coef_, reference.coef_, atol=1e-6 * np.abs(
+        reference.coef_).max())  # fmt: skip
+    assert np.array_equal(ours.coef_ == 0, reference.coef_ == 0)
+
+
+def test_per_feature_does_not_overfit_alike_features():
+    """Twenty features with the same role: one strength per feature must not
+    do worse on new data than one shared strength (the guard keeps it)."""
+    rng = np.random.RandomState(0)
+    X = rng.randn(2300, 20)
+    y = X @ np.full(20, 0.5) + 2.0 * rng.randn(2300)
+    X_train, y_train, X_test, y_test = X[:300], y[:300], X[300:], y[300:]
+    scalar = BilevelLassoCV().fit(X_train, y_train)
+    per_feature = BilevelLassoCV(penalty="per_feature").fit(X_train, y_train)
+    test_mse = {
+        name: np.mean((model.predict(X_test) - y_test) ** 2)
+        for name, model in [("scalar", scalar), ("per_feature", per_feature)]
+    }
+    assert test_mse["per_feature"] <= 1.01 * test_mse["scalar"]
+
+
+def test_multi_target_and_sparse_input():
+    X, Y, sw = _data(True, True, n_samples=120, n_targets=2)
+    model = BilevelLassoCV(penalty="per_target").fit(X, Y, sample_weight=sw)
+    assert model.alpha_.shape == (2,)
+    assert model.coef_.shape == (2, 12) and model.intercept_.shape == (2,)
+    for t in range(2):
+        reference = Lasso(alpha=model.alpha_[t], tol=1e-12, max_iter=100_000)
+        reference.fit(X, Y[:, t], sample_weight=sw)
+        np.testing.assert_allclose(model.coef_[t], reference.coef_, atol=1e-5)
+
+
+def test_clear_errors():
+    X, y = load_diabetes(return_X_y=True)
+    with pytest.raises(ValueError, match="no stochastic solver"):
+        BilevelLassoCV(solver="stochastic").fit(X, y)
+    with pytest.raises(ValueError, match="hypergradient"):
+        BilevelLassoCV(hypergradient="neumann").fit(X, y)
