@@ -255,7 +255,9 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
     ``_writable_X``: whether the deterministic kernels need a writable copy
     of dense X (a read-only memory map is otherwise read in place);
     ``_exact_leave_one_out``: whether ``cv=None`` is the model's closed-form
-    leave-one-out (else it is scikit-learn's default 5-fold).
+    leave-one-out (else it is scikit-learn's default 5-fold);
+    ``_path_scan_per_decade``: scan points per decade when every point
+    solves the folds' training problems.
     """
 
     _param_name = "alpha"
@@ -266,6 +268,8 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
     _value_tol = None
     _writable_X = True
     _exact_leave_one_out = False  # whether cv=None means exact leave-one-out
+    # Scan points per decade of an objective that solves every fold per point.
+    _path_scan_per_decade = 0.5
 
     # ------------------------------------------------------------------- fit
     @with_callbacks
@@ -730,8 +734,9 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
             return box_search(start, **box)
         decades = (hi - lo) / np.log(10.0)
         # A cheap objective is scanned finely (4 points a decade), one that
-        # solves a training problem per point coarsely (1 every 2 decades).
-        per_decade = 4.0 if objective.cheap_scan else 0.5
+        # solves a training problem per point coarsely (1 every 2 decades,
+        # unless the model's path solver gains from closer warm starts).
+        per_decade = 4.0 if objective.cheap_scan else self._path_scan_per_decade
         n_scan = int(np.ceil(decades * per_decade)) + 1
         if theta0 is not None and n_hyper > 1 and not np.allclose(theta0, theta0[0]):
             return box_search(theta0, **box)

@@ -55,7 +55,7 @@ class BilevelLassoCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
         Starting strength(s). None scans the whole box first.
     alpha_bounds : (float, float) or (array-like, array-like), default=None
         Box of admissible strengths, shared or one ``(low, high)`` per
-        hyperparameter. None: ``(1e-4 * alpha_max, alpha_max)`` with
+        hyperparameter. None: ``(1e-3 * alpha_max, alpha_max)`` with
         ``alpha_max = max_j |x_j^T (y - ybar)|_sw / sum(sw)`` (centered
         columns; the largest over targets), the strength from which every
         coefficient is zero.
@@ -147,9 +147,13 @@ class BilevelLassoCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
     True
     """
 
-    _default_box = dict(scale=1.0, low=1e-4, high=1.0, floor=0.0)
+    # From alpha_max down 3 decades, as LassoCV's default path (eps=1e-3).
+    _default_box = dict(scale=1.0, low=1e-3, high=1.0, floor=0.0)
     # A duality gap of 1e-6 of the null objective ranks scan points.
     _value_tol = 1e-3
+    # Coordinate descent gains from close warm starts along the path (its
+    # supports grow gradually): 3 scan points a decade, not 1 every 2.
+    _path_scan_per_decade = 3.0
 
     def __init__(
         self,
@@ -234,8 +238,9 @@ class BilevelLassoCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
         """``(low * alpha_max, high * alpha_max)`` in log-space.
 
         Above ``alpha_max`` every coefficient is zero and the validation loss
-        is flat; below ``1e-4 * alpha_max`` the Lasso is close to least
-        squares (and coordinate descent slow).
+        is flat; ``1e-3 * alpha_max`` is the end of LassoCV's default path
+        (below, the Lasso is close to least squares, and coordinate descent
+        slow).
         """
         alpha_max = float(np.max(lasso_alpha_max(X, targets, sw, self.fit_intercept)))
         if not alpha_max > 0.0:  # a constant target or constant columns

@@ -24,6 +24,9 @@ __all__ = ["OuterResult", "minimize_box", "minimize_scalar", "minimize_stochasti
 _TINY = np.finfo(np.float64).tiny
 # Hypergradients averaged by the stopping test of the stochastic outer loop.
 _WINDOW = 10
+# Bracket steps in a row that improve the best value by at most tol**2 |f|
+# after which the 1-D search stops.
+_STALL_PATIENCE = 3
 
 
 @dataclass
@@ -100,8 +103,11 @@ def minimize_scalar(
         convex inside it) ``f - min f <= tol**2 * |f|``, that is when
         ``|df/dt| * bracket_width <= tol**2 * |f|``, when the curvature does
         (``(df/dt)**2 / (2 h) <= tol**2 * |f| / 4`` at an end, ``h`` the
-        secant of the ends' derivatives), or when the bracket is narrower
-        than ``1e-2 * tol``.
+        secant of the ends' derivatives), when the bracket is narrower
+        than ``1e-2 * tol``, or when three steps in a row improved the best
+        value by at most ``tol**2 * |f|`` in a bracket narrower than
+        ``100 * tol`` (a kink at the minimum, where the derivative jumps and
+        the tests above cannot certify).
     max_iter : int, default=50
         Maximum number of refinement steps after the scan.
     on_gradient : callable, default=None
@@ -228,8 +234,17 @@ def minimize_scalar(
     xtol = 1e-2 * tol
     same_side = 0  # consecutive replacements of the same end of the bracket
     last_side = None
+    stalled = 0  # consecutive evaluations that did not improve the best
     while n_iter < max_iter:
         width = right[0] - left[0]
+        if stalled >= _STALL_PATIENCE and width <= 100.0 * tol:
+            # A kink at the minimum (the derivative jumps there, as the
+            # Lasso's does where a coefficient leaves the support) keeps
+            # the ends' derivatives away from zero: the tests below would
+            # shrink the bracket to xtol, each step gaining nothing. (Only
+            # in a narrow bracket: a wide one may hold a plateau's far end.)
+            converged = True
+            break
         # Either end can certify the bracket (the newest point is often the
         # worse one, next to an end already there).
         # Or the curvature: with h the secant of the ends' derivatives, a
@@ -272,6 +287,8 @@ def minimize_scalar(
                 candidate = min(max(candidate, left[0] + margin), right[0] - margin)
         fc, gc = evaluate(candidate)
         n_iter += 1
+        gain = best_f - fc
+        stalled = 0 if gain > ftol * max(abs(best_f), _TINY) else stalled + 1
         if fc < best_f:
             best_t, best_f = candidate, fc
         replaced_right = gc > 0 or fc > left[1]

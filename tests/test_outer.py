@@ -169,6 +169,22 @@ def test_scan_stops_once_the_loss_has_risen_10_percent():
     assert values == [float(t) for t in range(10, 0, -1)]
 
 
+def test_scalar_kink_at_the_minimum():
+    """The derivative jumps at the minimum (the Lasso's CV loss where a
+    coefficient leaves the support): no end's derivative vanishes, and the
+    search stops once steps in a narrow bracket stop gaining."""
+
+    def kink(t, need_grad):
+        d = t - 1.3
+        return 1.0 + 0.1 * abs(d) + 0.01 * d * d, 0.1 * np.sign(d) + 0.02 * d
+
+    fun = Counted(kink)
+    res = minimize_scalar(fun, -5.0, 5.0)
+    assert res.converged
+    assert res.f - 1.0 <= 1e-6  # within 1e-5 of the kink in t
+    assert fun.n_grad <= 30  # 15 today
+
+
 def test_scalar_constant_function():
     """Documents the outcome on a loss constant over the whole box.
 
