@@ -257,7 +257,9 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
     ``_exact_leave_one_out``: whether ``cv=None`` is the model's closed-form
     leave-one-out (else it is scikit-learn's default 5-fold);
     ``_path_scan_per_decade``: scan points per decade when every point
-    solves the folds' training problems.
+    solves the folds' training problems; ``_scan_derivatives``: whether that
+    scan evaluates derivatives once it has descended (and stops where they
+    say the loss rises).
     """
 
     _param_name = "alpha"
@@ -270,6 +272,9 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
     _exact_leave_one_out = False  # whether cv=None means exact leave-one-out
     # Scan points per decade of an objective that solves every fold per point.
     _path_scan_per_decade = 0.5
+    # Whether the scan evaluates derivatives once it has descended (see
+    # minimize_scalar): for models whose derivative costs little.
+    _scan_derivatives = False
 
     # ------------------------------------------------------------------- fit
     @with_callbacks
@@ -750,6 +755,7 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
             scan=objective.common_scan if objective.cheap_scan else None,
             n_scan=n_scan,
             ties=objective.scan_tie,
+            scan_derivatives=self._scan_derivatives,
             **box,
         )
         if n_hyper == 1:

@@ -154,6 +154,11 @@ class BilevelLassoCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
     # Coordinate descent gains from close warm starts along the path (its
     # supports grow gradually): 3 scan points a decade, not 1 every 2.
     _path_scan_per_decade = 3.0
+    # The derivative is a system on the support (cheap next to the solve):
+    # the scan takes it once the path has descended and stops where the
+    # loss starts rising, instead of solving the weakest penalties (the
+    # largest supports) until a value 10% above the best.
+    _scan_derivatives = True
 
     def __init__(
         self,

@@ -12,15 +12,39 @@ memory: the kernels keep ``u = yc - X w`` and ``c = xbar . w`` (so that
 column products reduce to ``sum_i s_i x_ij u_i + c W xbar_j``. Dense X is
 read by columns (Fortran order), sparse X as CSC arrays.
 
-Sweeps alternate between all the coordinates and the current support (the
-active set), and stop on the duality gap, which bounds ``P(w) - min P``.
+Sweeps run over a working set (the support and the coordinates the
+optimality condition wants in), with a pass over all the columns for the
+duality gap, which bounds ``P(w) - min P``, whenever the set has settled.
 """
 
 import numpy as np
 
 from ._numba import jit
 
-__all__ = ["cd_dense", "cd_sparse", "duality_gap_dense", "duality_gap_sparse"]
+__all__ = [
+    "cd_dense",
+    "cd_sparse",
+    "centered_column_curvature",
+    "duality_gap_dense",
+    "duality_gap_sparse",
+]
+
+
+@jit
+def centered_column_curvature(X, xbar, s):
+    """``sum_i s_i (x_ij - xbar_j) ** 2 / sum(s)`` of every column of dense X
+    (Fortran order), centered before squaring: constant columns give exact
+    zeros, and no centered copy of X is made."""
+    n, d = X.shape
+    total = s.sum()
+    out = np.zeros(d)
+    for j in range(d):
+        acc = 0.0
+        for i in range(n):
+            diff = X[i, j] - xbar[j]
+            acc += s[i] * diff * diff
+        out[j] = acc / total
+    return out
 
 
 @jit
@@ -80,12 +104,37 @@ def _gap(z, w, u, c, yc, s, total, alpha, beta):
 
 
 @jit
+def _mark_violators(z, w, alpha, beta, working):
+    """Add to the working set the zero coefficients that the optimality
+    condition wants in (``|z_j| > alpha_j``); returns how many were added."""
+    added = 0
+    for j in range(w.shape[0]):
+        if not working[j] and w[j] == 0.0 and abs(z[j]) > alpha[j]:
+            working[j] = True
+            added += 1
+    return added
+
+
+@jit
+def _scores_dense(X, xbar, s, u, c, total, z):
+    """``z_j = X_cj^T (s r) / W`` for every column (one pass over X)."""
+    for j in range(X.shape[1]):
+        z[j] = (_column_dot_dense(X, j, s, u) + c * total * xbar[j]) / total
+
+
+@jit
+def _scores_sparse(data, indices, indptr, xbar, s, u, c, total, z):
+    for j in range(xbar.shape[0]):
+        dot = _column_dot_sparse(data, indices, indptr, j, s, u)
+        z[j] = (dot + c * total * xbar[j]) / total
+
+
+@jit
 def duality_gap_dense(X, xbar, yc, s, w, u, c, alpha, beta):
     """Duality gap of ``w`` (dense X); ``u = yc - X w``, ``c = xbar . w``."""
     total = s.sum()
     z = np.empty(w.shape[0])
-    for j in range(w.shape[0]):
-        z[j] = (_column_dot_dense(X, j, s, u) + c * total * xbar[j]) / total
+    _scores_dense(X, xbar, s, u, c, total, z)
     return _gap(z, w, u, c, yc, s, total, alpha, beta)
 
 
@@ -94,15 +143,18 @@ def duality_gap_sparse(data, indices, indptr, xbar, yc, s, w, u, c, alpha, beta)
     """Duality gap of ``w`` (CSC arrays of X); see :func:`duality_gap_dense`."""
     total = s.sum()
     z = np.empty(w.shape[0])
-    for j in range(w.shape[0]):
-        dot = _column_dot_sparse(data, indices, indptr, j, s, u)
-        z[j] = (dot + c * total * xbar[j]) / total
+    _scores_sparse(data, indices, indptr, xbar, s, u, c, total, z)
     return _gap(z, w, u, c, yc, s, total, alpha, beta)
 
 
 @jit
 def cd_dense(X, xbar, curvature, yc, s, w, alpha, beta, tol, max_sweeps):
     """Coordinate descent on dense X (Fortran order), warm-started at ``w``.
+
+    Sweeps run over a working set: the support of ``w`` and the coordinates
+    that the optimality condition wants in. Once they settle, one pass over
+    all the columns gives the duality gap and the coordinates to add; a
+    cold start (``w = 0``) begins with a full sweep.
 
     Parameters
     ----------
@@ -133,38 +185,50 @@ def cd_dense(X, xbar, curvature, yc, s, w, alpha, beta, tol, max_sweeps):
     total = s.sum()
     u = yc.copy()
     c = 0.0
+    working = np.zeros(d, dtype=np.bool_)
     for j in range(d):
         if w[j] != 0.0:
+            working[j] = True
             c += xbar[j] * w[j]
             for i in range(n):
                 u[i] -= X[i, j] * w[j]
+    z = np.empty(d)
+    full = not working.any()
     gap = np.inf
-    active_only = False
+    # The working set is checked (a pass over all the columns) once its
+    # sweeps move the objective by less than ``settle``; a check that finds
+    # nothing to add asks for 100 times more settling before the next one
+    # (measured: a check after every slow sweep made 1445 passes on 800 x
+    # 5000).
+    settle = tol
     for sweep in range(max_sweeps):
         largest = 0.0
         for j in range(d):
             if curvature[j] <= 0.0:
                 w[j] = 0.0
                 continue
-            if active_only and w[j] == 0.0:
+            if not (full or working[j]):
                 continue
             dot = (_column_dot_dense(X, j, s, u) + c * total * xbar[j]) / total
             new = _soft(dot + curvature[j] * w[j], alpha[j]) / (curvature[j] + beta[j])
             delta = new - w[j]
             if delta != 0.0:
                 w[j] = new
+                working[j] = True
                 c += xbar[j] * delta
                 for i in range(n):
                     u[i] -= X[i, j] * delta
                 largest = max(largest, abs(delta) * np.sqrt(curvature[j]))
-        if active_only:
-            # The support's own sweeps until they settle, then a full sweep.
-            active_only = largest * largest > tol
-            continue
-        gap = duality_gap_dense(X, xbar, yc, s, w, u, c, alpha, beta)
+        full = False
+        if largest * largest > settle:
+            continue  # the working set has not settled
+        _scores_dense(X, xbar, s, u, c, total, z)
+        gap = _gap(z, w, u, c, yc, s, total, alpha, beta)
         if gap <= tol:
             return gap, sweep + 1
-        active_only = True
+        if _mark_violators(z, w, alpha, beta, working) == 0:
+            settle *= 0.01
+            full = largest == 0.0  # nothing moves, nothing to add: sweep all
     return gap, max_sweeps
 
 
@@ -176,20 +240,29 @@ def cd_sparse(data, indices, indptr, xbar, curvature, yc, s, w, alpha, beta, tol
     total = s.sum()
     u = yc.copy()
     c = 0.0
+    working = np.zeros(d, dtype=np.bool_)
     for j in range(d):
         if w[j] != 0.0:
+            working[j] = True
             c += xbar[j] * w[j]
             for q in range(indptr[j], indptr[j + 1]):
                 u[indices[q]] -= data[q] * w[j]
+    z = np.empty(d)
+    full = not working.any()
     gap = np.inf
-    active_only = False
+    # The working set is checked (a pass over all the columns) once its
+    # sweeps move the objective by less than ``settle``; a check that finds
+    # nothing to add asks for 100 times more settling before the next one
+    # (measured: a check after every slow sweep made 1445 passes on 800 x
+    # 5000).
+    settle = tol
     for sweep in range(max_sweeps):
         largest = 0.0
         for j in range(d):
             if curvature[j] <= 0.0:
                 w[j] = 0.0
                 continue
-            if active_only and w[j] == 0.0:
+            if not (full or working[j]):
                 continue
             dot = _column_dot_sparse(data, indices, indptr, j, s, u)
             dot = (dot + c * total * xbar[j]) / total
@@ -197,16 +270,19 @@ def cd_sparse(data, indices, indptr, xbar, curvature, yc, s, w, alpha, beta, tol
             delta = new - w[j]
             if delta != 0.0:
                 w[j] = new
+                working[j] = True
                 c += xbar[j] * delta
                 for q in range(indptr[j], indptr[j + 1]):
                     u[indices[q]] -= data[q] * delta
                 largest = max(largest, abs(delta) * np.sqrt(curvature[j]))
-        if active_only:
-            active_only = largest * largest > tol
+        full = False
+        if largest * largest > settle:
             continue
-        gap = duality_gap_sparse(data, indices, indptr, xbar, yc, s, w, u, c, alpha,
-                                 beta)  # fmt: skip
+        _scores_sparse(data, indices, indptr, xbar, s, u, c, total, z)
+        gap = _gap(z, w, u, c, yc, s, total, alpha, beta)
         if gap <= tol:
             return gap, sweep + 1
-        active_only = True
+        if _mark_violators(z, w, alpha, beta, working) == 0:
+            settle *= 0.01
+            full = largest == 0.0
     return gap, max_sweeps

@@ -26,7 +26,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from .._lasso_kernels import cd_dense, cd_sparse
+from .._lasso_kernels import cd_dense, cd_sparse, centered_column_curvature
 from .._linalg import conjugate_gradient, power_iteration, robust_cho_factor
 from ._base import InnerProblem, penalty_weights
 from ._ridge import CenteredSquaredValidation, centered_sum_of_squares, weighted_means
@@ -39,7 +39,7 @@ SUPPORT_FACTORIZE_MAX = 2000
 # Coordinate-descent sweeps of one solve at most, and between two Newton
 # steps on the support.
 _MAX_SWEEPS = 10_000
-_SWEEPS_BEFORE_NEWTON = 50
+_SWEEPS_BEFORE_NEWTON = 20
 # Relative duality gap under which round-off dominates: the gap is a
 # difference of sums of the objective's size (measured: 2e-13 of P(0) at the
 # exact solution of an 80 x 2 problem).
@@ -103,9 +103,6 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
         self.total = float(self.sw.sum())
         self.xbar, self.ybar = weighted_means(X, Y, self.sw, fit_intercept)
         self.Yc = np.asfortranarray(Y - self.ybar)
-        self.curvature = centered_sum_of_squares(X, self.sw, self.xbar) / self.total
-        # Round-off of a constant column's centered sum of squares.
-        self.curvature[self.curvature <= 1e-14 * max(self.curvature.max(), 1e-300)] = 0
         if self.sparse:
             Xc = sp.csc_matrix(X, dtype=np.float64)
             Xc.sort_indices()
@@ -115,8 +112,13 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
                 np.ascontiguousarray(Xc.indices, dtype=np.int64),
                 np.ascontiguousarray(Xc.indptr, dtype=np.int64),
             )
+            squares = centered_sum_of_squares(X, self.sw, self.xbar) / self.total
         else:
             self.X = np.asfortranarray(X, dtype=np.float64)
+            squares = centered_column_curvature(self.X, self.xbar, self.sw)
+        # Round-off of a constant column's centered sum of squares.
+        squares[squares <= 1e-14 * max(squares.max(), 1e-300)] = 0.0
+        self.curvature = squares
         # P(0): the scale of the duality gap's tolerance, per target.
         self.null_loss = 0.5 * (self.sw @ self.Yc**2) / self.total
         if X_val is not None:
