@@ -111,7 +111,8 @@ class BilevelLassoCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
     best_score_ : float
     best_index_ : int
     n_iter_ : int
-        Number of outer iterations (scan excluded).
+        Number of hypergradient evaluations (the scan evaluates them once
+        the loss has started falling: they count).
     n_splits_ : int
     cv_results_ : dict of ndarray
         One row per evaluated point, with GridSearchCV's keys (see

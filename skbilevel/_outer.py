@@ -128,7 +128,9 @@ def minimize_scalar(
     Returns
     -------
     result : OuterResult
-        ``n_iter`` counts the derivative evaluations after the scan.
+        ``n_iter`` counts the derivative evaluations (with
+        ``scan_derivatives``, the scan's too; ``max_iter`` bounds those
+        after the scan).
     """
     # Accurate evaluations {t: (f, df/dt)} (the scan's, with scan_derivatives).
     known = {}
@@ -216,13 +218,14 @@ def minimize_scalar(
         tied = np.flatnonzero(fs <= fs[i] + ties * abs(fs[i]))
         i = int(tied[np.argmax(ts[tied])])
 
-    # n_iter counts the derivative evaluations after the scan.
+    # n_iter counts the derivative evaluations, the scan's included;
+    # max_iter bounds those after the scan.
+    scanned = len(known)
     if ts[i] in known:
         fm, gm = known[ts[i]]
-        n_iter = 0
     else:
         fm, gm = evaluate(ts[i])
-        n_iter = 1
+    n_iter = len(known)
     best_t, best_f = min(
         ((t, value[0]) for t, value in known.items()), key=lambda item: item[1]
     )
@@ -264,7 +267,7 @@ def minimize_scalar(
             bracket = (current, (nxt, f_n, g_n))
             break
         current = (nxt, f_n, g_n)
-        if n_iter >= max_iter:
+        if n_iter - scanned >= max_iter:
             return OuterResult(np.array([best_t]), best_f, n_iter, False)
     left, right = sorted(bracket, key=lambda end: end[0])
     converged = False
@@ -272,7 +275,7 @@ def minimize_scalar(
     same_side = 0  # consecutive replacements of the same end of the bracket
     last_side = None
     stalled = 0  # consecutive evaluations that did not improve the best
-    while n_iter < max_iter:
+    while n_iter - scanned < max_iter:
         width = right[0] - left[0]
         if stalled >= _STALL_PATIENCE and width <= 100.0 * tol:
             # A kink at the minimum (the derivative jumps there, as the

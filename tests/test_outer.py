@@ -185,6 +185,30 @@ def test_scalar_kink_at_the_minimum():
     assert fun.n_grad <= 30  # 15 today
 
 
+def test_scan_derivatives_stop_where_the_loss_starts_rising():
+    """With scan_derivatives, points past the 1% descent are evaluated with
+    their derivative, the scan ends at the first one that says the loss
+    rises further down, and the bracket is closed by the scan's neighbours
+    (no walk)."""
+    fun = Counted(parabola(center=3.0, curvature=0.05))
+    calls = []
+
+    def recorded(t, need_grad):
+        calls.append((float(t), need_grad))
+        return fun(t, need_grad)
+
+    res = minimize_scalar(recorded, -10.0, 10.0, n_scan=21, scan_derivatives=True)
+    assert res.converged
+    assert res.theta[0] == pytest.approx(3.0, abs=1e-4)
+    # 10, 9 (values; descended), 8, ..., 3 (derivative 0: the minimum), then
+    # 2 (derivative < 0: the values rise from here down): the scan stops,
+    # and the best scan point's zero derivative needs no further evaluation.
+    assert calls == [(10.0, False), (9.0, False)] + [
+        (float(t), True) for t in range(8, 1, -1)
+    ]
+    assert res.n_iter == 7  # the scan's derivatives (8, ..., 2) count
+
+
 def test_scalar_constant_function():
     """Documents the outcome on a loss constant over the whole box.
 

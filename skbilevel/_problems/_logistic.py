@@ -135,9 +135,9 @@ def _binary_dense_loss_grad(X, W, targets, sw, fit_intercept):
     def block(start, stop):
         return dense_binary_loss_grad(X, w, b, targets, sw, start, stop, P)
 
-    blocks = map_row_blocks(block, n, row_work=2 * d)
-    loss = sum(block[0] for block in blocks)
-    grad = np.sum([block[1] for block in blocks], axis=0)
+    parts = map_row_blocks(block, n, row_work=2 * d)
+    loss = sum(part[0] for part in parts)
+    grad = np.sum([part[1] for part in parts], axis=0)
     return loss, (grad if fit_intercept else grad[:d]).reshape(-1, 1), P
 
 
