@@ -28,7 +28,7 @@ from sklearn.base import (
     is_classifier,
 )
 from sklearn.exceptions import FitFailedWarning
-from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.linear_model import Lasso, LogisticRegression, Ridge
 from sklearn.metrics import check_scoring, get_scorer_names
 from sklearn.metrics._scorer import _check_multimetric_scoring
 from sklearn.model_selection import ParameterGrid, check_cv
@@ -55,6 +55,7 @@ from sklearn.utils.validation import (
 from ._base import CallbackSupportMixin, with_callbacks
 from ._columns import column_groups
 from ._folds import Splits
+from ._lasso import BilevelLassoCV
 from ._logistic import BilevelLogisticCV
 from ._results import build_cv_results
 from ._ridge import BilevelRidgeCV
@@ -72,9 +73,13 @@ __all__ = ["HypergradientSearchCV"]
 _TUNABLE = {
     Ridge: ("alpha", BilevelRidgeCV),
     LogisticRegression: ("C", BilevelLogisticCV),
+    Lasso: ("alpha", BilevelLassoCV),
     BilevelRidgeCV: ("alpha", BilevelRidgeCV),
     BilevelLogisticCV: ("C", BilevelLogisticCV),
+    BilevelLassoCV: ("alpha", BilevelLassoCV),
 }
+# The skbilevel estimators a search may end with.
+_BILEVEL = (BilevelRidgeCV, BilevelLogisticCV, BilevelLassoCV)
 
 
 def _final_step(estimator):
@@ -302,7 +307,7 @@ class _Candidate:
         spec = _tunable(final)
         weight = _final_sample_weight(self.estimator, self.fit_params)
         splits = self._split_data(X, y, weight)
-        bilevel_final = isinstance(final, (BilevelRidgeCV, BilevelLogisticCV))
+        bilevel_final = isinstance(final, _BILEVEL)
         if self.bounds is None and not bilevel_final:
             return [self._plain_row(final, splits)]
         return self._bilevel_rows(prefix, final, spec, splits, n_jobs, y, weight)
@@ -424,7 +429,7 @@ def _is_per_column(final):
     """Whether a skbilevel final step asks for one strength per input column."""
     penalty = getattr(final, "penalty", None)
     return (
-        isinstance(final, (BilevelRidgeCV, BilevelLogisticCV))
+        isinstance(final, _BILEVEL)
         and isinstance(penalty, str)
         and penalty == "per_column"
     )
@@ -432,9 +437,12 @@ def _is_per_column(final):
 
 def _translate(final):
     """Parameters of the skbilevel estimator equivalent to a scikit-learn one."""
-    if isinstance(final, Ridge):
+    if isinstance(final, (Ridge, Lasso)):
         if final.positive:
-            raise ValueError("Ridge(positive=True) cannot be tuned by hypergradient.")
+            raise ValueError(
+                f"{type(final).__name__}(positive=True) cannot be tuned by "
+                "hypergradient."
+            )
         return dict(fit_intercept=final.fit_intercept)
     penalty = getattr(final, "penalty", "l2")
     l1_ratio = getattr(final, "l1_ratio", None)
@@ -483,9 +491,10 @@ def _delegate(name, summary, returned):
 class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstimator):
     """GridSearchCV's interface, with regularization tuned by hypergradient.
 
-    The estimator is a scikit-learn :class:`~sklearn.linear_model.Ridge` or
-    :class:`~sklearn.linear_model.LogisticRegression`, a
-    :class:`~skbilevel.BilevelRidgeCV` or :class:`~skbilevel.BilevelLogisticCV`,
+    The estimator is a scikit-learn :class:`~sklearn.linear_model.Ridge`,
+    :class:`~sklearn.linear_model.LogisticRegression` or
+    :class:`~sklearn.linear_model.Lasso`, a :class:`~skbilevel.BilevelRidgeCV`,
+    :class:`~skbilevel.BilevelLogisticCV` or :class:`~skbilevel.BilevelLassoCV`,
     or a :class:`~sklearn.pipeline.Pipeline` that ends with one of them. In
     ``param_space``, a ``(low, high)`` tuple on the final step's strength
     (``alpha``, ``C``; e.g. ``"clf__C": (1e-4, 1e4)``) is tuned by
@@ -500,8 +509,9 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
     Parameters
     ----------
     estimator : estimator object
-        Ridge, LogisticRegression (L2 penalty), BilevelRidgeCV,
-        BilevelLogisticCV, or a Pipeline ending with one. A skbilevel final
+        Ridge, LogisticRegression (L2 penalty), Lasso, BilevelRidgeCV,
+        BilevelLogisticCV, BilevelLassoCV, or a Pipeline ending with one
+        (``positive=True`` is not supported). A skbilevel final
         step is always tuned (with its own ``penalty``, one strength per
         feature for instance); a tuple then sets its ``alpha_bounds`` /
         ``C_bounds``.
@@ -669,13 +679,14 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
         spec = _tunable(final)
         if spec is None:
             raise TypeError(
-                "HypergradientSearchCV tunes Ridge, LogisticRegression, "
-                "BilevelRidgeCV or BilevelLogisticCV, or a Pipeline ending with one; "
+                "HypergradientSearchCV tunes Ridge, LogisticRegression, Lasso, "
+                "BilevelRidgeCV, BilevelLogisticCV or BilevelLassoCV, or a Pipeline "
+                "ending with one; "
                 f"got a final step of type {type(final).__name__}."
             )
-        if isinstance(final, (Ridge, LogisticRegression)):
+        if isinstance(final, (Ridge, LogisticRegression, Lasso)):
             _translate(final)
-        bilevel_final = isinstance(final, (BilevelRidgeCV, BilevelLogisticCV))
+        bilevel_final = isinstance(final, _BILEVEL)
         return _check_space(self.param_space, prefix + spec[0], bilevel_final)
 
     def _get_scorers(self):
@@ -868,7 +879,7 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
         name = _tunable(final)[0]
         key = prefix + name
         params = dict(self.best_params_)
-        if isinstance(final, (BilevelRidgeCV, BilevelLogisticCV)):
+        if isinstance(final, _BILEVEL):
             # Refit at exactly the chosen strengths: the final step's box is
             # pinned there (its alpha_ / C_ then equals best_params_').
             value = params.pop(key)

@@ -8,7 +8,7 @@ import sklearn
 from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
-from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.linear_model import Lasso, LogisticRegression, Ridge
 from sklearn.metrics import accuracy_score, log_loss, make_scorer
 from sklearn.model_selection import (
     GridSearchCV,
@@ -68,6 +68,28 @@ def test_ridge_matches_fine_grid():
     assert search.best_score_ == pytest.approx(grid.best_score_, rel=1e-5)
     assert type(search.best_estimator_) is Ridge
     assert search.best_estimator_.alpha == search.best_params_["alpha"]
+
+
+def test_lasso_pipeline_matches_fine_grid():
+    """A Pipeline ending with scikit-learn's Lasso: its alpha tuned in a box
+    (issue 14), at least as well as a 121-point grid on the same folds."""
+    X, y = load_diabetes(return_X_y=True)
+    # Tightly converged grid fits: Lasso's default tol moves the CV MSE by
+    # more than the differences between neighbouring grid points here.
+    pipe = make_pipeline(StandardScaler(), Lasso(tol=1e-10, max_iter=100_000))
+    kwargs = dict(
+        scoring="neg_mean_squared_error", cv=KFold(5, shuffle=True, random_state=0)
+    )
+    search = HypergradientSearchCV(pipe, {"lasso__alpha": (1e-3, 1e2)}, **kwargs)
+    search.fit(X, y)
+    grid = GridSearchCV(pipe, {"lasso__alpha": np.logspace(-3, 2, 121)}, **kwargs)
+    grid.fit(X, y)
+    assert search.best_score_ >= grid.best_score_ - 1e-9 * abs(grid.best_score_)
+    final = search.best_estimator_[-1]
+    assert type(final) is Lasso
+    assert final.alpha == search.best_params_["lasso__alpha"]
+    with pytest.raises(ValueError, match="positive=True"):
+        HypergradientSearchCV(Lasso(positive=True), {"alpha": (1e-3, 1.0)}).fit(X, y)
 
 
 def test_results_and_attributes_match_gridsearch():
