@@ -646,10 +646,19 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
             )
         inner, adjoint = objective.failures()
         if inner or adjoint:
+            # adjoint_max_iter caps the adjoint solves only; the inner solves'
+            # cap is the solver's own.
+            advice = " Increase adjoint_max_iter." if adjoint else ""
+            if inner:
+                advice += (
+                    " The training problems were hard to solve to the "
+                    "hypergradient's accuracy (nearly collinear features or very "
+                    "weak penalties): a narrower box of strengths helps."
+                )
             warn_user(
                 f"{inner} inner solves and {adjoint} adjoint solves{where} stopped "
                 "at their iteration cap before reaching their tolerance; the "
-                "hypergradient was approximate. Increase adjoint_max_iter.",
+                f"hypergradient was approximate.{advice}",
                 ConvergenceWarning,
             )
 
