@@ -17,6 +17,7 @@ under joblib's process backends, which limit BLAS in their workers). Kernels
 and BLAS thereby never oversubscribe the cores more than BLAS alone would.
 """
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
@@ -39,6 +40,18 @@ MIN_WORK_PER_THREAD = 8192 * 100
 _lock = threading.Lock()
 _state = {"controller": None, "executor": None, "size": 0, "blas_users": 0}
 _local = threading.local()
+
+
+def _reset_after_fork():
+    """Start afresh in a forked child: the lock may have been held by another
+    thread at the fork (it would stay locked there), and none of the pool's
+    threads exist in the child."""
+    global _lock
+    _lock = threading.Lock()
+    _state.update(controller=None, executor=None, size=0, blas_users=0)
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 @contextmanager

@@ -8,6 +8,8 @@ The references are written once in the package
 NumPy / SciPy; derivatives are also checked against finite differences.
 """
 
+import os
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -311,6 +313,32 @@ def test_row_blocks_follow_the_blas_thread_limit(monkeypatch):
             assert blocks(45) == [(0, 15), (15, 30), (30, 45)]
     with threadpool_limits(limits=1, user_api="blas"):
         assert blocks(45) == [(0, 45)]
+
+
+def _blocks_in_child(queue):
+    with threadpool_limits(limits=2, user_api="blas"):
+        queue.put(_rows.map_row_blocks(lambda lo, hi: (lo, hi), 45, row_work=1))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+def test_row_blocks_work_in_a_forked_child(monkeypatch):
+    """A child forked after the pool ran (multiprocessing's default start on
+    Linux) still splits and runs its row blocks."""
+    import multiprocessing
+
+    monkeypatch.setattr(_rows, "MIN_WORK_PER_THREAD", 10)
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert len(_rows.map_row_blocks(lambda lo, hi: hi, 45, row_work=1)) == 2
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_blocks_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    if child.exitcode is None:
+        child.kill()
+        pytest.fail("the forked child's row blocks never ran")
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == [(0, 22), (22, 45)]
 
 
 def _sparse_design(n, n_features, seed):
