@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn.datasets import load_diabetes, make_regression
-from sklearn.linear_model import Lasso, LassoCV
+from sklearn.linear_model import ElasticNet, Lasso, LassoCV
 from sklearn.model_selection import KFold
 
 from skbilevel import BilevelLassoCV
@@ -116,6 +116,82 @@ def test_hypergradient_matches_finite_differences(
     assert any(support.any() for support in supports)
     _, grad = objective(theta)
     fd = central_difference(lambda t: exact(t)[0], theta, h=h)
+    assert relative_error(grad, fd) <= 1e-5
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("weights", [False, True])
+def test_elastic_net_problem_is_sklearn_elastic_net(sparse, fit_intercept, weights):
+    """The L2 part (the elastic net's inner problem, groups of their own)."""
+    X, Y, sw = _data(sparse, weights)
+    alpha, l1_ratio = 0.05 * lasso_alpha_max(X, Y, sw, fit_intercept)[0], 0.4
+    problem = LassoProblem(
+        X, Y, sw, np.zeros((12, 1), np.int64), 2, fit_intercept,
+        l2_group_idx=np.ones((12, 1), np.int64),
+    )  # fmt: skip
+    theta = np.log([alpha * l1_ratio, alpha * (1 - l1_ratio)])
+    w, converged = problem.solve(theta, tol=1e-8)
+    assert converged
+    reference = ElasticNet(
+        alpha=alpha, l1_ratio=l1_ratio, fit_intercept=fit_intercept, tol=1e-14,
+        max_iter=100_000,
+    ).fit(X, Y[:, 0], sample_weight=sw)  # fmt: skip
+    np.testing.assert_allclose(w[:, 0], reference.coef_, atol=1e-6)
+    np.testing.assert_allclose(problem.intercept(w)[0], reference.intercept_, atol=1e-6)
+
+
+@pytest.mark.parametrize("per_feature", [False, True])
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("method", ["direct", "cg"])
+def test_elastic_net_hypergradient_matches_finite_differences(
+    per_feature, sparse, method
+):
+    """Both kinds of strength (L1 and L2 groups) against finite differences,
+    away from support changes."""
+    X, Y, sw = _data(sparse, True)
+    n_features = X.shape[1]
+    l1 = np.arange(n_features) if per_feature else np.zeros(n_features, np.int64)
+    n_l1 = int(l1.max()) + 1
+    l1, l2 = l1[:, None], (l1 + n_l1)[:, None]
+
+    def objective(kind):
+        problems = [
+            LassoProblem(
+                X[tr],
+                Y[tr],
+                sw[tr],
+                l1,
+                2 * n_l1,
+                True,
+                X_val=X[te],
+                Y_val=Y[te],
+                sw_val=sw[te],
+                l2_group_idx=l2,
+            )  # fmt: skip
+            for tr, te in KFold(3, shuffle=True, random_state=0).split(X)
+        ]
+        result = FoldsObjective(problems, kind, adjoint_max_iter=2000)
+        result.tol = 1e-12
+        return result, problems
+
+    tested, problems = objective(method)
+    exact, _ = objective("direct")
+    alpha_max = lasso_alpha_max(X, Y, sw, True)[0]
+    rng = np.random.RandomState(2)
+    h = 1e-5
+    for _ in range(20):
+        theta = np.log(0.03 * alpha_max) + 0.3 * rng.randn(2 * n_l1)
+        supports = _supports(problems, theta)
+        neighbours = [theta + step for step in np.eye(2 * n_l1) * h]
+        neighbours += [theta - step for step in np.eye(2 * n_l1) * h]
+        if all(_same(supports, _supports(problems, near)) for near in neighbours):
+            break
+    else:
+        pytest.fail("no point away from a support change was found")
+    _, grad = tested(theta)
+    fd = central_difference(lambda t: exact(t)[0], theta, h=h)
+    assert np.abs(grad[n_l1:]).max() > 0  # the L2 strengths matter here
     assert relative_error(grad, fd) <= 1e-5
 
 
