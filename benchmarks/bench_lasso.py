@@ -5,8 +5,11 @@ Run:  python benchmarks/bench_lasso.py [--repeat N]
 On every dataset, in one process and on the same shuffled 5 folds (data as
 users prepare it: standardized columns):
 
-* ``LassoCV(cv=folds)`` (a path of 100 alphas per fold);
-* ``BilevelLassoCV(cv=folds)``;
+* ``LassoCV(cv=folds)`` (a path of 100 alphas per fold) against
+  ``BilevelLassoCV(cv=folds)``;
+* on correlated data, ``ElasticNetCV(l1_ratio=[.1, .5, .7, .9, .95, .99, 1],
+  cv=folds)`` (a path per l1_ratio) against ``BilevelElasticNetCV(cv=folds)``
+  (both strengths continuous);
 
 it prints the best wall time of ``--repeat`` runs of each, the speed-up, and
 the CV MSE of each method's chosen alpha judged by tightly converged
@@ -14,8 +17,7 @@ scikit-learn ``Lasso`` fits on the same folds (lower is better), and how
 many coefficients each refit keeps. Targets (issue 14): at most 1/5 of
 LassoCV's time (1/10 aimed at) at a CV MSE at or below its own, on a
 1000 x 5000 problem with 50 informative features and on diabetes with
-pairwise interactions. The elastic net row of the issue waits for
-BilevelElasticNetCV.
+pairwise interactions, and against ElasticNetCV on correlated data.
 """
 
 import argparse
@@ -23,11 +25,11 @@ import argparse
 import numpy as np
 from _timing import best_time  # benchmarks/_timing.py
 from sklearn.datasets import load_diabetes, make_regression
-from sklearn.linear_model import Lasso, LassoCV
+from sklearn.linear_model import ElasticNet, ElasticNetCV, LassoCV
 from sklearn.model_selection import KFold
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
-from skbilevel import BilevelLassoCV
+from skbilevel import BilevelElasticNetCV, BilevelLassoCV
 
 
 def datasets():
@@ -48,12 +50,24 @@ def datasets():
     )
 
 
-def exact_cv_mse(X, y, alpha, folds):
-    """CV MSE at ``alpha`` with tightly converged scikit-learn Lasso fits."""
+def correlated(n_samples=2000, n_groups=40, size=5, seed=0):
+    """Groups of ``size`` nearly equal columns, a quarter of them informative."""
+    rng = np.random.RandomState(seed)
+    X = np.repeat(rng.randn(n_samples, n_groups), size, axis=1)
+    X += 0.3 * rng.randn(*X.shape)
+    coef = np.zeros(X.shape[1])
+    coef[: X.shape[1] // 4] = rng.randn(X.shape[1] // 4)
+    return StandardScaler().fit_transform(X), X @ coef + 3.0 * rng.randn(n_samples)
+
+
+def exact_cv_mse(X, y, model, folds):
+    """CV MSE of ``model``'s chosen strengths with tightly converged fits."""
+    l1_ratio = getattr(model, "l1_ratio_", 1.0)
     errors = []
     for train, test in folds:
-        model = Lasso(alpha=alpha, tol=1e-10, max_iter=100_000).fit(X[train], y[train])
-        errors.append(np.mean((model.predict(X[test]) - y[test]) ** 2))
+        fit = ElasticNet(alpha=model.alpha_, l1_ratio=l1_ratio, tol=1e-10,
+                         max_iter=100_000).fit(X[train], y[train])  # fmt: skip
+        errors.append(np.mean((fit.predict(X[test]) - y[test]) ** 2))
     return float(np.mean(errors))
 
 
@@ -63,22 +77,27 @@ def main():
     args = parser.parse_args()
     BilevelLassoCV().fit(*make_regression(60, 8, random_state=0))  # compile
     header = (
-        f"{'dataset':44s} {'LassoCV s':>9s} {'ours s':>7s} {'speed-up':>8s} "
-        f"{'LassoCV MSE':>12s} {'ours MSE':>12s} {'nnz LassoCV':>11s} {'nnz ours':>8s}"
+        f"{'dataset':44s} {'sklearn s':>9s} {'ours s':>7s} {'speed-up':>8s} "
+        f"{'sklearn MSE':>12s} {'ours MSE':>12s} {'nnz sklearn':>11s} {'nnz ours':>8s}"
     )
     print(header)
     print("-" * len(header))
-    for name, X, y in datasets():
+    rows = [(name, X, y, LassoCV, BilevelLassoCV, {}) for name, X, y in datasets()]
+    X, y = correlated()
+    grid = dict(l1_ratio=[0.1, 0.5, 0.7, 0.9, 0.95, 0.99, 1])
+    rows.append(("elastic net, correlated 2000x200", X, y, ElasticNetCV,
+                 BilevelElasticNetCV, grid))  # fmt: skip
+    for name, X, y, reference, bilevel, options in rows:
         folds = list(KFold(5, shuffle=True, random_state=0).split(X))
         t_ref, ref = best_time(
-            lambda X=X, y=y, folds=folds: LassoCV(cv=folds).fit(X, y), args.repeat
-        )
-        t_ours, ours = best_time(
-            lambda X=X, y=y, folds=folds: BilevelLassoCV(cv=folds).fit(X, y),
+            lambda X=X, y=y, f=folds, r=reference, o=options: r(cv=f, **o).fit(X, y),
             args.repeat,
         )
-        mse_ref = exact_cv_mse(X, y, ref.alpha_, folds)
-        mse_ours = exact_cv_mse(X, y, ours.alpha_, folds)
+        t_ours, ours = best_time(
+            lambda X=X, y=y, f=folds, b=bilevel: b(cv=f).fit(X, y), args.repeat
+        )
+        mse_ref = exact_cv_mse(X, y, ref, folds)
+        mse_ours = exact_cv_mse(X, y, ours, folds)
         print(
             f"{name:44s} {t_ref:9.2f} {t_ours:7.2f} {t_ref / t_ours:7.1f}x "
             f"{mse_ref:12.4f} {mse_ours:12.4f} {np.count_nonzero(ref.coef_):11d} "

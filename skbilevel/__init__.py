@@ -1,12 +1,14 @@
 """skbilevel: tune scikit-learn models' regularization by hypergradient descent."""
 
 from ._columns import column_groups
+from ._elastic_net import BilevelElasticNetCV
 from ._lasso import BilevelLassoCV
 from ._logistic import BilevelLogisticCV
 from ._ridge import BilevelRidgeCV
 from ._search import HypergradientSearchCV
 
 __all__ = [
+    "BilevelElasticNetCV",
     "BilevelLassoCV",
     "BilevelLogisticCV",
     "BilevelRidgeCV",

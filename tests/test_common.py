@@ -2,7 +2,12 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skbilevel import BilevelLassoCV, BilevelLogisticCV, BilevelRidgeCV
+from skbilevel import (
+    BilevelElasticNetCV,
+    BilevelLassoCV,
+    BilevelLogisticCV,
+    BilevelRidgeCV,
+)
 
 ESTIMATORS = [
     BilevelRidgeCV(),
@@ -18,6 +23,8 @@ ESTIMATORS = [
     BilevelLassoCV(),
     BilevelLassoCV(penalty="per_feature"),
     BilevelLassoCV(hypergradient="cg"),
+    BilevelElasticNetCV(),
+    BilevelElasticNetCV(penalty="per_feature"),
 ]
 
 
@@ -31,6 +38,11 @@ def test_one_fit_pipeline_for_every_estimator():
     # parameter validation included); models differ by their hooks only.
     from skbilevel._base import BaseBilevelCV
 
-    estimators = (BilevelRidgeCV, BilevelLogisticCV, BilevelLassoCV)
+    estimators = (
+        BilevelRidgeCV,
+        BilevelLogisticCV,
+        BilevelLassoCV,
+        BilevelElasticNetCV,
+    )
     assert all(estimator.fit is BaseBilevelCV.fit for estimator in estimators)
     assert all("fit" not in vars(estimator) for estimator in estimators)

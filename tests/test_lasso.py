@@ -1,14 +1,18 @@
-"""BilevelLassoCV: coordinate descent against scikit-learn, hypergradients on
-the support against finite differences, and the search against LassoCV."""
+"""BilevelLassoCV and BilevelElasticNetCV: coordinate descent against
+scikit-learn, hypergradients on the support against finite differences, and
+the searches against LassoCV and ElasticNetCV."""
+
+import warnings
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn.datasets import load_diabetes, make_regression
-from sklearn.linear_model import ElasticNet, Lasso, LassoCV
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import ElasticNet, ElasticNetCV, Lasso, LassoCV
 from sklearn.model_selection import KFold
 
-from skbilevel import BilevelLassoCV
+from skbilevel import BilevelElasticNetCV, BilevelLassoCV
 from skbilevel._objectives import FoldsObjective
 from skbilevel._problems._lasso import LassoProblem, lasso_alpha_max
 from skbilevel._validation import check_penalty
@@ -256,3 +260,62 @@ def test_clear_errors():
         BilevelLassoCV(solver="stochastic").fit(X, y)
     with pytest.raises(ValueError, match="hypergradient"):
         BilevelLassoCV(hypergradient="neumann").fit(X, y)
+
+
+def _correlated(n_samples=300, seed=0):
+    """Groups of 5 nearly equal features, two groups informative."""
+    rng = np.random.RandomState(seed)
+    X = np.repeat(rng.randn(n_samples, 8), 5, axis=1)
+    X += 0.3 * rng.randn(*X.shape)
+    coef = np.zeros(40)
+    coef[:10] = 1.0
+    return X, X @ coef + 2.0 * rng.randn(n_samples)
+
+
+def test_elastic_net_cv_mse_at_or_below_elasticnetcv():
+    """Both strengths continuous against ElasticNetCV's grid of l1_ratio (the
+    issue's), judged by tightly converged ElasticNet fits on the same folds."""
+    X, y = _correlated()
+    folds = list(KFold(5, shuffle=True, random_state=0).split(X))
+
+    def cv_mse(alpha, l1_ratio):
+        errors = []
+        for train, test in folds:
+            model = ElasticNet(alpha=alpha, l1_ratio=l1_ratio, tol=1e-12,
+                               max_iter=100_000).fit(X[train], y[train])  # fmt: skip
+            errors.append(np.mean((model.predict(X[test]) - y[test]) ** 2))
+        return np.mean(errors)
+
+    ours = BilevelElasticNetCV(cv=folds).fit(X, y)
+    grid = ElasticNetCV(l1_ratio=[0.1, 0.5, 0.7, 0.9, 0.95, 0.99, 1], cv=folds)
+    grid.fit(X, y)
+    assert cv_mse(ours.alpha_, ours.l1_ratio_) <= cv_mse(grid.alpha_, grid.l1_ratio_)
+    assert -ours.best_score_ == pytest.approx(cv_mse(ours.alpha_, ours.l1_ratio_),
+                                              rel=1e-6)  # fmt: skip
+    # Reported as scikit-learn's parameters; the strengths are their parts.
+    assert 0.0 < ours.l1_ratio_ < 1.0
+    l1, l2 = ours.strengths_.to_numpy()
+    assert ours.alpha_ == pytest.approx(l1 + l2)
+    assert ours.l1_ratio_ == pytest.approx(l1 / (l1 + l2))
+    best = ours.cv_results_["params"][ours.best_index_]
+    assert best == {"alpha": ours.alpha_, "l1_ratio": ours.l1_ratio_}
+    assert ours.cv_results_["param_l1_ratio"][ours.best_index_] == ours.l1_ratio_
+    reference = ElasticNet(alpha=ours.alpha_, l1_ratio=ours.l1_ratio_, tol=1e-12,
+                           max_iter=100_000).fit(X, y)  # fmt: skip
+    np.testing.assert_allclose(ours.coef_, reference.coef_, atol=1e-6)
+
+
+def test_elastic_net_per_feature_and_errors():
+    X, y = _correlated(200, seed=1)
+    with warnings.catch_warnings():
+        # 80 strengths: the search may stop at max_iter (a ConvergenceWarning
+        # and the best point), which does not matter for the attributes.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = BilevelElasticNetCV(penalty="per_feature").fit(X, y)
+    assert model.alpha_.shape == model.l1_ratio_.shape == (40,)
+    assert np.all((model.l1_ratio_ > 0) & (model.l1_ratio_ < 1))
+    assert list(model.strength_names_[:2]) == ["l1: x0", "l1: x1"]
+    assert model.strength_names_[40] == "l2: x0"
+    for bad in (0.0, 1.0):
+        with pytest.raises(ValueError, match="l1_ratio_init"):
+            BilevelElasticNetCV(l1_ratio_init=bad).fit(X, y)
