@@ -216,8 +216,8 @@ class BilevelLassoCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
     def _check_params(self, leave_one_out):
         if self.solver == "stochastic":
             raise ValueError(
-                "BilevelLassoCV has no stochastic solver yet; use solver='auto' "
-                "or 'deterministic'."
+                f"{type(self).__name__} has no stochastic solver yet; use "
+                "solver='auto' or 'deterministic'."
             )
         return super()._check_params(leave_one_out)
 

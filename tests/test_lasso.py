@@ -319,3 +319,5 @@ def test_elastic_net_per_feature_and_errors():
     for bad in (0.0, 1.0):
         with pytest.raises(ValueError, match="l1_ratio_init"):
             BilevelElasticNetCV(l1_ratio_init=bad).fit(X, y)
+    with pytest.raises(ValueError, match="BilevelElasticNetCV has no stochastic"):
+        BilevelElasticNetCV(solver="stochastic").fit(X, y)
