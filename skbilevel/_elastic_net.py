@@ -186,9 +186,10 @@ class BilevelElasticNetCV(BilevelLassoCV):
 
     def _initial_theta(self, n_hyper, lo, hi):
         half = n_hyper // 2
-        if self.warm_start and hasattr(self, "alpha_"):
-            alpha = np.broadcast_to(np.ravel(self.alpha_), (half,))
-            ratio = np.broadcast_to(np.ravel(self.l1_ratio_), (half,))
+        # A warm start from a fit with as many strengths (else the default).
+        if self.warm_start and np.size(getattr(self, "alpha_", None)) == half:
+            alpha = np.ravel(self.alpha_).astype(float)
+            ratio = np.ravel(self.l1_ratio_).astype(float)
         else:
             if self.alpha_init is not None:
                 alpha = float(self.alpha_init)
@@ -219,7 +220,7 @@ class BilevelElasticNetCV(BilevelLassoCV):
         half = n_hyper // 2
         lo, hi = (np.broadcast_to(side, (n_hyper,)).astype(float) for side in (lo, hi))
         n_iter = 0
-        warm = self.warm_start and hasattr(self, "alpha_")
+        warm = self.warm_start and np.size(getattr(self, "alpha_", None)) == half
         if self.alpha_init is None and not warm:
             floor = lo[half:]
 

@@ -321,3 +321,10 @@ def test_elastic_net_per_feature_and_errors():
             BilevelElasticNetCV(l1_ratio_init=bad).fit(X, y)
     with pytest.raises(ValueError, match="BilevelElasticNetCV has no stochastic"):
         BilevelElasticNetCV(solver="stochastic").fit(X, y)
+    # A warm start from a fit with another number of strengths starts afresh.
+    model.set_params(warm_start=True, penalty="scalar", max_iter=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        assert np.ndim(model.fit(X, y).alpha_) == 0
+        again = model.fit(X, y)  # from the scalar fit's strengths
+    assert np.isfinite(again.alpha_) and 0 < again.l1_ratio_ < 1
