@@ -12,7 +12,6 @@ the weighted elastic net), and reported as ``alpha_`` and ``l1_ratio_``.
 import numbers
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import ElasticNet
 from sklearn.utils._param_validation import Interval
 
@@ -20,7 +19,7 @@ from ._base import Layout
 from ._lasso import BilevelLassoCV
 from ._outer import minimize_box, minimize_scalar
 from ._problems._lasso import LassoProblem, lasso_alpha_max
-from ._validation import check_penalty, warn_user
+from ._validation import check_penalty
 
 __all__ = ["BilevelElasticNetCV"]
 
@@ -95,6 +94,7 @@ class BilevelElasticNetCV(BilevelLassoCV):
     """
 
     _scan_derivatives = False  # no scalar scan: a box per kind of strength
+    _fold_model_class = ElasticNet
 
     def __init__(
         self,
@@ -145,24 +145,19 @@ class BilevelElasticNetCV(BilevelLassoCV):
 
     # ------------------------------------------------------------------ hooks
     def _layout(self, n_features, info):
-        group_idx, n_hyper, labels = check_penalty(
-            self.penalty, n_features, info.n_out, "per_target"
-        )
         # theta = [log lambda_1 per group, log lambda_2 per group].
-        return Layout(group_idx, group_idx, 2 * n_hyper, labels)
+        single = super()._layout(n_features, info)
+        return Layout(
+            single.group_idx, single.coef_groups, 2 * single.n_hyper, single.labels
+        )
 
     def _problem(self, X, Y, sw, layout, **validation):
+        """The Lasso's problem with the L2 part: groups after the L1 ones."""
         half = layout.n_hyper // 2
         return LassoProblem(
             X, Y, sw, layout.group_idx, layout.n_hyper, self.fit_intercept,
             l2_group_idx=layout.group_idx + half, **validation,
         )  # fmt: skip
-
-    def _fold_problems(self, splits, info, layouts, method):
-        return [
-            self._problem(*train, layout, X_val=test[0], Y_val=test[1], sw_val=test[2])
-            for (train, test), layout in zip(splits.parts(), layouts, strict=True)
-        ]
 
     def _log_bounds(self, X, sw, targets=None):
         """One box per kind of strength (see ``alpha_bounds``), or the user's."""
@@ -290,28 +285,3 @@ class BilevelElasticNetCV(BilevelLassoCV):
         if half == 1 and isinstance(self.penalty, str) and self.penalty == "scalar":
             return float(alpha[0]), float(ratio[0])
         return alpha, ratio
-
-    def _fold_estimator(self, coef, intercept, info):
-        model = ElasticNet(fit_intercept=self.fit_intercept)
-        coef, intercept = coef.T, np.asarray(intercept, dtype=float)
-        if info.ndim == 1:
-            coef, intercept = coef[0], float(intercept[0])
-        model.coef_, model.intercept_ = coef, intercept
-        model.n_features_in_ = coef.shape[-1]
-        return model
-
-    def _refit(self, X, Y, sw, info, layout, theta, warm, objective):
-        """Coordinate descent on all the data, from the folds' mean solution."""
-        problem = self._problem(X, Y, sw, layout)
-        w0 = np.mean([coef for coef, _ in warm], axis=0) if warm else None
-        w, converged = problem.solve(theta, w0, tol=1e-7)
-        if not converged:
-            warn_user(
-                "The final refit's coordinate descent did not reach its duality "
-                "gap tolerance.",
-                ConvergenceWarning,
-            )
-        coef, intercept = w.T, problem.intercept(w)
-        if info.ndim == 1:
-            return coef[0], float(intercept[0])
-        return coef, intercept

@@ -8,15 +8,14 @@ refit.
 """
 
 import numpy as np
-from sklearn.base import MultiOutputMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Lasso
 from sklearn.utils._param_validation import StrOptions
 
-from ._base import BaseBilevelCV, Layout, Targets, common_constraints
+from ._base import BaseBilevelCV, common_constraints
 from ._problems._lasso import LassoProblem, lasso_alpha_max
-from ._results import RegressorPredictionsAsInput
-from ._validation import as_float_c, check_penalty, check_square_range, warn_user
+from ._ridge import SquaredErrorRegressorHooks
+from ._validation import warn_user
 
 __all__ = ["BilevelLassoCV"]
 
@@ -25,7 +24,7 @@ __all__ = ["BilevelLassoCV"]
 _LASSO_METHODS = ("auto", "direct", "cg")
 
 
-class BilevelLassoCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
+class BilevelLassoCV(SquaredErrorRegressorHooks, BaseBilevelCV):
     """Lasso with L1 strengths tuned by hypergradient descent.
 
     The cross-validated mean squared error is minimized over the L1
@@ -200,17 +199,13 @@ class BilevelLassoCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
         self.random_state = random_state
         self.early_stopping = early_stopping
 
+    _fold_model_class = Lasso
+
     _parameter_constraints = {
         **common_constraints("alpha", "per_target"),
         "hypergradient": [StrOptions(set(_LASSO_METHODS))],
         "solver": [StrOptions({"auto", "deterministic", "stochastic"})],
     }
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        tags.target_tags.multi_output = True
-        return tags
 
     # ------------------------------------------------------------------ hooks
     def _check_params(self, leave_one_out):
@@ -223,22 +218,6 @@ class BilevelLassoCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
 
     def _choose_solver(self, shape, X, n_out, n_hyper, method, leave_one_out):
         return "deterministic"
-
-    def _target_info(self, y, sample_weight=None):
-        if not np.all(np.isfinite(np.asarray(y, dtype=np.float64))):
-            raise ValueError("Input y contains NaN or infinity.")
-        check_square_range(np.asarray(y, dtype=np.float64), "y")
-        return Targets(n_out=1 if y.ndim == 1 else y.shape[1], ndim=y.ndim)
-
-    def _encode(self, y, info):
-        y = np.asarray(y, dtype=np.float64)
-        return as_float_c(y.reshape(-1, 1) if y.ndim == 1 else y)
-
-    def _layout(self, n_features, info):
-        group_idx, n_hyper, labels = check_penalty(
-            self.penalty, n_features, info.n_out, "per_target"
-        )
-        return Layout(group_idx, group_idx, n_hyper, labels)
 
     def _data_scaled_box(self, X, sw, targets, *, scale, low, high, floor):
         """``(low * alpha_max, high * alpha_max)`` in log-space.
@@ -259,40 +238,26 @@ class BilevelLassoCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
     def _closed_form_objective(self, splits, info, layout, method):
         return None
 
+    def _problem(self, X, Y, sw, layout, **validation):
+        """The inner problem of rows ``X, Y, sw`` (the elastic net adds its
+        L2 part here)."""
+        return LassoProblem(
+            X, Y, sw, layout.group_idx, layout.n_hyper, self.fit_intercept,
+            **validation,
+        )  # fmt: skip
+
     def _fold_problems(self, splits, info, layouts, method):
         return [
-            LassoProblem(
-                *train,
-                layout.group_idx,
-                layout.n_hyper,
-                self.fit_intercept,
-                X_val=test[0],
-                Y_val=test[1],
-                sw_val=test[2],
-            )
+            self._problem(*train, layout, X_val=test[0], Y_val=test[1], sw_val=test[2])
             for (train, test), layout in zip(splits.parts(), layouts, strict=True)
         ]
 
     def _deterministic_passes(self, n_samples, n_features, n_out, n_hyper):
         return 0.0  # one solver (see _choose_solver)
 
-    def _response_model(self, info):
-        return RegressorPredictionsAsInput(single_output=info.ndim == 1)
-
-    def _fold_estimator(self, coef, intercept, info):
-        model = Lasso(fit_intercept=self.fit_intercept)
-        coef, intercept = coef.T, np.asarray(intercept, dtype=float)
-        if info.ndim == 1:
-            coef, intercept = coef[0], float(intercept[0])
-        model.coef_, model.intercept_ = coef, intercept
-        model.n_features_in_ = coef.shape[-1]
-        return model
-
     def _refit(self, X, Y, sw, info, layout, theta, warm, objective):
         """Coordinate descent on all the data, from the folds' mean solution."""
-        problem = LassoProblem(
-            X, Y, sw, layout.group_idx, layout.n_hyper, self.fit_intercept
-        )
+        problem = self._problem(X, Y, sw, layout)
         w0 = np.mean([coef for coef, _ in warm], axis=0) if warm else None
         w, converged = problem.solve(theta, w0, tol=1e-7)
         if not converged:
@@ -301,21 +266,4 @@ class BilevelLassoCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
                 "gap tolerance.",
                 ConvergenceWarning,
             )
-        coef, intercept = w.T, problem.intercept(w)
-        if info.ndim == 1:
-            return coef[0], float(intercept[0])
-        return coef, intercept
-
-    # ------------------------------------------------------------- prediction
-    def predict(self, X):
-        """Predict with the refit Lasso model.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets)
-        """
-        return self._linear_scores(X)
+        return self._user_coefficients(w, problem.intercept(w), info)

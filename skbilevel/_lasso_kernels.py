@@ -25,8 +25,6 @@ __all__ = [
     "cd_dense",
     "cd_sparse",
     "centered_column_curvature",
-    "duality_gap_dense",
-    "duality_gap_sparse",
 ]
 
 
@@ -127,24 +125,6 @@ def _scores_sparse(data, indices, indptr, xbar, s, u, c, total, z):
     for j in range(xbar.shape[0]):
         dot = _column_dot_sparse(data, indices, indptr, j, s, u)
         z[j] = (dot + c * total * xbar[j]) / total
-
-
-@jit
-def duality_gap_dense(X, xbar, yc, s, w, u, c, alpha, beta):
-    """Duality gap of ``w`` (dense X); ``u = yc - X w``, ``c = xbar . w``."""
-    total = s.sum()
-    z = np.empty(w.shape[0])
-    _scores_dense(X, xbar, s, u, c, total, z)
-    return _gap(z, w, u, c, yc, s, total, alpha, beta)
-
-
-@jit
-def duality_gap_sparse(data, indices, indptr, xbar, yc, s, w, u, c, alpha, beta):
-    """Duality gap of ``w`` (CSC arrays of X); see :func:`duality_gap_dense`."""
-    total = s.sum()
-    z = np.empty(w.shape[0])
-    _scores_sparse(data, indices, indptr, xbar, s, u, c, total, z)
-    return _gap(z, w, u, c, yc, s, total, alpha, beta)
 
 
 @jit

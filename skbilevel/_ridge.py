@@ -30,10 +30,77 @@ from ._problems._ridge_spectral import (
 from ._results import RegressorPredictionsAsInput
 from ._validation import as_float_c, check_penalty, check_square_range, warn_user
 
-__all__ = ["BilevelRidgeCV"]
+__all__ = ["BilevelRidgeCV", "SquaredErrorRegressorHooks"]
 
 
-class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
+class SquaredErrorRegressorHooks(MultiOutputMixin, RegressorMixin):
+    """Hooks shared by the squared-error regressors (ridge, Lasso, elastic net).
+
+    Numeric targets, one column per target; one strength per feature, target
+    or group; scorers read the validation predictions; a fold's model is a
+    fitted ``_fold_model_class`` (a scikit-learn linear model) holding its
+    coefficients; ``predict`` gives the linear scores.
+    """
+
+    _fold_model_class = None
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.target_tags.multi_output = True
+        return tags
+
+    def _target_info(self, y, sample_weight=None):
+        if not np.all(np.isfinite(np.asarray(y, dtype=np.float64))):
+            raise ValueError("Input y contains NaN or infinity.")
+        check_square_range(np.asarray(y, dtype=np.float64), "y")
+        return Targets(n_out=1 if y.ndim == 1 else y.shape[1], ndim=y.ndim)
+
+    def _encode(self, y, info):
+        y = np.asarray(y, dtype=np.float64)
+        return as_float_c(y.reshape(-1, 1) if y.ndim == 1 else y)
+
+    def _layout(self, n_features, info):
+        group_idx, n_hyper, labels = check_penalty(
+            self.penalty, n_features, info.n_out, "per_target"
+        )
+        return Layout(group_idx, group_idx, n_hyper, labels)
+
+    def _response_model(self, info):
+        return RegressorPredictionsAsInput(single_output=info.ndim == 1)
+
+    def _fold_estimator(self, coef, intercept, info):
+        model = self._fold_model_class(fit_intercept=self.fit_intercept)
+        coef, intercept = coef.T, np.asarray(intercept, dtype=float)
+        if info.ndim == 1:
+            coef, intercept = coef[0], float(intercept[0])
+        model.coef_, model.intercept_ = coef, intercept
+        model.n_features_in_ = coef.shape[-1]
+        return model
+
+    @staticmethod
+    def _user_coefficients(w, intercept, info):
+        """``(coef_, intercept_)`` in the shapes of the user's ``y``."""
+        coef = w.T
+        if info.ndim == 1:
+            return coef[0], float(intercept[0])
+        return coef, intercept
+
+    def predict(self, X):
+        """Predict with the refit model.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets)
+        """
+        return self._linear_scores(X)
+
+
+class BilevelRidgeCV(SquaredErrorRegressorHooks, BaseBilevelCV):
     """Ridge regression with L2 strengths tuned by hypergradient descent.
 
     The cross-validated mean squared error is minimized over the
@@ -256,30 +323,9 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
     # cv=None ("cv_object" includes it) is exact leave-one-out here.
     _parameter_constraints = common_constraints("alpha", "per_target")
     _exact_leave_one_out = True
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        tags.target_tags.multi_output = True
-        return tags
+    _fold_model_class = Ridge
 
     # ------------------------------------------------------------------ hooks
-    def _target_info(self, y, sample_weight=None):
-        if not np.all(np.isfinite(np.asarray(y, dtype=np.float64))):
-            raise ValueError("Input y contains NaN or infinity.")
-        check_square_range(np.asarray(y, dtype=np.float64), "y")
-        return Targets(n_out=1 if y.ndim == 1 else y.shape[1], ndim=y.ndim)
-
-    def _encode(self, y, info):
-        y = np.asarray(y, dtype=np.float64)
-        return as_float_c(y.reshape(-1, 1) if y.ndim == 1 else y)
-
-    def _layout(self, n_features, info):
-        group_idx, n_hyper, labels = check_penalty(
-            self.penalty, n_features, info.n_out, "per_target"
-        )
-        return Layout(group_idx, group_idx, n_hyper, labels)
-
     def _deterministic_passes(self, n_samples, n_features, n_out, n_hyper):
         """Cost of the deterministic search in passes over the data (X @ W).
 
@@ -372,18 +418,6 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
     def _data_term(self, targets, sw, info):
         return SquaredFit(targets, sw)
 
-    def _response_model(self, info):
-        return RegressorPredictionsAsInput(single_output=info.ndim == 1)
-
-    def _fold_estimator(self, coef, intercept, info):
-        model = Ridge(fit_intercept=self.fit_intercept)
-        coef, intercept = coef.T, np.asarray(intercept, dtype=float)
-        if info.ndim == 1:
-            coef, intercept = coef[0], float(intercept[0])
-        model.coef_, model.intercept_ = coef, intercept
-        model.n_features_in_ = coef.shape[-1]
-        return model
-
     def _refit(self, X, Y, sw, info, layout, theta, warm, objective):
         """Ridge on all the data at ``theta`` (reusing the search's Gram matrix)."""
         problem = RidgeProblem(
@@ -401,21 +435,4 @@ class BilevelRidgeCV(MultiOutputMixin, RegressorMixin, BaseBilevelCV):
                     "The final refit's conjugate gradient did not reach its tolerance.",
                     ConvergenceWarning,
                 )
-        coef, intercept = w.T, problem.intercept(w)
-        if info.ndim == 1:
-            return coef[0], float(intercept[0])
-        return coef, intercept
-
-    # ------------------------------------------------------------- prediction
-    def predict(self, X):
-        """Predict with the refit ridge model.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets)
-        """
-        return self._linear_scores(X)
+        return self._user_coefficients(w, problem.intercept(w), info)
