@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 
-@jit
+@jit(reassociate=True)
 def centered_column_curvature(X, xbar, s):
     """``sum_i s_i (x_ij - xbar_j) ** 2 / sum(s)`` of every column of dense X
     (Fortran order), centered before squaring: constant columns give exact
@@ -54,7 +54,7 @@ def _soft(value, threshold):
     return 0.0
 
 
-@jit
+@jit(reassociate=True)
 def _column_dot_dense(X, j, s, u):
     total = 0.0
     for i in range(X.shape[0]):
@@ -62,7 +62,7 @@ def _column_dot_dense(X, j, s, u):
     return total
 
 
-@jit
+@jit(reassociate=True)
 def _column_dot_sparse(data, indices, indptr, j, s, u):
     total = 0.0
     for q in range(indptr[j], indptr[j + 1]):

@@ -149,7 +149,7 @@ def _csr_row_scatter(data, indices, start, stop, r, out_W, out_b):
             out_W[j, k] += data[q] * r[k]
 
 
-@jit
+@jit(reassociate=True)
 def dense_binary_loss_grad(X, w, b, targets, sw, start, stop, P):
     """Binary log-loss of rows ``start:stop`` of dense X, and its gradient.
 
@@ -188,7 +188,7 @@ def dense_binary_loss_grad(X, w, b, targets, sw, start, stop, P):
     return loss, grad
 
 
-@jit
+@jit(reassociate=True)
 def dense_binary_hvp(X, P, sw, v, vb, start, stop):
     """Data Hessian of the binary log-loss applied to ``(v, vb)``, rows ``start:stop``.
 

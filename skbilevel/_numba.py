@@ -13,21 +13,33 @@ import numba
 __all__ = ["jit"]
 
 
-def jit(func):
+def jit(func=None, *, reassociate=False):
     """Compile ``func`` with ``@njit(cache=True, nogil=True)``, uncached if needed.
 
     Parameters
     ----------
-    func : callable
-        A function written in the Numba-supported subset of Python.
+    func : callable, default=None
+        A function written in the Numba-supported subset of Python. Without
+        it, returns a decorator (``@jit(reassociate=True)``).
+    reassociate : bool, default=False
+        Let LLVM reorder floating-point sums (the ``reassoc`` fast-math
+        flag only: no assumption about NaN, infinities or signed zeros).
+        A dot product then runs as several vector lanes instead of one
+        chain of dependent additions (twice as fast on a row of 200); its
+        rounding differs from the sequential sum's by a few ulps.
 
     Returns
     -------
     dispatcher : numba dispatcher
         The compiled function.
     """
+    if func is None:
+        return lambda inner: jit(inner, reassociate=reassociate)
+    options = dict(nogil=True)
+    if reassociate:
+        options["fastmath"] = {"reassoc"}
     try:
-        return numba.njit(cache=True, nogil=True)(func)
+        return numba.njit(cache=True, **options)(func)
     except RuntimeError:
         # "cannot cache function ...: no locator available": keep working.
-        return numba.njit(cache=False, nogil=True)(func)
+        return numba.njit(cache=False, **options)(func)

@@ -31,7 +31,7 @@ def _shifted_intercept(mean, W, intercept):
     return shift
 
 
-@jit
+@jit(reassociate=True)
 def dense_gather_scores(X, rows, mean, W, intercept):
     """``(X[rows] - mean) @ W + intercept`` without copying the rows.
 

@@ -23,6 +23,7 @@ from skbilevel import (
     _rows,
     _stochastic_kernels,
 )
+from skbilevel._numba import jit
 from skbilevel._problems._logistic import logistic_curvature
 from skbilevel._problems._ridge_spectral import holdout_predictions, loo_residuals
 from skbilevel._stochastic import relaxation_step
@@ -387,3 +388,33 @@ def test_gather_kernels_match_numpy(n_out):
 def test_relaxation_step():
     assert relaxation_step(0.5, 10, 20) == pytest.approx(0.5 / 1.5, rel=1e-15)
     assert relaxation_step(0.5, 0, 20) == 0.5
+
+
+def test_reassociated_kernels_keep_their_sums():
+    """Kernels compiled with ``reassociate=True`` sum in vector lanes: long rows
+    (with a remainder past the lanes) still match NumPy to round-off, and
+    infinities still propagate (only the ``reassoc`` flag is set)."""
+
+    @jit(reassociate=True)
+    def dot(a, b):
+        total = 0.0
+        for i in range(a.shape[0]):
+            total += a[i] * b[i]
+        return total
+
+    rng = np.random.RandomState(0)
+    a, b = rng.randn(203), rng.randn(203)
+    _assert_close(dot(a, b), a @ b)
+    a[101] = np.inf
+    assert dot(a, np.abs(b)) == np.inf
+    X = rng.randn(30, 203)
+    w = rng.randn(203)
+    targets = (rng.rand(30) < 0.5).astype(np.int64)
+    loss, grad = _logistic_kernels.dense_binary_loss_grad(
+        X, w, 0.1, targets, np.ones(30), 0, 30, np.empty((30, 1))
+    )
+    ref_loss, G, _ = _logistic_kernels.samplewise_loss_grad(
+        (X @ w + 0.1)[:, None], targets, np.ones(30)
+    )
+    _assert_close(loss, ref_loss)
+    _assert_close(grad, np.r_[X.T @ G[:, 0], G.sum()])
