@@ -125,14 +125,23 @@ class FoldRows:
         train, test = self._windows(k)
         return self.order[train], self.order[test]
 
-    def split(self, A, dtype=None):
+    def split(self, A, dtype=None, column_major=False):
         """``[(A_train, A_test)]`` per split, rows in the order of :meth:`index`.
 
         Dense arrays are views of one doubled copy (in ``dtype`` if given)
         when the splits partition the samples; sparse matrices and other
         splits are indexed (copied) fold by fold. Validation rows keep the
-        order of the split's test indices.
+        order of the split's test indices. ``column_major`` returns dense
+        parts as Fortran-ordered copies, taken from one column-major copy
+        of ``A`` (for column-wise solvers: gathering rows in C order and
+        transposing each fold after costs several times more).
         """
+        if column_major and not sp.issparse(A):
+            columns = np.asfortranarray(A, dtype=dtype).T  # C-ordered A.T
+            return [
+                tuple(np.take(columns, rows, axis=1).T for rows in self.index(k))
+                for k in range(len(self.folds))
+            ]
         if sp.issparse(A):
             A = A if dtype is None else A.astype(dtype)
             return [
@@ -305,13 +314,14 @@ class Splits:
         X, _, _, folds = self.whole
         return X if folds is None else X[folds[k][1]]
 
-    def parts(self, float32_design=False):
+    def parts(self, float32_design=False, column_major=False):
         """``[((X, targets, sw) train, (X, targets, sw) test)]`` of every split.
 
         Index splits of one matrix give views of one shared copy (see
         :class:`FoldRows`). ``float32_design`` returns the float32 design of
         every training part alone, for models that form Hessians in single
-        precision.
+        precision. ``column_major`` gives dense designs in Fortran order
+        (see :meth:`FoldRows.split`); given parts are returned as they are.
         """
         if self._parts is not None:
             if float32_design:
@@ -324,7 +334,10 @@ class Splits:
         return [
             ((X_tr, t_tr, sw_tr), (X_te, t_te, sw_te))
             for (X_tr, X_te), (t_tr, t_te), (sw_tr, sw_te) in zip(
-                rows.split(X), rows.split(targets), rows.split(sw), strict=True
+                rows.split(X, column_major=column_major),
+                rows.split(targets),
+                rows.split(sw),
+                strict=True,
             )
         ]
 

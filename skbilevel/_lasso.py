@@ -249,7 +249,10 @@ class BilevelLassoCV(SquaredErrorRegressorHooks, BaseBilevelCV):
     def _fold_problems(self, splits, info, layouts, method):
         return [
             self._problem(*train, layout, X_val=test[0], Y_val=test[1], sw_val=test[2])
-            for (train, test), layout in zip(splits.parts(), layouts, strict=True)
+            # Coordinate descent reads columns: Fortran-ordered folds.
+            for (train, test), layout in zip(
+                splits.parts(column_major=True), layouts, strict=True
+            )
         ]
 
     def _deterministic_passes(self, n_samples, n_features, n_out, n_hyper):

@@ -32,6 +32,7 @@ def test_fold_rows_match_indexing(splitter, partition):
     parts = rows.split(X)
     sparse_parts = rows.split(sp.csr_matrix(X))
     float32_parts = rows.split(X, np.float32)
+    column_parts = rows.split(X, column_major=True)
     for k, (train, test) in enumerate(folds):
         train_order, test_order = rows.index(k)
         # The same samples as the split, validation rows in the split's order.
@@ -42,6 +43,9 @@ def test_fold_rows_match_indexing(splitter, partition):
         np.testing.assert_array_equal(sparse_parts[k][0].toarray(), X[train_order])
         np.testing.assert_array_equal(float32_parts[k][0], X[train_order].astype("f4"))
         assert parts[k][0].flags.c_contiguous
+        for part, order in zip(column_parts[k], (train_order, test_order)):
+            np.testing.assert_array_equal(part, X[order])
+            assert part.flags.f_contiguous
         if partition:  # views of one shared copy, no copy per fold
             assert parts[k][0].base is parts[0][0].base is not None
 
