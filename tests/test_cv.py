@@ -43,9 +43,7 @@ def test_fold_rows_match_indexing(splitter, partition):
         np.testing.assert_array_equal(sparse_parts[k][0].toarray(), X[train_order])
         np.testing.assert_array_equal(float32_parts[k][0], X[train_order].astype("f4"))
         assert parts[k][0].flags.c_contiguous
-        for part, order in zip(
-            column_parts[k], (train_order, test_order), strict=True
-        ):
+        for part, order in zip(column_parts[k], (train_order, test_order), strict=True):
             np.testing.assert_array_equal(part, X[order])
             assert part.flags.f_contiguous
         if partition:  # views of one shared copy, no copy per fold
