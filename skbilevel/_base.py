@@ -811,6 +811,10 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
             return float(values[0])
         return values
 
+    def _search_params(self, theta):
+        """The final step's parameters at ``theta`` (a search's rows)."""
+        return {self._param_name: self._to_param(theta)}
+
     def _initial_theta(self, n_hyper, lo, hi):
         name = self._param_name
         if self.warm_start and hasattr(self, f"{name}_"):

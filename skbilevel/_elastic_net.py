@@ -4,24 +4,92 @@ The elastic net of scikit-learn, ``alpha * l1_ratio * ||w||_1 + alpha *
 (1 - l1_ratio) / 2 * ||w||^2``, is the Lasso inner problem with an L2 part
 (:class:`~skbilevel._problems._lasso.LassoProblem` with ``l2_group_idx``):
 its two strengths ``lambda_1 = alpha * l1_ratio`` and ``lambda_2 = alpha *
-(1 - l1_ratio)`` are both continuous hyperparameters, searched in log-space
-by the projected hypergradient method (one pair per feature or group for
-the weighted elastic net), and reported as ``alpha_`` and ``l1_ratio_``.
+(1 - l1_ratio)`` are both continuous hyperparameters (one pair per feature
+or group for the weighted elastic net), reported as ``alpha_`` and
+``l1_ratio_``.
+
+The fold problems and the records of the search are in the strengths'
+log-space, ``theta = [log lambda_1, log lambda_2]``; the outer method moves
+``phi = [log alpha, logit l1_ratio]`` instead, where the user's ranges
+(``alpha_bounds``, ``l1_ratio_bounds``, or a search's ``param_space``) are a
+box. The chain rule between the two is a 2 x 2 map per pair::
+
+    d/d log alpha = d/d log lambda_1 + d/d log lambda_2
+    d/d logit r   = (1 - r) d/d log lambda_1 - r d/d log lambda_2
 """
 
 import numbers
 
 import numpy as np
+from scipy.special import expit, log_expit, logit
 from sklearn.linear_model import ElasticNet
 from sklearn.utils._param_validation import Interval
 
 from ._base import Layout
 from ._lasso import BilevelLassoCV
-from ._outer import minimize_box, minimize_scalar
+from ._outer import OuterResult, minimize_box, minimize_scalar
 from ._problems._lasso import LassoProblem, lasso_alpha_max
-from ._validation import check_penalty
+from ._validation import check_bounds, check_penalty
 
 __all__ = ["BilevelElasticNetCV"]
+
+# The largest l1_ratio searched: at 1 - 1e-8 the L2 strength is 1e-8 alpha,
+# the Lasso for every practical purpose (and log lambda_2 stays finite).
+RATIO_CAP = 1.0 - 1e-8
+# Default range of l1_ratio, and of alpha relative to the Lasso's alpha_max.
+DEFAULT_RATIO_BOUNDS = (0.01, 1.0)
+ALPHA_FLOOR = 1e-3
+
+
+def strengths_from_phi(phi):
+    """``theta = [log lambda_1, log lambda_2]`` of ``phi = [log alpha, logit r]``."""
+    half = phi.size // 2
+    log_alpha, s = phi[:half], phi[half:]
+    return np.r_[log_alpha + log_expit(s), log_alpha + log_expit(-s)]
+
+
+def phi_from_strengths(theta):
+    """Inverse of :func:`strengths_from_phi`."""
+    half = theta.size // 2
+    l1, l2 = np.exp(theta[:half]), np.exp(theta[half:])
+    return np.r_[np.log(l1 + l2), theta[:half] - theta[half:]]
+
+
+def phi_gradient(grad, phi):
+    """The gradient in ``theta`` (strengths) carried to ``phi`` (chain rule)."""
+    half = phi.size // 2
+    g1, g2 = grad[:half], grad[half:]
+    r = expit(phi[half:])
+    return np.r_[g1 + g2, (1.0 - r) * g1 - r * g2]
+
+
+class _InAlphaRatio:
+    """A CV objective of the strengths seen in ``phi`` coordinates."""
+
+    def __init__(self, objective):
+        self.objective = objective
+        self.tighten = objective.tighten
+
+    def __call__(self, phi, need_grad=True):
+        phi = np.asarray(phi, dtype=float)
+        f, grad = self.objective(strengths_from_phi(phi), need_grad)
+        return f, (None if grad is None else phi_gradient(grad, phi))
+
+
+def _check_ratio_bounds(bounds):
+    """``(low, high)`` l1_ratio bounds in ``(0, 1]``, capped at RATIO_CAP."""
+    bounds = DEFAULT_RATIO_BOUNDS if bounds is None else bounds
+    try:
+        low, high = (float(side) for side in bounds)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"l1_ratio_bounds must be a (low, high) pair of numbers; got {bounds!r}."
+        ) from None
+    if not 0.0 < low <= high <= 1.0:
+        raise ValueError(
+            f"l1_ratio_bounds must satisfy 0 < low <= high <= 1; got {bounds!r}."
+        )
+    return min(low, RATIO_CAP), min(high, RATIO_CAP)
 
 
 class BilevelElasticNetCV(BilevelLassoCV):
@@ -32,8 +100,11 @@ class BilevelElasticNetCV(BilevelLassoCV):
     = alpha * l1_ratio`` (L1) and ``lambda_2 = alpha * (1 - l1_ratio)``
     (L2), in log-space, by differentiating it through every fold's solution
     on its support (see :class:`~skbilevel.BilevelLassoCV`). Both are
-    continuous: no grid of ``l1_ratio`` values. The projected hypergradient
-    method starts from ``alpha_init`` and ``l1_ratio_init``.
+    continuous: no grid of ``l1_ratio`` values, but a range. The outer
+    method moves ``log alpha`` and ``logit l1_ratio`` within their boxes:
+    the Lasso's 1-D search first (``l1_ratio`` at the top of its range),
+    then the projected hypergradient method from there and from
+    ``l1_ratio_init``.
 
     Parameters
     ----------
@@ -42,16 +113,21 @@ class BilevelElasticNetCV(BilevelLassoCV):
         How strengths are shared: one pair (L1, L2) for all coefficients,
         one per feature, one per target, or one per group of features.
     alpha_init : float, default=None
-        Starting ``alpha``; None: ``0.1 * alpha_max`` (the Lasso's, see
-        ``alpha_bounds``).
+        Starting ``alpha`` (with ``l1_ratio_init``) of the projected
+        hypergradient method, which then runs alone; None: the Lasso's 1-D
+        search chooses the start.
     l1_ratio_init : float in (0, 1), default=0.5
-        Starting ``l1_ratio``.
+        Starting ``l1_ratio`` of the second start (or of the only one, with
+        ``alpha_init``).
     alpha_bounds : (float, float), default=None
-        One box for both strengths ``lambda_1`` and ``lambda_2``. None:
-        ``lambda_1`` in ``(1e-3 * alpha_max, alpha_max)`` and ``lambda_2`` in
-        ``(1e-8 * alpha_max, 10 * alpha_max)``, with ``alpha_max`` the Lasso's
-        smallest strength whose solution is zero (at the floor of the L2 box
-        the net is the Lasso).
+        Range of ``alpha`` (the total strength ``lambda_1 + lambda_2``).
+        None: ``(1e-3 * alpha_max, alpha_max / low)``, with ``alpha_max`` the
+        Lasso's smallest strength whose solution is zero and ``low`` the
+        bottom of ``l1_ratio_bounds`` (as ElasticNetCV's path of each
+        ``l1_ratio`` starts at ``alpha_max / l1_ratio``).
+    l1_ratio_bounds : (float, float), default=None
+        Range of ``l1_ratio``, within ``(0, 1]``; None: ``(0.01, 1)``. One
+        is searched as ``1 - 1e-8`` (the Lasso); equal sides fix it.
     fit_intercept, cv, scoring, hypergradient, adjoint_max_iter, max_iter, \
             tol, n_jobs, verbose, warm_start, solver, batch_size, \
             random_state, early_stopping
@@ -103,6 +179,7 @@ class BilevelElasticNetCV(BilevelLassoCV):
         alpha_init=None,
         l1_ratio_init=0.5,
         alpha_bounds=None,
+        l1_ratio_bounds=None,
         fit_intercept=True,
         cv=5,
         scoring=None,
@@ -122,6 +199,7 @@ class BilevelElasticNetCV(BilevelLassoCV):
         self.alpha_init = alpha_init
         self.l1_ratio_init = l1_ratio_init
         self.alpha_bounds = alpha_bounds
+        self.l1_ratio_bounds = l1_ratio_bounds
         self.fit_intercept = fit_intercept
         self.cv = cv
         self.scoring = scoring
@@ -141,6 +219,7 @@ class BilevelElasticNetCV(BilevelLassoCV):
         **BilevelLassoCV._parameter_constraints,
         "alpha_init": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "l1_ratio_init": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "l1_ratio_bounds": ["array-like", None],
     }
 
     # ------------------------------------------------------------------ hooks
@@ -159,94 +238,125 @@ class BilevelElasticNetCV(BilevelLassoCV):
             l2_group_idx=layout.group_idx + half, **validation,
         )  # fmt: skip
 
+    def _check_params(self, leave_one_out):
+        _check_ratio_bounds(self.l1_ratio_bounds)
+        return super()._check_params(leave_one_out)
+
     def _log_bounds(self, X, sw, targets=None):
-        """One box per kind of strength (see ``alpha_bounds``), or the user's."""
-        if self.alpha_bounds is not None:
-            return super()._log_bounds(X, sw, targets)
+        """The box of ``phi = [log alpha, logit l1_ratio]`` (module docstring)."""
+        n_out = targets.shape[1]
+        half = check_penalty(self.penalty, X.shape[1], n_out, "per_target")[1]
+        ratio_low, ratio_high = _check_ratio_bounds(self.l1_ratio_bounds)
         alpha_max = float(np.max(lasso_alpha_max(X, targets, sw, self.fit_intercept)))
         if not alpha_max > 0.0:  # a constant target or constant columns
             alpha_max = 1.0
-        n_out = targets.shape[1]
-        half = check_penalty(self.penalty, X.shape[1], n_out, "per_target")[1]
-        # The L2 floor is far below the L1 one: at its floor the net is the
-        # Lasso for every practical purpose (l1_ratio within 1e-5 of 1), the
-        # point ElasticNetCV's grid includes (measured: a floor of 1e-4
-        # alpha_max kept l1_ratio at 0.976 and a CV MSE 0.03% above the
-        # Lasso's).
-        lo = np.r_[np.full(half, np.log(1e-3 * alpha_max)),
-                   np.full(half, np.log(1e-8 * alpha_max))]  # fmt: skip
-        hi = np.r_[np.full(half, np.log(alpha_max)),
-                   np.full(half, np.log(10.0 * alpha_max))]  # fmt: skip
+        # Where the Lasso's 1-D search starts (its solution is zero above).
+        self._log_alpha_top = np.log(alpha_max / ratio_high)
+        if self.alpha_bounds is None:
+            alpha_lo = np.log(ALPHA_FLOOR * alpha_max)
+            alpha_hi = np.log(alpha_max / ratio_low)
+        else:
+            alpha_lo, alpha_hi = check_bounds(self.alpha_bounds, "alpha_bounds")
+            if np.size(alpha_lo) not in (1, half) or np.size(alpha_hi) not in (1, half):
+                raise ValueError(
+                    f"alpha_bounds arrays must hold {half} values, one per "
+                    "strength; got sizes "
+                    f"{sorted({np.size(alpha_lo), np.size(alpha_hi)})}."
+                )
+        lo = np.r_[np.broadcast_to(alpha_lo, (half,)),
+                   np.full(half, logit(ratio_low))]  # fmt: skip
+        hi = np.r_[np.broadcast_to(alpha_hi, (half,)),
+                   np.full(half, logit(ratio_high))]  # fmt: skip
         return lo, hi
 
     def _initial_theta(self, n_hyper, lo, hi):
+        """The start in ``phi`` (see ``alpha_init``), or None."""
         half = n_hyper // 2
         # A warm start from a fit with as many strengths (else the default).
         if self.warm_start and np.size(getattr(self, "alpha_", None)) == half:
             alpha = np.ravel(self.alpha_).astype(float)
             ratio = np.ravel(self.l1_ratio_).astype(float)
-        else:
-            if self.alpha_init is not None:
-                alpha = float(self.alpha_init)
-            else:
-                # A tenth of alpha_max (the top of the L1 box), as a common
-                # middle of the Lasso's path.
-                alpha = 0.1 * float(np.exp(np.max(hi[:half] if np.ndim(hi) else hi)))
-            alpha = np.full(half, alpha)
+        elif self.alpha_init is not None:
+            alpha = np.full(half, float(self.alpha_init))
             ratio = np.full(half, float(self.l1_ratio_init))
-        theta = np.log(np.r_[alpha * ratio, alpha * (1.0 - ratio)])
-        return np.clip(theta, lo, hi)
+        else:
+            return None
+        phi = np.r_[np.log(alpha), logit(np.minimum(ratio, RATIO_CAP))]
+        return np.clip(phi, lo, hi)
 
     def _run_outer(self, objective, theta0, n_hyper, lo, hi, guarded=None):
         """The Lasso's 1-D search first, then both strengths together.
 
-        With the L2 strengths at the floor of their box (``l1_ratio`` close
-        to 1), the L1 strength is searched as the Lasso's (scan from
-        ``alpha_max`` down, then a bracket); the projected hypergradient
-        method then moves both kinds from that point and from the same L1
-        strengths with ``l1_ratio_init`` (or from ``alpha_init`` /
-        ``l1_ratio_init`` / a warm start when given), each with half of
+        With ``l1_ratio`` at the top of its range (1 by default: the Lasso),
+        ``alpha`` is searched as the Lasso's strength (scan from the top of
+        the Lasso's path down, then a bracket); the projected hypergradient
+        method then moves ``alpha`` and ``l1_ratio`` from that point and from
+        the same L1 strength with ``l1_ratio_init``, each with half of
         ``max_iter``, and keeps the best point. Its CV loss is therefore at
         or below the best Lasso's, which ``ElasticNetCV``'s grid includes
-        (``l1_ratio=1``). Measured: a start from the box's middle stopped at
-        ``l1_ratio`` 0.92 on data whose optimum is the Lasso, the loss flat
-        along the way.
+        (``l1_ratio=1``). A start given by ``alpha_init`` or a warm start
+        runs the box method alone. Measured: a start from the box's middle
+        stopped at ``l1_ratio`` 0.92 on data whose optimum is the Lasso, the
+        loss flat along the way; a search from the Lasso alone stayed at
+        ``l1_ratio`` 1 where ElasticNetCV's 0.5 had a CV MSE 1.4% lower (the
+        loss is flat in ``l1_ratio`` near 1).
         """
         half = n_hyper // 2
         lo, hi = (np.broadcast_to(side, (n_hyper,)).astype(float) for side in (lo, hi))
+        phi_objective = _InAlphaRatio(objective)
+        free = hi > lo
         n_iter = 0
-        warm = self.warm_start and np.size(getattr(self, "alpha_", None)) == half
-        if self.alpha_init is None and not warm:
-            floor = lo[half:]
-
-            def along_l1(t, need_grad):
-                f, grad = objective(np.r_[np.full(half, t), floor], need_grad)
-                return f, (None if grad is None else float(np.sum(grad[:half])))
-
-            decades = (hi[:half].max() - lo[:half].min()) / np.log(10.0)
-            first = minimize_scalar(
-                along_l1, float(lo[:half].min()), float(hi[:half].max()),
-                n_scan=int(np.ceil(decades * self._path_scan_per_decade)) + 1,
-                tol=self.tol, max_iter=self.max_iter,
-                on_gradient=objective.tighten, scan_derivatives=True,
-            )  # fmt: skip
-            theta0 = np.r_[np.full(half, first.theta[0]), floor]
-            n_iter = first.n_iter
-            # A second start at the same L1 strengths with l1_ratio_init: the
-            # loss is flat in log lambda_2 near its floor, so a search from
-            # the Lasso alone does not find an L2 optimum far above it
-            # (measured: stuck at l1_ratio 1.0 where ElasticNetCV's 0.5 had
-            # a CV MSE 1.4% lower).
-            ratio = float(self.l1_ratio_init)
-            shifted = theta0[:half] + np.log((1.0 - ratio) / ratio)
-            starts = [theta0, np.r_[theta0[:half], shifted]]
-        else:
+        best = None  # the best OuterResult so far (in phi)
+        if theta0 is not None:
             starts = [theta0]
-        best = None
+        else:
+            top = hi[half:]  # l1_ratio at the top of its range
+            alpha_lo = float(lo[:half].min())
+            alpha_hi = float(min(hi[:half].max(), max(self._log_alpha_top, alpha_lo)))
+            start = np.clip(np.r_[np.full(half, alpha_hi), top], lo, hi)
+            if free[:half].any() and alpha_hi > alpha_lo:
+
+                def along_alpha(t, need_grad):
+                    phi = np.clip(np.r_[np.full(half, t), top], lo, hi)
+                    f, grad = phi_objective(phi, need_grad)
+                    return f, (None if grad is None else float(np.sum(grad[:half])))
+
+                decades = (alpha_hi - alpha_lo) / np.log(10.0)
+                first = minimize_scalar(
+                    along_alpha, alpha_lo, alpha_hi,
+                    n_scan=int(np.ceil(decades * self._path_scan_per_decade)) + 1,
+                    tol=self.tol, max_iter=self.max_iter,
+                    on_gradient=objective.tighten, scan_derivatives=True,
+                )  # fmt: skip
+                start = np.clip(np.r_[np.full(half, first.theta[0]), top], lo, hi)
+                n_iter = first.n_iter
+                best = OuterResult(start, first.f, n_iter, first.converged)
+            starts = [start]
+            if (
+                best is not None
+                and half == 1
+                and (not free[1] or hi[1] >= logit(RATIO_CAP))
+            ):
+                # One alpha: with l1_ratio fixed, the 1-D search was the
+                # search. At the Lasso (the top of the default range) the box
+                # method can only lower l1_ratio, along which the loss is
+                # flat (its slope in logit l1_ratio is about lambda_2 = 1e-8
+                # alpha): measured, 20 evaluations that moved nothing. The
+                # second start below covers the interior.
+                starts = []
+            if free[half:].any():
+                # The same L1 strengths, with l1_ratio_init.
+                ratio = min(float(self.l1_ratio_init), RATIO_CAP)
+                l1 = start[:half] + log_expit(start[half:])
+                second = np.r_[l1 - np.log(ratio), np.full(half, logit(ratio))]
+                starts.append(np.clip(second, lo, hi))
+        if best is None and not free.any():  # the one point of the box
+            f, _ = phi_objective(starts[0], False)
+            return OuterResult(starts[0], f, 1, True)
         for start in starts:
             budget = max((self.max_iter - n_iter) // len(starts), 1)
             result = minimize_box(
-                objective, np.clip(start, lo, hi), lo, hi, tol=self.tol,
+                phi_objective, start, lo, hi, tol=self.tol,
                 max_iter=budget, on_gradient=objective.tighten,
             )  # fmt: skip
             n_iter += result.n_iter
@@ -254,6 +364,10 @@ class BilevelElasticNetCV(BilevelLassoCV):
                 best = result
         best.n_iter = n_iter
         return best
+
+    def _search_params(self, theta):
+        alpha, ratio = self._alpha_ratio(theta)
+        return {"alpha": alpha, "l1_ratio": ratio}
 
     def _strength_names(self, layout, info):
         half = layout.n_hyper // 2

@@ -13,6 +13,11 @@ from sklearn.linear_model import ElasticNet, ElasticNetCV, Lasso, LassoCV
 from sklearn.model_selection import KFold
 
 from skbilevel import BilevelElasticNetCV, BilevelLassoCV
+from skbilevel._elastic_net import (
+    phi_from_strengths,
+    phi_gradient,
+    strengths_from_phi,
+)
 from skbilevel._objectives import FoldsObjective
 from skbilevel._problems._lasso import LassoProblem, lasso_alpha_max
 from skbilevel._validation import check_penalty
@@ -328,3 +333,53 @@ def test_elastic_net_per_feature_and_errors():
         assert np.ndim(model.fit(X, y).alpha_) == 0
         again = model.fit(X, y)  # from the scalar fit's strengths
     assert np.isfinite(again.alpha_) and 0 < again.l1_ratio_ < 1
+
+
+def test_elastic_net_alpha_ratio_coordinates():
+    """The outer method's coordinates (log alpha, logit l1_ratio): round trip
+    with the strengths, and the chain rule against finite differences."""
+    rng = np.random.RandomState(0)
+    phi = np.r_[rng.randn(3), rng.randn(3) * 2.0]
+    theta = strengths_from_phi(phi)
+    np.testing.assert_allclose(np.exp(theta[:3]) + np.exp(theta[3:]), np.exp(phi[:3]))
+    np.testing.assert_allclose(phi_from_strengths(theta), phi)
+    weights = rng.randn(6)
+
+    def loss(p):  # any smooth function of the strengths
+        return float(weights @ np.sin(strengths_from_phi(p)))
+
+    grad = phi_gradient(weights * np.cos(theta), phi)
+    np.testing.assert_allclose(grad, central_difference(loss, phi), rtol=1e-6)
+
+
+def test_elastic_net_ranges_of_alpha_and_l1_ratio():
+    """l1_ratio_bounds and alpha_bounds are boxes of the reported parameters;
+    equal sides fix one, and the fixed-l1_ratio search is ElasticNetCV's 1-D
+    problem (judged by tight ElasticNet fits against a fine grid)."""
+    X, y = _correlated(150, seed=2)
+    folds = list(KFold(5, shuffle=True, random_state=0).split(X))
+    inside = BilevelElasticNetCV(cv=folds, l1_ratio_bounds=(0.2, 0.6),
+                                 alpha_bounds=(0.01, 1.0)).fit(X, y)  # fmt: skip
+    assert 0.2 - 1e-12 <= inside.l1_ratio_ <= 0.6 + 1e-12
+    assert 0.01 - 1e-12 <= inside.alpha_ <= 1.0 + 1e-12
+    assert all(
+        0.2 - 1e-12 <= p["l1_ratio"] <= 0.6 + 1e-12
+        for p in inside.cv_results_["params"]
+    )
+    fixed = BilevelElasticNetCV(cv=folds, l1_ratio_bounds=(0.7, 0.7)).fit(X, y)
+    assert fixed.l1_ratio_ == pytest.approx(0.7)
+    assert np.allclose(fixed.cv_results_["param_l1_ratio"].astype(float), 0.7)
+
+    def cv_mse(alpha):
+        errors = []
+        for train, test in folds:
+            model = ElasticNet(alpha=alpha, l1_ratio=0.7, tol=1e-12,
+                               max_iter=100_000).fit(X[train], y[train])  # fmt: skip
+            errors.append(np.mean((model.predict(X[test]) - y[test]) ** 2))
+        return np.mean(errors)
+
+    grid = np.geomspace(fixed.alpha_ / 2, fixed.alpha_ * 2, 21)
+    assert cv_mse(fixed.alpha_) <= min(cv_mse(a) for a in grid) * (1 + 1e-6)
+    for bad in [(0.0, 0.5), (0.6, 0.5), (0.5, 1.2), "x"]:
+        with pytest.raises(ValueError, match="l1_ratio_bounds"):
+            BilevelElasticNetCV(l1_ratio_bounds=bad).fit(X, y)
