@@ -28,7 +28,7 @@ from sklearn.base import (
     is_classifier,
 )
 from sklearn.exceptions import FitFailedWarning
-from sklearn.linear_model import Lasso, LogisticRegression, Ridge
+from sklearn.linear_model import ElasticNet, Lasso, LogisticRegression, Ridge
 from sklearn.metrics import check_scoring, get_scorer_names
 from sklearn.metrics._scorer import _check_multimetric_scoring
 from sklearn.model_selection import ParameterGrid, check_cv
@@ -54,6 +54,7 @@ from sklearn.utils.validation import (
 
 from ._base import CallbackSupportMixin, with_callbacks
 from ._columns import column_groups
+from ._elastic_net import BilevelElasticNetCV
 from ._folds import Splits
 from ._lasso import BilevelLassoCV
 from ._logistic import BilevelLogisticCV
@@ -68,18 +69,20 @@ from ._validation import (
 
 __all__ = ["HypergradientSearchCV"]
 
-# The differentiable strength of each supported final step, and the skbilevel
-# estimator whose machinery tunes it.
+# The differentiable parameters of each supported final step, and the
+# skbilevel estimator whose machinery tunes them (its ``<name>_bounds``).
 _TUNABLE = {
-    Ridge: ("alpha", BilevelRidgeCV),
-    LogisticRegression: ("C", BilevelLogisticCV),
-    Lasso: ("alpha", BilevelLassoCV),
-    BilevelRidgeCV: ("alpha", BilevelRidgeCV),
-    BilevelLogisticCV: ("C", BilevelLogisticCV),
-    BilevelLassoCV: ("alpha", BilevelLassoCV),
+    Ridge: (("alpha",), BilevelRidgeCV),
+    LogisticRegression: (("C",), BilevelLogisticCV),
+    Lasso: (("alpha",), BilevelLassoCV),
+    ElasticNet: (("alpha", "l1_ratio"), BilevelElasticNetCV),
+    BilevelRidgeCV: (("alpha",), BilevelRidgeCV),
+    BilevelLogisticCV: (("C",), BilevelLogisticCV),
+    BilevelLassoCV: (("alpha",), BilevelLassoCV),
+    BilevelElasticNetCV: (("alpha", "l1_ratio"), BilevelElasticNetCV),
 }
 # The skbilevel estimators a search may end with.
-_BILEVEL = (BilevelRidgeCV, BilevelLogisticCV, BilevelLassoCV)
+_BILEVEL = (BilevelRidgeCV, BilevelLogisticCV, BilevelLassoCV, BilevelElasticNetCV)
 
 
 def _final_step(estimator):
@@ -91,15 +94,19 @@ def _final_step(estimator):
 
 
 def _tunable(final):
-    """``(parameter name, skbilevel class)`` for a supported final step, or None."""
+    """``(parameter names, skbilevel class)`` for a supported final step, or None."""
     for cls, spec in _TUNABLE.items():
         if type(final) is cls:
             return spec
     return None
 
 
-def _check_space(param_space, key, bilevel_final):
-    """Split the space into ``[(grid, bounds)]``: lists, and the tuned box."""
+def _check_space(param_space, keys, bilevel_final):
+    """Split the space into ``[(grid, bounds)]``: lists, and the tuned boxes.
+
+    ``keys`` are the differentiable parameters (``step__name``); ``bounds``
+    maps those given a ``(low, high)`` tuple to it, or is None.
+    """
     spaces = [param_space] if isinstance(param_space, Mapping) else param_space
     if not isinstance(spaces, Sequence) or isinstance(spaces, str) or not spaces:
         raise TypeError(
@@ -110,18 +117,31 @@ def _check_space(param_space, key, bilevel_final):
     for space in spaces:
         if not isinstance(space, Mapping):
             raise TypeError(f"param_space entries must be dicts; got {space!r}.")
-        grid, bounds = {}, None
+        grid, bounds = {}, {}
         for name, value in space.items():
             if not isinstance(name, str):
                 raise TypeError(f"param_space keys must be strings; got {name!r}.")
             if isinstance(value, tuple):
-                if name != key:
+                if name not in keys:
                     raise ValueError(
                         f"param_space[{name!r}] is a (low, high) tuple, which asks "
                         "for tuning by hypergradient; only the final step's "
-                        f"regularization strength {key!r} is differentiable. Give "
-                        f"{name!r} a list of values to search it exhaustively."
+                        f"{' and '.join(map(repr, keys))} are differentiable. "
+                        f"Give {name!r} a list of values to search it "
+                        "exhaustively."
                     )
+                if name.endswith("l1_ratio"):
+                    if not (
+                        len(value) == 2
+                        and all(isinstance(v, numbers.Real) for v in value)
+                        and 0 < value[0] <= value[1] <= 1
+                    ):
+                        raise ValueError(
+                            f"param_space[{name!r}] must be a (low, high) pair "
+                            f"with 0 < low <= high <= 1; got {value!r}."
+                        )
+                    bounds[name] = (float(value[0]), float(value[1]))
+                    continue
                 check_bounds(value, f"param_space[{name!r}]")
                 if np.ndim(value[0]) or np.ndim(value[1]):
                     raise ValueError(
@@ -129,7 +149,7 @@ def _check_space(param_space, key, bilevel_final):
                         "numbers; one box per hyperparameter goes in a skbilevel "
                         "final step's own alpha_bounds / C_bounds."
                     )
-                bounds = (float(value[0]), float(value[1]))
+                bounds[name] = (float(value[0]), float(value[1]))
             elif isinstance(value, (str, Mapping)) or not hasattr(value, "__iter__"):
                 raise TypeError(
                     f"param_space[{name!r}] must be a (low, high) tuple or a list of "
@@ -139,13 +159,13 @@ def _check_space(param_space, key, bilevel_final):
                 values = list(value)
                 if not values:
                     raise ValueError(f"param_space[{name!r}] is an empty list.")
-                if name == key and bilevel_final:
+                if name in keys and bilevel_final:
                     raise ValueError(
                         f"{name!r} of a skbilevel estimator is always tuned by "
                         "hypergradient: give it a (low, high) tuple, not a list."
                     )
                 grid[name] = values
-        out.append((grid, bounds))
+        out.append((grid, bounds or None))
     return out
 
 
@@ -343,15 +363,22 @@ class _Candidate:
 
     def _bilevel_rows(self, prefix, final, spec, splits, n_jobs, y, weight):
         """The candidate's hypergradient search: the estimators' own pipeline."""
-        name, bilevel_cls = spec
-        if isinstance(final, bilevel_cls):
-            tuner = clone(final)
-            if self.bounds is not None:
-                tuner.set_params(**{f"{name}_bounds": self.bounds})
+        names, bilevel_cls = spec
+        own = isinstance(final, bilevel_cls)
+        boxes = {}
+        for name in names:
+            if self.bounds is not None and prefix + name in self.bounds:
+                boxes[f"{name}_bounds"] = self.bounds[prefix + name]
+            elif not own:
+                # Not tuned: the candidate's value (a list's, or the step's).
+                value = getattr(final, name)
+                boxes[f"{name}_bounds"] = (value, value)
+        if own:
+            tuner = clone(final).set_params(**boxes)
         else:
             tuner = bilevel_cls(
                 **_translate(final),
-                **{f"{name}_bounds": self.bounds},
+                **boxes,
                 random_state=self.random_state,  # seeds a stochastic solver
             )
         tuner.set_params(
@@ -394,8 +421,9 @@ class _Candidate:
         rows = []
         for i, record in enumerate(objective.records):
             times = record.split_times or [0.0] * len(splits)
+            tuned = tuner._search_params(record.theta)
             row = self._new_row(
-                {**self.params, prefix + name: tuner._to_param(record.theta)},
+                {**self.params, **{prefix + k: v for k, v in tuned.items()}},
                 # The preprocessing time counts once, in the first row.
                 fit_time=[
                     t + (split["time"] if i == 0 else 0.0)
@@ -437,7 +465,7 @@ def _is_per_column(final):
 
 def _translate(final):
     """Parameters of the skbilevel estimator equivalent to a scikit-learn one."""
-    if isinstance(final, (Ridge, Lasso)):
+    if isinstance(final, (Ridge, ElasticNet)):  # Lasso is an ElasticNet
         if final.positive:
             raise ValueError(
                 f"{type(final).__name__}(positive=True) cannot be tuned by "
@@ -492,13 +520,16 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
     """GridSearchCV's interface, with regularization tuned by hypergradient.
 
     The estimator is a scikit-learn :class:`~sklearn.linear_model.Ridge`,
-    :class:`~sklearn.linear_model.LogisticRegression` or
-    :class:`~sklearn.linear_model.Lasso`, a :class:`~skbilevel.BilevelRidgeCV`,
-    :class:`~skbilevel.BilevelLogisticCV` or :class:`~skbilevel.BilevelLassoCV`,
+    :class:`~sklearn.linear_model.LogisticRegression`,
+    :class:`~sklearn.linear_model.Lasso` or
+    :class:`~sklearn.linear_model.ElasticNet`, a
+    :class:`~skbilevel.BilevelRidgeCV`, :class:`~skbilevel.BilevelLogisticCV`,
+    :class:`~skbilevel.BilevelLassoCV` or :class:`~skbilevel.BilevelElasticNetCV`,
     or a :class:`~sklearn.pipeline.Pipeline` that ends with one of them. In
     ``param_space``, a ``(low, high)`` tuple on the final step's strength
-    (``alpha``, ``C``; e.g. ``"clf__C": (1e-4, 1e4)``) is tuned by
-    hypergradient descent in log-space inside that box, minimizing the
+    (``alpha``, ``C``; e.g. ``"clf__C": (1e-4, 1e4)``), or on an elastic
+    net's ``l1_ratio`` (a range within ``(0, 1]``), is tuned by
+    hypergradient descent inside that box (strengths in log-space), minimizing the
     validation loss (mean squared error, log-loss) averaged over the folds;
     a list is searched exhaustively, exactly as
     :class:`~sklearn.model_selection.GridSearchCV` does. Every combination
@@ -509,17 +540,20 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
     Parameters
     ----------
     estimator : estimator object
-        Ridge, LogisticRegression (L2 penalty), Lasso, BilevelRidgeCV,
-        BilevelLogisticCV, BilevelLassoCV, or a Pipeline ending with one
-        (``positive=True`` is not supported). A skbilevel final
-        step is always tuned (with its own ``penalty``, one strength per
-        feature for instance); a tuple then sets its ``alpha_bounds`` /
-        ``C_bounds``.
+        Ridge, LogisticRegression (L2 penalty), Lasso, ElasticNet,
+        BilevelRidgeCV, BilevelLogisticCV, BilevelLassoCV,
+        BilevelElasticNetCV, or a Pipeline ending with one (``positive=True``
+        is not supported). A skbilevel final step is always tuned (with its
+        own ``penalty``, one strength per feature for instance); a tuple then
+        sets its ``alpha_bounds`` / ``C_bounds`` / ``l1_ratio_bounds``.
     param_space : dict or list of dict
         Parameter names (``step__param`` inside a Pipeline) mapped to a
-        ``(low, high)`` tuple (the final step's strength only) or to a list
-        of values. A list of dicts searches each space in turn, as in
-        GridSearchCV.
+        ``(low, high)`` tuple (the final step's strength, and an elastic
+        net's ``l1_ratio``) or to a list of values. Of an ElasticNet's two,
+        one without a tuple keeps its value (a list's, or the step's own):
+        ``{"en__alpha": (1e-3, 10), "en__l1_ratio": [0.5, 0.9]}`` tunes
+        ``alpha`` at each listed ``l1_ratio``. A list of dicts searches each
+        space in turn, as in GridSearchCV.
     scoring : str, callable, list, tuple or dict, default=None
         What ``cv_results_`` reports and ``best_index_`` maximizes, as in
         GridSearchCV: None uses the final step's ``score`` (R^2, accuracy).
@@ -680,14 +714,15 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
         if spec is None:
             raise TypeError(
                 "HypergradientSearchCV tunes Ridge, LogisticRegression, Lasso, "
-                "BilevelRidgeCV, BilevelLogisticCV or BilevelLassoCV, or a Pipeline "
-                "ending with one; "
+                "ElasticNet, BilevelRidgeCV, BilevelLogisticCV, BilevelLassoCV or "
+                "BilevelElasticNetCV, or a Pipeline ending with one; "
                 f"got a final step of type {type(final).__name__}."
             )
-        if isinstance(final, (Ridge, LogisticRegression, Lasso)):
+        if isinstance(final, (Ridge, LogisticRegression, ElasticNet)):
             _translate(final)
         bilevel_final = isinstance(final, _BILEVEL)
-        return _check_space(self.param_space, prefix + spec[0], bilevel_final)
+        keys = tuple(prefix + name for name in spec[0])
+        return _check_space(self.param_space, keys, bilevel_final)
 
     def _get_scorers(self):
         """``(scorers dict, refit metric name or None, multimetric)``."""
@@ -876,15 +911,16 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
 
     def _refit_best(self, X, y, routed):
         prefix, final = _final_step(self.estimator)
-        name = _tunable(final)[0]
-        key = prefix + name
+        names = _tunable(final)[0]
         params = dict(self.best_params_)
         if isinstance(final, _BILEVEL):
-            # Refit at exactly the chosen strengths: the final step's box is
-            # pinned there (its alpha_ / C_ then equals best_params_').
-            value = params.pop(key)
-            params[f"{prefix}{name}_init"] = value
-            params[f"{prefix}{name}_bounds"] = (value, value)
+            # Refit at exactly the chosen strengths: the final step's boxes
+            # are pinned there (its alpha_ / C_ then equals best_params_').
+            for name in names:
+                value = params.pop(prefix + name)
+                params[f"{prefix}{name}_bounds"] = (value, value)
+                if len(names) == 1:
+                    params[f"{prefix}{name}_init"] = value
         estimator = clone(self.estimator).set_params(**clone(params, safe=False))
         start = time.perf_counter()
         # The refit candidate's own final step: a listed penalty may differ.

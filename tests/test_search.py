@@ -8,7 +8,7 @@ import sklearn
 from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
-from sklearn.linear_model import Lasso, LogisticRegression, Ridge
+from sklearn.linear_model import ElasticNet, Lasso, LogisticRegression, Ridge
 from sklearn.metrics import accuracy_score, log_loss, make_scorer
 from sklearn.model_selection import (
     GridSearchCV,
@@ -22,7 +22,12 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import RobustScaler, StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skbilevel import BilevelLogisticCV, BilevelRidgeCV, HypergradientSearchCV
+from skbilevel import (
+    BilevelElasticNetCV,
+    BilevelLogisticCV,
+    BilevelRidgeCV,
+    HypergradientSearchCV,
+)
 
 
 def _cancer(n=300):
@@ -90,6 +95,75 @@ def test_lasso_pipeline_matches_fine_grid():
     assert final.alpha == search.best_params_["lasso__alpha"]
     with pytest.raises(ValueError, match="positive=True"):
         HypergradientSearchCV(Lasso(positive=True), {"alpha": (1e-3, 1.0)}).fit(X, y)
+
+
+def test_elastic_net_pipeline_alpha_and_l1_ratio_ranges():
+    """A Pipeline ending with ElasticNet: alpha and l1_ratio both ranges
+    (issue 14), at least as good as GridSearchCV over ElasticNetCV's seven
+    l1_ratio and a 41-point alpha grid, on the same folds; a listed l1_ratio
+    is kept and alpha tuned at each; a step's own l1_ratio is kept when only
+    alpha is a range."""
+    X, y = load_diabetes(return_X_y=True)
+    pipe = make_pipeline(StandardScaler(), ElasticNet(tol=1e-10, max_iter=100_000))
+    kwargs = dict(
+        scoring="neg_mean_squared_error", cv=KFold(5, shuffle=True, random_state=0)
+    )
+    space = {"elasticnet__alpha": (1e-3, 1e2), "elasticnet__l1_ratio": (0.1, 1.0)}
+    search = HypergradientSearchCV(pipe, space, **kwargs).fit(X, y)
+    grid = GridSearchCV(
+        pipe,
+        {
+            "elasticnet__alpha": np.logspace(-3, 2, 41),
+            "elasticnet__l1_ratio": [0.1, 0.5, 0.7, 0.9, 0.95, 0.99, 1],
+        },
+        **kwargs,
+    ).fit(X, y)
+    assert search.best_score_ >= grid.best_score_ - 1e-9 * abs(grid.best_score_)
+    final = search.best_estimator_[-1]
+    assert type(final) is ElasticNet
+    assert final.alpha == search.best_params_["elasticnet__alpha"]
+    assert final.l1_ratio == search.best_params_["elasticnet__l1_ratio"]
+    ratios = search.cv_results_["param_elasticnet__l1_ratio"].astype(float)
+    alphas = search.cv_results_["param_elasticnet__alpha"].astype(float)
+    assert np.all((ratios >= 0.1 - 1e-12) & (ratios <= 1.0))
+    assert np.all((alphas >= 1e-3 * (1 - 1e-12)) & (alphas <= 1e2 * (1 + 1e-12)))
+
+    listed = {"elasticnet__alpha": (1e-3, 1e2), "elasticnet__l1_ratio": [0.3, 0.8]}
+    search = HypergradientSearchCV(pipe, listed, **kwargs).fit(X, y)
+    ratios = search.cv_results_["param_elasticnet__l1_ratio"].astype(float)
+    assert set(np.round(ratios, 12)) == {0.3, 0.8}
+    for ratio in (0.3, 0.8):
+        best_here = search.cv_results_["mean_test_score"][ratios == ratio].max()
+        at_ratio = GridSearchCV(
+            pipe.set_params(elasticnet__l1_ratio=ratio),
+            {"elasticnet__alpha": np.logspace(-3, 2, 41)},
+            **kwargs,
+        ).fit(X, y)
+        assert best_here >= at_ratio.best_score_ - 1e-9 * abs(at_ratio.best_score_)
+
+    pipe.set_params(elasticnet__alpha=0.05)
+    only_ratio = {"elasticnet__l1_ratio": (0.2, 0.9)}
+    search = HypergradientSearchCV(pipe, only_ratio, **kwargs).fit(X, y)
+    np.testing.assert_allclose(
+        search.cv_results_["param_elasticnet__alpha"].astype(float), 0.05
+    )
+    with pytest.raises(ValueError, match="0 < low <= high <= 1"):
+        HypergradientSearchCV(pipe, {"elasticnet__l1_ratio": (0.0, 0.5)}).fit(X, y)
+    with pytest.raises(ValueError, match="positive=True"):
+        HypergradientSearchCV(ElasticNet(positive=True), {"alpha": (1e-3, 1.0)}).fit(
+            X, y
+        )
+
+
+def test_bilevel_elastic_net_final_step_refits_at_the_choice():
+    X, y = load_diabetes(return_X_y=True)
+    search = HypergradientSearchCV(
+        BilevelElasticNetCV(), {"l1_ratio": (0.2, 0.8)}, cv=3
+    ).fit(X, y)
+    best = search.best_params_
+    assert 0.2 - 1e-12 <= best["l1_ratio"] <= 0.8 + 1e-12
+    assert search.best_estimator_.l1_ratio_ == pytest.approx(best["l1_ratio"])
+    assert search.best_estimator_.alpha_ == pytest.approx(best["alpha"])
 
 
 def test_results_and_attributes_match_gridsearch():
