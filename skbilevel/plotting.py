@@ -118,7 +118,7 @@ class OptimizationPathDisplay:
             raise ValueError(f"cv_results_ has no {key!r}.")
         if isinstance(estimator, HypergradientSearchCV):
             prefix, final = _final_step(estimator.estimator)
-            name = "param_" + prefix + _tunable(final)[0]
+            name = "param_" + prefix + _tunable(final)[0][0]  # the strength
         else:
             name = "param_" + estimator._param_name
         if name not in results:
