@@ -11,7 +11,10 @@ fold with inner solution ``w`` and validation gradient ``g = dE/dw``:
 * ``neumann``: the same series started from zero and truncated after
   ``max_iter`` terms, ``v = eta * sum_k (I - eta H)^k g``;
 * ``itd``: reverse-mode differentiation through ``max_iter`` steps of
-  gradient descent on the training loss, started at ``w``.
+  gradient descent on the training loss, started at ``w``;
+* ``implicit_forward`` (problems with ``forward_hypergradient``, the
+  Lasso's): the Jacobian ``dw/dtheta`` iterated on the support by
+  Gauss-Seidel sweeps, forward mode (one column per hyperparameter met).
 
 The hypergradient is then ``-(d2L/dw dtheta)^T v`` (validation losses here do
 not depend on ``theta`` directly).
@@ -103,7 +106,7 @@ def fold_value_and_grad(
     theta : ndarray of shape (n_hyper,)
     state : FoldState
         Warm starts; updated in place.
-    method : {"direct", "cg", "fixed_point", "neumann", "itd"}
+    method : {"direct", "cg", "fixed_point", "neumann", "itd", "implicit_forward"}
     need_grad : bool, default=True
     inner_tol, adjoint_tol : float
         Relative residual tolerances of the iterative inner and adjoint solves.
@@ -158,6 +161,13 @@ def fold_value_and_grad(
             state.failures.append("adjoint")
     elif method == "neumann":
         v = _adjoint_neumann(problem, theta, w, g, adjoint_max_iter)
+    elif method == "implicit_forward":
+        grad, state.v, ok = problem.forward_hypergradient(
+            w, theta, g, state.v, adjoint_tol, adjoint_max_iter
+        )
+        if not ok:
+            state.failures.append("adjoint")
+        return loss, grad, w
     else:
         raise ValueError(f"Unknown hypergradient method {method!r}.")
     state.v = v

@@ -21,7 +21,7 @@ __all__ = ["BilevelLassoCV"]
 
 # Hypergradient methods that differentiate on the support (the others step
 # along the gradient of a smooth training loss).
-_LASSO_METHODS = ("auto", "direct", "cg")
+_LASSO_METHODS = ("auto", "direct", "cg", "implicit_forward")
 
 
 class BilevelLassoCV(SquaredErrorRegressorHooks, BaseBilevelCV):
@@ -70,12 +70,17 @@ class BilevelLassoCV(SquaredErrorRegressorHooks, BaseBilevelCV):
         None reports the negative mean squared error, the criterion that is
         minimized. A callable ``scoring(estimator, X, y)`` gets a fitted
         :class:`~sklearn.linear_model.Lasso` holding the fold's coefficients.
-    hypergradient : {"auto", "direct", "cg"}, default="auto"
-        How the adjoint system on the support is solved: "direct" factorizes
+    hypergradient : {"auto", "direct", "cg", "implicit_forward"}, \
+            default="auto"
+        How the system on the support is solved: "direct" factorizes
         ``X_S^T X_S`` (conjugate gradients past 2000 coefficients in the
-        support), "cg" by conjugate gradients. "auto" is "direct".
+        support), "cg" solves the adjoint system by conjugate gradients,
+        "implicit_forward" iterates the Jacobian of the solution on the
+        support by Gauss-Seidel sweeps (forward mode: one column per
+        strength met on the support; no factorization). "auto" is "direct".
     adjoint_max_iter : int, default=200
-        Iteration cap of the "cg" adjoint solver.
+        Iteration cap of the "cg" adjoint solver and of the
+        "implicit_forward" sweeps.
     max_iter : int, default=100
         Maximum number of outer iterations after the initial scan, in all.
     tol : float, default=1e-4

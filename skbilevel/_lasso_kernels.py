@@ -25,6 +25,7 @@ __all__ = [
     "cd_dense",
     "cd_sparse",
     "centered_column_curvature",
+    "support_jacobian_sweeps",
 ]
 
 
@@ -266,3 +267,49 @@ def cd_sparse(data, indices, indptr, xbar, curvature, yc, s, w, alpha, beta, tol
             settle *= 0.01
             full = largest == 0.0
     return gap, max_sweeps
+
+
+@jit(reassociate=True)
+def support_jacobian_sweeps(columns, s, total, diagonal, beta, B, J, tol, max_sweeps):
+    """Gauss-Seidel sweeps on ``H_SS J = -B`` (the implicit forward Jacobian).
+
+    ``H_SS = columns^T diag(s) columns / total + diag(beta)`` with
+    ``columns`` the centered support columns (Fortran order, shape
+    (n_samples, |S|)); ``J`` and ``B`` have one column per hyperparameter
+    that touches the support. Coordinate by coordinate, as coordinate
+    descent does on the training problem (``Z = columns @ J`` kept up to
+    date), until the largest update is at most ``tol`` times the largest
+    entry of ``J``. ``J`` is updated in place.
+
+    Returns
+    -------
+    n_sweeps : int
+    converged : bool
+    """
+    n, size = columns.shape
+    m = B.shape[1]
+    Z = np.zeros((m, n))  # (columns @ J).T: each row contiguous
+    for a in range(size):
+        for k in range(m):
+            if J[a, k] != 0.0:
+                for i in range(n):
+                    Z[k, i] += columns[i, a] * J[a, k]
+    for sweep in range(max_sweeps):
+        change = 0.0
+        scale = 0.0
+        for a in range(size):
+            for k in range(m):
+                acc = 0.0
+                for i in range(n):
+                    acc += s[i] * columns[i, a] * Z[k, i]
+                residual = acc / total + beta[a] * J[a, k] + B[a, k]
+                delta = -residual / diagonal[a]
+                if delta != 0.0:
+                    J[a, k] += delta
+                    for i in range(n):
+                        Z[k, i] += columns[i, a] * delta
+                change = max(change, abs(delta))
+                scale = max(scale, abs(J[a, k]))
+        if change <= tol * scale:
+            return sweep + 1, True
+    return max_sweeps, False

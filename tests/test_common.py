@@ -23,6 +23,7 @@ ESTIMATORS = [
     BilevelLassoCV(),
     BilevelLassoCV(penalty="per_feature"),
     BilevelLassoCV(hypergradient="cg"),
+    BilevelLassoCV(hypergradient="implicit_forward"),
     BilevelElasticNetCV(),
     BilevelElasticNetCV(penalty="per_feature"),
 ]

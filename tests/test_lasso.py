@@ -97,7 +97,7 @@ def _same(supports, others):
     return all(np.array_equal(a, b) for a, b in zip(supports, others, strict=True))
 
 
-@pytest.mark.parametrize("method", ["direct", "cg"])
+@pytest.mark.parametrize("method", ["direct", "cg", "implicit_forward"])
 @pytest.mark.parametrize("penalty", ["scalar", "per_feature", "groups"])
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("fit_intercept", [True, False])
@@ -152,7 +152,7 @@ def test_elastic_net_problem_is_sklearn_elastic_net(sparse, fit_intercept, weigh
 
 @pytest.mark.parametrize("per_feature", [False, True])
 @pytest.mark.parametrize("sparse", [False, True])
-@pytest.mark.parametrize("method", ["direct", "cg"])
+@pytest.mark.parametrize("method", ["direct", "cg", "implicit_forward"])
 def test_elastic_net_hypergradient_matches_finite_differences(
     per_feature, sparse, method
 ):
@@ -383,3 +383,34 @@ def test_elastic_net_ranges_of_alpha_and_l1_ratio():
     for bad in [(0.0, 0.5), (0.6, 0.5), (0.5, 1.2), "x"]:
         with pytest.raises(ValueError, match="l1_ratio_bounds"):
             BilevelElasticNetCV(l1_ratio_bounds=bad).fit(X, y)
+
+
+def test_implicit_forward_warm_starts_and_matches_direct():
+    """The implicit forward Jacobian (Gauss-Seidel on the support) gives the
+    direct solve's hypergradient, reuses its Jacobian when the support holds,
+    and the searches of both methods choose the same alpha."""
+    X, y = make_regression(120, 60, n_informative=8, noise=5.0, random_state=3)
+    folds = list(KFold(4, shuffle=True, random_state=0).split(X))
+    problem = LassoProblem(
+        X[folds[0][0]], y[folds[0][0], None], np.ones(len(folds[0][0])),
+        np.zeros((60, 1), dtype=np.int64), 1, True,
+        X_val=X[folds[0][1]], Y_val=y[folds[0][1], None],
+        sw_val=np.ones(len(folds[0][1])),
+    )  # fmt: skip
+    theta = np.log([0.1 * lasso_alpha_max(X, y[:, None], np.ones(120), True)[0]])
+    w, _ = problem.solve(theta)
+    _, g = problem.outer_loss_grad(w)
+    direct = -problem.cross(w, theta, problem.hessian_solve(w, theta, g))
+    grad, memory, converged = problem.forward_hypergradient(
+        w, theta, g, None, 1e-12, 10_000
+    )
+    assert converged
+    np.testing.assert_allclose(grad, direct, rtol=1e-8)
+    again, _, _ = problem.forward_hypergradient(w, theta, g, memory, 1e-12, 1)
+    np.testing.assert_allclose(again, direct, rtol=1e-8)  # one sweep suffices
+    fits = [
+        BilevelLassoCV(cv=folds, hypergradient=method).fit(X, y)
+        for method in ("direct", "implicit_forward")
+    ]
+    assert fits[1].alpha_ == pytest.approx(fits[0].alpha_, rel=1e-4)
+    assert fits[1].best_score_ == pytest.approx(fits[0].best_score_, rel=1e-8)
