@@ -679,8 +679,9 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
             if id(X) not in readers:
                 readers[id(X)] = RowReader(X), self._data_term(targets, sw, info)
             reader, data_term = readers[id(X)]
+            fold_class, options = self._stochastic_fold(layout)
             folds.append(
-                StochasticFold(
+                fold_class(
                     reader,
                     data_term,
                     train,
@@ -690,6 +691,7 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
                     self.fit_intercept,
                     batch,
                     int(seed.generate_state(1)[0]),
+                    **options,
                 )
             )
         # A fiftieth of an epoch of inner and adjoint steps per outer step:
@@ -699,6 +701,10 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
             folds, layouts[0].n_hyper, steps, steps, VALIDATION_BATCHES, self.n_jobs,
             self.verbose,
         )  # fmt: skip
+
+    def _stochastic_fold(self, layout):
+        """The stochastic mode's fold class for ``layout``, and its options."""
+        return StochasticFold, {}
 
     def _run_outer(self, objective, theta0, n_hyper, lo, hi, guarded=None):
         """Deterministic outer search: 1-D scan and bracket, then the box method.

@@ -248,6 +248,12 @@ class BilevelElasticNetCV(BilevelLassoCV):
         )  # fmt: skip
 
     def _check_params(self, leave_one_out):
+        if self.solver == "stochastic":
+            raise ValueError(
+                f"{type(self).__name__} has no stochastic solver yet (its "
+                "search runs 1-D searches along the path); use solver='auto' "
+                "or 'deterministic', or BilevelLassoCV(solver='stochastic')."
+            )
         _check_ratio_bounds(self.l1_ratio_bounds)
         return super()._check_params(leave_one_out)
 

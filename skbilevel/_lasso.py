@@ -15,6 +15,7 @@ from sklearn.utils._param_validation import StrOptions
 from ._base import BaseBilevelCV, common_constraints
 from ._problems._lasso import LassoProblem, lasso_alpha_max
 from ._ridge import SquaredErrorRegressorHooks
+from ._stochastic import ProximalStochasticFold
 from ._validation import warn_user
 
 __all__ = ["BilevelLassoCV"]
@@ -92,13 +93,20 @@ class BilevelLassoCV(SquaredErrorRegressorHooks, BaseBilevelCV):
         Print one line per hypergradient evaluation when > 0.
     warm_start : bool, default=False
         Start from the previous ``alpha_`` when refitting.
-    solver : {"auto", "deterministic"}, default="auto"
-        Only the deterministic solver is available for the Lasso ("auto"
-        is "deterministic"); "stochastic" raises a ValueError.
+    solver : {"auto", "deterministic", "stochastic"}, default="auto"
+        "deterministic": coordinate descent and implicit differentiation on
+        the support, as above ("auto" is this one). "stochastic": the
+        nonsmooth stochastic implicit differentiation of Grazzi, Pontil and
+        Salzo (2024) for large data: proximal mini-batch SGD for every
+        fold's solution, stochastic fixed-point steps on its support for the
+        adjoint, ``max_iter`` projected stochastic outer steps, then the
+        average of the second half of the outer iterates, and a
+        deterministic refit (see the user guide).
     batch_size : int or "auto", default="auto"
-        Unused (no stochastic solver); kept for a common interface.
+        Mini-batch size of the stochastic solver ("auto": 1024).
     random_state : int, RandomState instance or None, default=None
-        Seeds the early-stopping guard's held-out samples only.
+        Seeds the stochastic solver's mini-batches (the same seed gives the
+        same fit) and the early-stopping guard's held-out samples.
     early_stopping : "auto" or bool, default="auto"
         Guard of many strengths against overfitting the validation folds,
         as in :class:`~skbilevel.BilevelRidgeCV`.
@@ -213,16 +221,12 @@ class BilevelLassoCV(SquaredErrorRegressorHooks, BaseBilevelCV):
     }
 
     # ------------------------------------------------------------------ hooks
-    def _check_params(self, leave_one_out):
-        if self.solver == "stochastic":
-            raise ValueError(
-                f"{type(self).__name__} has no stochastic solver yet; use "
-                "solver='auto' or 'deterministic'."
-            )
-        return super()._check_params(leave_one_out)
-
     def _choose_solver(self, shape, X, n_out, n_hyper, method, leave_one_out):
-        return "deterministic"
+        # "auto" keeps coordinate descent (the stochastic mode on request).
+        return "stochastic" if self.solver == "stochastic" else "deterministic"
+
+    def _stochastic_fold(self, layout):
+        return ProximalStochasticFold, {}
 
     def _data_scaled_box(self, X, sw, targets, *, scale, low, high, floor):
         """``(low * alpha_max, high * alpha_max)`` in log-space.

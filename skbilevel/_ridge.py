@@ -44,6 +44,9 @@ class SquaredErrorRegressorHooks(MultiOutputMixin, RegressorMixin):
 
     _fold_model_class = None
 
+    def _data_term(self, targets, sw, info):
+        return SquaredFit(targets, sw)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
@@ -414,9 +417,6 @@ class BilevelRidgeCV(SquaredErrorRegressorHooks, BaseBilevelCV):
             )
             for (train, test), layout in zip(splits.parts(), layouts, strict=True)
         ]
-
-    def _data_term(self, targets, sw, info):
-        return SquaredFit(targets, sw)
 
     def _refit(self, X, Y, sw, info, layout, theta, warm, objective):
         """Ridge on all the data at ``theta`` (reusing the search's Gram matrix)."""

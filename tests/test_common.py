@@ -24,6 +24,7 @@ ESTIMATORS = [
     BilevelLassoCV(penalty="per_feature"),
     BilevelLassoCV(hypergradient="cg"),
     BilevelLassoCV(hypergradient="implicit_forward"),
+    BilevelLassoCV(solver="stochastic", max_iter=10, random_state=0),
     BilevelElasticNetCV(),
     BilevelElasticNetCV(penalty="per_feature"),
 ]

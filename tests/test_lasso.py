@@ -261,8 +261,6 @@ def test_multi_target_and_sparse_input():
 
 def test_clear_errors():
     X, y = load_diabetes(return_X_y=True)
-    with pytest.raises(ValueError, match="no stochastic solver"):
-        BilevelLassoCV(solver="stochastic").fit(X, y)
     with pytest.raises(ValueError, match="hypergradient"):
         BilevelLassoCV(hypergradient="neumann").fit(X, y)
 

@@ -4,16 +4,17 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn.datasets import make_classification, make_regression
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import Lasso, LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.model_selection import ShuffleSplit, StratifiedKFold
 
 import skbilevel._base
-from skbilevel import BilevelLogisticCV, BilevelRidgeCV
+from skbilevel import BilevelLassoCV, BilevelLogisticCV, BilevelRidgeCV
 from skbilevel._hypergradient import FoldState, fold_value_and_grad
+from skbilevel._problems._lasso import LassoProblem, lasso_alpha_max
 from skbilevel._problems._logistic import LogisticProblem, LogLossFit
 from skbilevel._problems._ridge import RidgeProblem, SquaredFit
-from skbilevel._stochastic import RowReader, StochasticFold
+from skbilevel._stochastic import ProximalStochasticFold, RowReader, StochasticFold
 
 
 def _split_problem(model):
@@ -221,3 +222,60 @@ def test_auto_switches_on_cost(monkeypatch):
     assert chosen.solver_ == "deterministic"
     # Exact leave-one-out stays deterministic.
     assert BilevelRidgeCV(cv=None).fit(X, y).solver_ == "deterministic"
+
+
+@pytest.mark.parametrize("per_feature", [False, True])
+def test_proximal_fold_full_batch_matches_lasso_hypergradient(per_feature):
+    """With a batch as large as the training part and constant steps, the
+    proximal fold is deterministic proximal gradient plus the adjoint's
+    fixed-point steps on the support: its solution and hypergradient are the
+    Lasso's exact ones (weights and an intercept included), for the L1 and
+    an L2 group."""
+    X, y = make_regression(300, 12, n_informative=5, noise=5.0, random_state=1)
+    sw = np.random.RandomState(0).uniform(0.5, 2.0, 300)
+    train, test = np.arange(200), np.arange(200, 300)
+    d = X.shape[1]
+    l1 = (
+        np.arange(d, dtype=np.int64)[:, None]
+        if per_feature
+        else np.zeros((d, 1), dtype=np.int64)
+    )
+    n_l1 = d if per_feature else 1
+    l2 = np.full((d, 1), n_l1, dtype=np.int64)  # one elastic-net L2 strength
+    alpha_max = lasso_alpha_max(X[train], y[train, None], sw[train], True)[0]
+    theta = np.r_[np.log(0.05 * alpha_max) + np.linspace(0, 0.5, n_l1), np.log(0.3)]
+    problem = LassoProblem(
+        X[train], y[train, None], sw[train], l1, n_l1 + 1, True,
+        X_val=X[test], Y_val=y[test, None], sw_val=sw[test], l2_group_idx=l2,
+    )  # fmt: skip
+    _, exact, w = fold_value_and_grad(
+        problem, theta, FoldState(), method="direct", inner_tol=1e-12
+    )
+    fold = ProximalStochasticFold(
+        RowReader(X), SquaredFit(y[:, None], sw), train, test, l1, n_l1 + 1,
+        True, 10_000, 0, l2_groups=l2,
+    )  # fmt: skip
+    fold.epoch = np.inf  # constant steps: plain (proximal) gradient descent
+    _, estimate = fold.evaluate(theta, 5000, 5000, 1)
+    np.testing.assert_allclose(fold.W, w, atol=1e-8)
+    np.testing.assert_allclose(estimate, exact, rtol=1e-6, atol=1e-9 * abs(exact).max())
+
+
+def test_stochastic_lasso_near_deterministic():
+    """solver="stochastic" (proximal SGD, adjoint on the support): held-out
+    MSE within 0.2% of the deterministic search's, reproducible, and the
+    final model is the deterministic refit at alpha_."""
+    X, y = make_regression(30000, 40, n_informative=8, noise=20.0, random_state=0)
+    X_test, y_test, X, y = X[25000:], y[25000:], X[:25000], y[:25000]
+    exact = BilevelLassoCV().fit(X, y)
+    noisy = BilevelLassoCV(solver="stochastic", random_state=0).fit(X, y)
+    assert noisy.solver_ == "stochastic" and exact.solver_ == "deterministic"
+
+    def test_mse(model):
+        return np.mean((model.predict(X_test) - y_test) ** 2)
+
+    assert test_mse(noisy) <= test_mse(exact) * 1.002
+    again = BilevelLassoCV(solver="stochastic", random_state=0).fit(X, y)
+    assert again.alpha_ == noisy.alpha_
+    refit = Lasso(alpha=noisy.alpha_, tol=1e-12, max_iter=100_000).fit(X, y)
+    np.testing.assert_allclose(noisy.coef_, refit.coef_, atol=1e-6)
