@@ -13,7 +13,7 @@ from sklearn.linear_model import Lasso
 from sklearn.utils._param_validation import StrOptions
 
 from ._base import BaseBilevelCV, common_constraints
-from ._problems._lasso import LassoProblem, lasso_alpha_max
+from ._problems._lasso import LassoProblem, lasso_alpha_max, uses_gram
 from ._ridge import SquaredErrorRegressorHooks
 from ._stochastic import ProximalStochasticFold
 from ._validation import warn_user
@@ -258,11 +258,18 @@ class BilevelLassoCV(SquaredErrorRegressorHooks, BaseBilevelCV):
     def _fold_problems(self, splits, info, layouts, method):
         return [
             self._problem(*train, layout, X_val=test[0], Y_val=test[1], sw_val=test[2])
-            # Coordinate descent reads columns: Fortran-ordered folds.
+            # Coordinate descent on the data reads columns: Fortran-ordered
+            # folds, unless it runs on the Gram matrix (tall dense data).
             for (train, test), layout in zip(
-                splits.parts(column_major=True), layouts, strict=True
+                splits.parts(column_major=not self._folds_use_gram(splits)),
+                layouts,
+                strict=True,
             )
         ]
+
+    @staticmethod
+    def _folds_use_gram(splits):
+        return uses_gram(splits.min_train_size, splits.n_features, splits.sparse)
 
     def _deterministic_passes(self, n_samples, n_features, n_out, n_hyper):
         return 0.0  # one solver (see _choose_solver)

@@ -12,6 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import ElasticNet, ElasticNetCV, Lasso, LassoCV
 from sklearn.model_selection import KFold
 
+import skbilevel._problems._lasso as _lasso_problem
 from skbilevel import BilevelElasticNetCV, BilevelLassoCV
 from skbilevel._elastic_net import (
     phi_from_strengths,
@@ -23,6 +24,15 @@ from skbilevel._problems._lasso import LassoProblem, lasso_alpha_max
 from skbilevel._validation import check_penalty
 
 from ._helpers import central_difference, penalty_array, relative_error
+
+
+@pytest.fixture(params=["gram", "columns"])
+def cd_mode(request, monkeypatch):
+    """Dense coordinate descent on the Gram matrix (tall data, the default
+    on these shapes) or on the columns (forced): both are tested."""
+    if request.param == "columns":
+        monkeypatch.setattr(_lasso_problem, "GRAM_ROWS_PER_FEATURE", 10**9)
+    return request.param
 
 
 def _data(sparse, weights, n_samples=60, n_features=12, n_targets=1, seed=0):
@@ -42,7 +52,9 @@ def _data(sparse, weights, n_samples=60, n_features=12, n_targets=1, seed=0):
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("weights", [False, True])
 @pytest.mark.parametrize("fraction", [0.3, 0.01])
-def test_coordinate_descent_is_sklearn_lasso(sparse, fit_intercept, weights, fraction):
+def test_coordinate_descent_is_sklearn_lasso(
+    sparse, fit_intercept, weights, fraction, cd_mode
+):
     X, Y, sw = _data(sparse, weights, n_targets=2)
     alpha = fraction * lasso_alpha_max(X, Y, sw, fit_intercept).min()
     groups = np.zeros((X.shape[1], 2), np.int64)
@@ -103,7 +115,7 @@ def _same(supports, others):
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("weights", [False, True])
 def test_hypergradient_matches_finite_differences(
-    method, penalty, sparse, fit_intercept, weights
+    method, penalty, sparse, fit_intercept, weights, cd_mode
 ):
     """Away from support changes (checked: the supports at theta +- h are the
     same), the support-restricted implicit derivative is the derivative."""
@@ -131,7 +143,9 @@ def test_hypergradient_matches_finite_differences(
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("weights", [False, True])
-def test_elastic_net_problem_is_sklearn_elastic_net(sparse, fit_intercept, weights):
+def test_elastic_net_problem_is_sklearn_elastic_net(
+    sparse, fit_intercept, weights, cd_mode
+):
     """The L2 part (the elastic net's inner problem, groups of their own)."""
     X, Y, sw = _data(sparse, weights)
     alpha, l1_ratio = 0.05 * lasso_alpha_max(X, Y, sw, fit_intercept)[0], 0.4
@@ -154,7 +168,7 @@ def test_elastic_net_problem_is_sklearn_elastic_net(sparse, fit_intercept, weigh
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("method", ["direct", "cg", "implicit_forward"])
 def test_elastic_net_hypergradient_matches_finite_differences(
-    per_feature, sparse, method
+    per_feature, sparse, method, cd_mode
 ):
     """Both kinds of strength (L1 and L2 groups) against finite differences,
     away from support changes."""

@@ -8,7 +8,10 @@ For every target column ``t`` the problem is scikit-learn's
 with ``W = sum_i s_i`` and ``alpha = exp(theta)[group_idx]``; the intercept
 ``b`` is the weighted mean of the residual (the data are centered, never in
 memory: see :mod:`~skbilevel._lasso_kernels`). It is solved by coordinate
-descent to a duality gap.
+descent to a duality gap: on the data's columns, or, for tall dense data
+(see :func:`uses_gram`), on the centered weighted Gram matrix
+``X_c^T S X_c / W``, where a coordinate costs ``n_features`` operations
+instead of ``n_samples`` and the support's Hessian is a block of it.
 
 The solution is not differentiable where a coefficient enters or leaves the
 support, but almost everywhere it is, and on the support ``S`` (where
@@ -31,15 +34,17 @@ import scipy.sparse as sp
 
 from .._lasso_kernels import (
     cd_dense,
+    cd_gram,
     cd_sparse,
     centered_column_curvature,
+    gram_jacobian_sweeps,
     support_jacobian_sweeps,
 )
 from .._linalg import conjugate_gradient, power_iteration, robust_cho_factor
 from ._base import InnerProblem, penalty_weights
 from ._ridge import CenteredSquaredValidation, centered_sum_of_squares, weighted_means
 
-__all__ = ["LassoProblem", "SUPPORT_FACTORIZE_MAX", "lasso_alpha_max"]
+__all__ = ["LassoProblem", "SUPPORT_FACTORIZE_MAX", "lasso_alpha_max", "uses_gram"]
 
 # Largest support whose Hessian is formed and factorized; larger ones are
 # solved by conjugate gradients on support-restricted products.
@@ -52,6 +57,21 @@ _SWEEPS_BEFORE_NEWTON = 20
 # difference of sums of the objective's size (measured: 2e-13 of P(0) at the
 # exact solution of an 80 x 2 problem).
 _GAP_FLOOR = 1e-12
+# Coordinate descent runs on the Gram matrix for dense data with at least
+# this many rows per column, up to this many columns (its memory).
+GRAM_ROWS_PER_FEATURE = 2
+GRAM_MAX_FEATURES = 4000
+# Rows per block when forming the Gram matrix (centered, no full copy).
+_GRAM_CHUNK = 8192
+
+
+def uses_gram(n_samples, n_features, sparse):
+    """Whether a problem of this shape solves on its Gram matrix."""
+    return (
+        not sparse
+        and n_samples >= GRAM_ROWS_PER_FEATURE * n_features
+        and n_features <= GRAM_MAX_FEATURES
+    )
 
 
 def lasso_alpha_max(X, Y, sw, fit_intercept):
@@ -118,7 +138,13 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
         self.total = float(self.sw.sum())
         self.xbar, self.ybar = weighted_means(X, Y, self.sw, fit_intercept)
         self.Yc = np.asfortranarray(Y - self.ybar)
-        if self.sparse:
+        self.gram = uses_gram(self.n_samples, self.n_features, self.sparse)
+        if self.gram:
+            self.X = np.asarray(X, dtype=np.float64)
+            self.G, self.b = self._centered_gram()
+            self.yy = (self.sw @ self.Yc**2) / self.total
+            squares = np.diag(self.G).copy()
+        elif self.sparse:
             Xc = sp.csc_matrix(X, dtype=np.float64)
             Xc.sort_indices()
             self.X = X
@@ -134,12 +160,34 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
         # Round-off of a constant column's centered sum of squares.
         squares[squares <= 1e-14 * max(squares.max(), 1e-300)] = 0.0
         self.curvature = squares
+        if self.gram:  # constant columns: no curvature, no coupling
+            dead = squares == 0.0
+            self.G[dead] = 0.0
+            self.G[:, dead] = 0.0
+            self.b[dead] = 0.0
         # P(0): the scale of the duality gap's tolerance, per target.
         self.null_loss = 0.5 * (self.sw @ self.Yc**2) / self.total
         if X_val is not None:
             self.X_val = X_val
             self.Y_val = Y_val
             self.sw_val = sw_val
+
+    def _centered_gram(self):
+        """``X_c^T S X_c / W`` and ``X_c^T S Y_c / W``, centered block by
+        block (not as ``X^T S X / W - xbar xbar^T``, which cancels digits
+        when the means are large next to the spread)."""
+        d = self.n_features
+        G = np.zeros((d, d))
+        b = np.zeros((d, self.n_targets))
+        for start in range(0, self.n_samples, _GRAM_CHUNK):
+            rows = slice(start, start + _GRAM_CHUNK)
+            block = self.X[rows] - self.xbar
+            weighted = block * self.sw[rows, None]
+            G += block.T @ weighted
+            b += weighted.T @ self.Yc[rows]
+        G /= self.total
+        b /= self.total
+        return 0.5 * (G + G.T), b
 
     # ----------------------------------------------------------------- algebra
     def _alpha(self, theta):
@@ -178,8 +226,12 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
         (``H`` includes the L2 weights)."""
         support = w != 0.0
         on = np.where(support, v, 0.0)
-        Hv = self._centered_rmatvec(self.sw[:, None] * self._centered_matvec(on))
-        Hv = Hv / self.total + self._beta(theta) * on
+        if self.gram:
+            Hv = self.G @ on
+        else:
+            Hv = self._centered_rmatvec(self.sw[:, None] * self._centered_matvec(on))
+            Hv = Hv / self.total
+        Hv = Hv + self._beta(theta) * on
         return np.where(support, Hv, v)
 
     def hessian_diagonal(self, w, theta):
@@ -205,6 +257,15 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
                 minlength=self.n_hyper,
             )
         return out
+
+    def _support_system(self, support, t):
+        """``H_SS`` (without the L2 part) and ``X_S^T S y_t / W`` (centered)."""
+        if self.gram:
+            return self.G[np.ix_(support, support)], self.b[support, t]
+        columns = self._support_columns(support)
+        weighted = self.sw[:, None] * columns
+        H = columns.T @ weighted / self.total
+        return H, weighted.T @ self.Yc[:, t] / self.total
 
     def _support_columns(self, support):
         """Centered columns ``X_S - xbar_S``, dense, shape (n_samples, |S|)."""
@@ -273,11 +334,16 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
                 J = previous[2].copy()
             else:
                 J = -B / diagonal[:, None]  # one Jacobi step from zero
-            columns = np.asfortranarray(self._support_columns(support))
-            _, done = support_jacobian_sweeps(
-                columns, self.sw, self.total, diagonal,
-                np.ascontiguousarray(beta[support, t]), B, J, tol, max_sweeps,
-            )  # fmt: skip
+            if self.gram:
+                H = self.G[np.ix_(support, support)].copy()
+                H[np.diag_indices_from(H)] += beta[support, t]
+                _, done = gram_jacobian_sweeps(H, B, J, tol, max_sweeps)
+            else:
+                columns = np.asfortranarray(self._support_columns(support))
+                _, done = support_jacobian_sweeps(
+                    columns, self.sw, self.total, diagonal,
+                    np.ascontiguousarray(beta[support, t]), B, J, tol, max_sweeps,
+                )  # fmt: skip
             converged = converged and done
             grad[groups] += J.T @ g[support, t]
             kept.append((support, groups, J))
@@ -298,8 +364,7 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
             if support.size == 0:
                 continue
             if support.size <= SUPPORT_FACTORIZE_MAX:
-                columns = self._support_columns(support)
-                H = columns.T @ (self.sw[:, None] * columns) / self.total
+                H = self._support_system(support, t)[0].copy()
                 H[np.diag_indices_from(H)] += beta[support, t]
                 out[support, t] = scipy.linalg.cho_solve(
                     robust_cho_factor(H), rhs[support, t], check_finite=False
@@ -368,6 +433,9 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
 
     def _coordinate_descent(self, t, coef, alpha, beta, tol, sweeps):
         """Sweeps on target ``t`` from ``coef`` (updated in place): (gap, sweeps)."""
+        if self.gram:
+            b = np.ascontiguousarray(self.b[:, t])
+            return cd_gram(self.G, b, self.yy[t], coef, alpha, beta, tol, sweeps)
         yc = np.ascontiguousarray(self.Yc[:, t])
         if self.sparse:
             return cd_sparse(
@@ -389,11 +457,10 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
         support = np.flatnonzero(coef)
         if not 0 < support.size <= SUPPORT_FACTORIZE_MAX:
             return
-        columns = self._support_columns(support)
-        H = columns.T @ (self.sw[:, None] * columns) / self.total
+        H, rhs = self._support_system(support, t)
+        H = H.copy()
         H[np.diag_indices_from(H)] += beta[support]
-        rhs = columns.T @ (self.sw * self.Yc[:, t]) / self.total
-        rhs -= alpha[support] * np.sign(coef[support])
+        rhs = rhs - alpha[support] * np.sign(coef[support])
         values = scipy.linalg.cho_solve(robust_cho_factor(H), rhs, check_finite=False)
         current = coef[support]
         crossing = np.sign(values) != np.sign(current)
