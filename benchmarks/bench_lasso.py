@@ -6,7 +6,8 @@ On every dataset, in one process and on the same shuffled 5 folds (data as
 users prepare it: standardized columns):
 
 * ``LassoCV(cv=folds)`` (a path of 100 alphas per fold) against
-  ``BilevelLassoCV(cv=folds)``;
+  ``BilevelLassoCV(cv=folds)``, and on the tall problem also against
+  ``BilevelLassoCV(solver="stochastic")``;
 * on correlated data, ``ElasticNetCV(l1_ratio=[.1, .5, .7, .9, .95, .99, 1],
   cv=folds)`` (a path per l1_ratio) against ``BilevelElasticNetCV(cv=folds)``
   (both strengths continuous);
@@ -48,6 +49,12 @@ def datasets():
         StandardScaler().fit_transform(X),
         y,
     )
+    X, y = make_regression(400_000, 100, n_informative=10, noise=50.0, random_state=0)
+    yield (
+        "make_regression 400000x100 (10 informative)",
+        StandardScaler().fit_transform(X),
+        y,
+    )
 
 
 def correlated(n_samples=2000, n_groups=40, size=5, seed=0):
@@ -83,6 +90,11 @@ def main():
     print(header)
     print("-" * len(header))
     rows = [(name, X, y, LassoCV, BilevelLassoCV, {}) for name, X, y in datasets()]
+    # The stochastic mode on the tall problem (same LassoCV reference).
+    X, y = rows[-1][1:3]
+    rows.append(("the same, solver='stochastic'", X, y, LassoCV,
+                 lambda **o: BilevelLassoCV(solver="stochastic", random_state=0, **o),
+                 {}))  # fmt: skip
     X, y = correlated()
     grid = dict(l1_ratio=[0.1, 0.5, 0.7, 0.9, 0.95, 0.99, 1])
     rows.append(("elastic net, correlated 2000x200", X, y, ElasticNetCV,

@@ -465,6 +465,15 @@ class BilevelElasticNetCV(BilevelLassoCV):
         half = theta.size // 2
         l1, l2 = np.exp(theta[:half]), np.exp(theta[half:])
         alpha, ratio = l1 + l2, l1 / (l1 + l2)
+        # A fixed value (equal sides of its range) is reported as given, not
+        # as its round trip through the strengths (0.30000000000000004).
+        for bounds, values in (
+            (self.alpha_bounds, alpha),
+            (self.l1_ratio_bounds, ratio),
+        ):
+            low, high = (None, None) if bounds is None else bounds
+            if low is not None and np.ndim(low) == np.ndim(high) == 0 and low == high:
+                values[:] = float(low)
         if half == 1 and isinstance(self.penalty, str) and self.penalty == "scalar":
             return float(alpha[0]), float(ratio[0])
         return alpha, ratio
