@@ -386,11 +386,13 @@ class BilevelElasticNetCV(BilevelLassoCV):
     @staticmethod
     def _profile_logits(low, high):
         """Logits of the profile's ratios, from the top down: the top of the
-        range and the ``PROFILE_RATIOS`` inside it, or its two ends when none
-        is (the default range's bottom, 0.01, a ridge in all but name, is
-        left to the box method: its path is the longest to scan)."""
+        range, the ``PROFILE_RATIOS`` inside it and its bottom, unless that
+        bottom lies below them all with some inside (the default range's
+        bottom, 0.01, a ridge in all but name, is left to the box method:
+        its path is the longest to scan)."""
         inside = [logit(r) for r in PROFILE_RATIOS if low < logit(r) < high]
-        return list(dict.fromkeys([high, *(inside or [low])]))
+        bottom = [] if inside and low < logit(min(PROFILE_RATIOS)) else [low]
+        return list(dict.fromkeys([high, *inside, *bottom]))
 
     def _best_alpha(self, phi_objective, objective, s, lo, hi, tol, x0=None):
         """The 1-D search of a common alpha at logit ratio ``s`` (see
@@ -465,15 +467,17 @@ class BilevelElasticNetCV(BilevelLassoCV):
         half = theta.size // 2
         l1, l2 = np.exp(theta[:half]), np.exp(theta[half:])
         alpha, ratio = l1 + l2, l1 / (l1 + l2)
-        # A fixed value (equal sides of its range) is reported as given, not
-        # as its round trip through the strengths (0.30000000000000004).
+        # A value at a side of its range (a fixed one: equal sides) is
+        # reported as given, not as its round trip through the strengths
+        # (0.30000000000000004).
         for bounds, values in (
             (self.alpha_bounds, alpha),
             (self.l1_ratio_bounds, ratio),
         ):
-            low, high = (None, None) if bounds is None else bounds
-            if low is not None and np.ndim(low) == np.ndim(high) == 0 and low == high:
-                values[:] = float(low)
+            for side in () if bounds is None else bounds:
+                if np.ndim(side) == 0:
+                    near = np.abs(values - side) <= 1e-12 * abs(side)
+                    values[near] = float(side)
         if half == 1 and isinstance(self.penalty, str) and self.penalty == "scalar":
             return float(alpha[0]), float(ratio[0])
         return alpha, ratio

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from scipy.special import expit, logit
 from sklearn.datasets import load_diabetes, make_regression
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import ElasticNet, ElasticNetCV, Lasso, LassoCV
@@ -426,3 +427,19 @@ def test_implicit_forward_warm_starts_and_matches_direct():
     ]
     assert fits[1].alpha_ == pytest.approx(fits[0].alpha_, rel=1e-4)
     assert fits[1].best_score_ == pytest.approx(fits[0].best_score_, rel=1e-8)
+
+
+def test_elastic_net_profile_ratios():
+    """The profile's ratios: the range's top, ElasticNetCV's suggested ratios
+    inside it, and its bottom unless below them all (the default 0.01)."""
+
+    def ratios(low, high):
+        logits = BilevelElasticNetCV._profile_logits(logit(low), logit(high))
+        return np.round(expit(logits), 6).tolist()
+
+    cap = 1 - 1e-8
+    assert ratios(0.01, cap) == [1.0, 0.99, 0.95, 0.9, 0.7, 0.5, 0.1]
+    assert ratios(0.1, cap) == [1.0, 0.99, 0.95, 0.9, 0.7, 0.5, 0.1]
+    assert ratios(0.2, 0.4) == [0.4, 0.2]
+    assert ratios(0.05, 0.6) == [0.6, 0.5, 0.1]
+    assert ratios(0.7, 0.7) == [0.7]
