@@ -13,7 +13,12 @@ from sklearn.linear_model import Lasso
 from sklearn.utils._param_validation import StrOptions
 
 from ._base import BaseBilevelCV, common_constraints
-from ._problems._lasso import LassoProblem, lasso_alpha_max, uses_gram
+from ._problems._lasso import (
+    LassoProblem,
+    fold_gram_sums,
+    lasso_alpha_max,
+    uses_gram,
+)
 from ._ridge import SquaredErrorRegressorHooks
 from ._stochastic import ProximalStochasticFold
 from ._validation import warn_user
@@ -256,6 +261,27 @@ class BilevelLassoCV(SquaredErrorRegressorHooks, BaseBilevelCV):
         )  # fmt: skip
 
     def _fold_problems(self, splits, info, layouts, method):
+        if splits.whole is not None and splits.whole[3] is not None:
+            X, targets, sw, folds = splits.whole
+            if self._folds_use_gram(splits):
+                # Tall dense data: every fold's Gram from shared sums, no
+                # copy of its training rows (see fold_gram_sums).
+                sums = fold_gram_sums(X, targets, sw, folds, self.fit_intercept)
+                return [
+                    self._problem(
+                        None,
+                        None,
+                        None,
+                        layout,
+                        gram=gram,
+                        X_val=X[test],
+                        Y_val=targets[test],
+                        sw_val=sw[test],
+                    )  # fmt: skip
+                    for gram, (_, test), layout in zip(
+                        sums, folds, layouts, strict=True
+                    )
+                ]
         return [
             self._problem(*train, layout, X_val=test[0], Y_val=test[1], sw_val=test[2])
             # Coordinate descent on the data reads columns: Fortran-ordered

@@ -11,7 +11,7 @@ from scipy.special import expit, logit
 from sklearn.datasets import load_diabetes, make_regression
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import ElasticNet, ElasticNetCV, Lasso, LassoCV
-from sklearn.model_selection import KFold
+from sklearn.model_selection import KFold, ShuffleSplit
 
 import skbilevel._problems._lasso as _lasso_problem
 from skbilevel import BilevelElasticNetCV, BilevelLassoCV
@@ -21,7 +21,12 @@ from skbilevel._elastic_net import (
     strengths_from_phi,
 )
 from skbilevel._objectives import FoldsObjective
-from skbilevel._problems._lasso import LassoProblem, lasso_alpha_max
+from skbilevel._problems._lasso import (
+    LassoProblem,
+    fold_gram_sums,
+    gram_sums,
+    lasso_alpha_max,
+)
 from skbilevel._validation import check_penalty
 
 from ._helpers import central_difference, penalty_array, relative_error
@@ -443,3 +448,44 @@ def test_elastic_net_profile_ratios():
     assert ratios(0.2, 0.4) == [0.4, 0.2]
     assert ratios(0.05, 0.6) == [0.6, 0.5, 0.1]
     assert ratios(0.7, 0.7) == [0.7]
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize(
+    "splitter",
+    [KFold(4, shuffle=True, random_state=0), ShuffleSplit(3, random_state=0)],
+)
+def test_fold_gram_sums_match_each_folds_own(fit_intercept, splitter):
+    """Every fold's Gram sums from the shared moments (all rows minus the
+    validation rows, K-fold) or its own rows (shuffle-split) equal those of
+    its training rows alone, also for columns whose mean is 1e4 times their
+    spread."""
+    rng = np.random.RandomState(0)
+    X = rng.randn(200, 6)
+    X[:, 2] = 1e4 + X[:, 2]  # a large mean next to a unit spread
+    Y = X[:, :2] @ [[1.0], [2.0]] + rng.randn(200, 1)
+    sw = rng.uniform(0.5, 2.0, 200)
+    folds = list(splitter.split(X))
+    for sums, (train, _) in zip(
+        fold_gram_sums(X, Y, sw, folds, fit_intercept), folds, strict=True
+    ):
+        alone = gram_sums(X[train], Y[train], sw[train], fit_intercept)
+        for name in ("G", "b", "yy", "xbar", "ybar"):
+            np.testing.assert_allclose(
+                getattr(sums, name), getattr(alone, name), rtol=1e-9, atol=1e-9
+            )
+        assert sums.total == pytest.approx(alone.total)
+        assert sums.n_samples == len(train)
+
+
+def test_gram_and_column_searches_agree(monkeypatch):
+    """The search on shared Gram sums chooses the alpha of the search on the
+    folds' columns (forced), with the same CV loss."""
+    X, y = make_regression(400, 20, n_informative=5, noise=5.0, random_state=2)
+    folds = list(KFold(5, shuffle=True, random_state=0).split(X))
+    gram = BilevelLassoCV(cv=folds).fit(X, y)
+    monkeypatch.setattr(_lasso_problem, "GRAM_ROWS_PER_FEATURE", 10**9)
+    columns = BilevelLassoCV(cv=folds).fit(X, y)
+    assert gram.alpha_ == pytest.approx(columns.alpha_, rel=1e-5)
+    assert gram.best_score_ == pytest.approx(columns.best_score_, rel=1e-9)
+    np.testing.assert_allclose(gram.coef_, columns.coef_, atol=1e-7)

@@ -28,6 +28,8 @@ differentiates on the support. With an L2 part (the elastic net's
 ``beta_j w_j``.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
@@ -43,8 +45,16 @@ from .._lasso_kernels import (
 from .._linalg import conjugate_gradient, power_iteration, robust_cho_factor
 from ._base import InnerProblem, penalty_weights
 from ._ridge import CenteredSquaredValidation, centered_sum_of_squares, weighted_means
+from ._ridge_spectral import is_complement
 
-__all__ = ["LassoProblem", "SUPPORT_FACTORIZE_MAX", "lasso_alpha_max", "uses_gram"]
+__all__ = [
+    "GramSums",
+    "LassoProblem",
+    "SUPPORT_FACTORIZE_MAX",
+    "fold_gram_sums",
+    "lasso_alpha_max",
+    "uses_gram",
+]
 
 # Largest support whose Hessian is formed and factorized; larger ones are
 # solved by conjugate gradients on support-restricted products.
@@ -72,6 +82,92 @@ def uses_gram(n_samples, n_features, sparse):
         and n_samples >= GRAM_ROWS_PER_FEATURE * n_features
         and n_features <= GRAM_MAX_FEATURES
     )
+
+
+@dataclass
+class GramSums:
+    """The centered weighted moments a Gram-matrix problem needs.
+
+    ``G = X_c^T S X_c / W``, ``b = X_c^T S Y_c / W`` and ``yy = sum_i s_i
+    Y_c**2 / W`` (per target), with ``X_c = X - xbar``, ``Y_c = Y - ybar``
+    centered by the rows' weighted means (zeros without an intercept),
+    ``W = sum(s)``.
+    """
+
+    G: np.ndarray
+    b: np.ndarray
+    yy: np.ndarray
+    xbar: np.ndarray
+    ybar: np.ndarray
+    total: float
+    n_samples: int
+
+
+def _shifted_moments(X, Y, sw, rows, x_shift, y_shift):
+    """Weighted moments of ``X[rows] - x_shift`` and ``Y[rows] - y_shift``,
+    block by block (``rows=None``: all of them)."""
+    n_rows = X.shape[0] if rows is None else len(rows)
+    d, k = X.shape[1], Y.shape[1]
+    A, c = np.zeros((d, d)), np.zeros((d, k))
+    yy, xs, ys, total = np.zeros(k), np.zeros(d), np.zeros(k), 0.0
+    for start in range(0, n_rows, _GRAM_CHUNK):
+        part = slice(start, start + _GRAM_CHUNK)
+        index = part if rows is None else rows[part]
+        block, targets, s = X[index] - x_shift, Y[index] - y_shift, sw[index]
+        weighted = block * s[:, None]
+        A += block.T @ weighted
+        c += weighted.T @ targets
+        yy += s @ targets**2
+        xs += s @ block
+        ys += s @ targets
+        total += float(s.sum())
+    return A, c, yy, xs, ys, total
+
+
+def _centered_sums(moments, x_shift, y_shift, n_samples, fit_intercept):
+    """:class:`GramSums` from moments about ``(x_shift, y_shift)``: centered
+    at the rows' own means through their (small) offsets from the shift."""
+    A, c, yy, xs, ys, total = moments
+    G, b, yy = A / total, c / total, yy / total
+    x_off, y_off = xs / total, ys / total
+    if fit_intercept:
+        G = G - np.outer(x_off, x_off)
+        b = b - np.outer(x_off, y_off)
+        yy = yy - y_off**2
+        x_shift, y_shift = x_shift + x_off, y_shift + y_off
+    return GramSums(0.5 * (G + G.T), b, yy, x_shift, y_shift, total, n_samples)
+
+
+def gram_sums(X, Y, sw, fit_intercept):
+    """:class:`GramSums` of all the rows (centered before the products: no
+    digits lost to large means)."""
+    x_shift, y_shift = weighted_means(X, Y, sw, fit_intercept)
+    moments = _shifted_moments(X, Y, sw, None, x_shift, y_shift)
+    return _centered_sums(moments, x_shift, y_shift, X.shape[0], fit_intercept)
+
+
+def fold_gram_sums(X, Y, sw, folds, fit_intercept):
+    """Every fold's :class:`GramSums` of its training rows, sharing work.
+
+    The moments of all the rows, about their weighted means, are formed
+    once; a fold whose training rows are all the others (K-fold) subtracts
+    its validation rows' moments (a fifth of the rows for 5 folds) instead
+    of reading its training rows: ``2 n d^2`` operations for all the folds
+    instead of ``(K - 1) n d^2``, and no copy of the training rows. The
+    fold's own centering is then a correction by its mean's small offset
+    from the global one.
+    """
+    x_shift, y_shift = weighted_means(X, Y, sw, fit_intercept)
+    whole = _shifted_moments(X, Y, sw, None, x_shift, y_shift)
+    out = []
+    for train, test in folds:
+        if is_complement(train, test, X.shape[0]):
+            held = _shifted_moments(X, Y, sw, test, x_shift, y_shift)
+            moments = tuple(a - h for a, h in zip(whole, held, strict=True))
+        else:  # shuffle-split, time series: the training rows themselves
+            moments = _shifted_moments(X, Y, sw, train, x_shift, y_shift)
+        out.append(_centered_sums(moments, x_shift, y_shift, len(train), fit_intercept))
+    return out
 
 
 def lasso_alpha_max(X, Y, sw, fit_intercept):
@@ -127,36 +223,28 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
         Y_val=None,
         sw_val=None,
         l2_group_idx=None,
+        gram=None,
     ):
-        self.sparse = sp.issparse(X)
         self.l2_group_idx = l2_group_idx
-        self.sw = np.ascontiguousarray(sw, dtype=np.float64)
         self.group_idx = group_idx
         self.n_hyper = n_hyper
-        self.n_samples, self.n_features = X.shape
-        self.n_targets = Y.shape[1]
-        self.total = float(self.sw.sum())
-        self.xbar, self.ybar = weighted_means(X, Y, self.sw, fit_intercept)
-        self.Yc = np.asfortranarray(Y - self.ybar)
-        self.gram = uses_gram(self.n_samples, self.n_features, self.sparse)
+        if X is not None and gram is None:
+            sparse = sp.issparse(X)
+            if uses_gram(X.shape[0], X.shape[1], sparse):
+                gram = gram_sums(X, Y, np.asarray(sw, dtype=np.float64), fit_intercept)
+        self.gram = gram is not None
         if self.gram:
-            self.X = np.asarray(X, dtype=np.float64)
-            self.G, self.b = self._centered_gram()
-            self.yy = (self.sw @ self.Yc**2) / self.total
+            # Coordinate descent on the Gram matrix: the rows are not kept.
+            self.sparse, self.X, self.sw, self.Yc = False, None, None, None
+            self.G, self.b, self.yy = gram.G.copy(), gram.b.copy(), gram.yy
+            self.xbar, self.ybar, self.total = gram.xbar, gram.ybar, gram.total
+            self.n_samples, self.n_features = gram.n_samples, gram.G.shape[0]
+            self.n_targets = gram.b.shape[1]
+            self.null_loss = 0.5 * gram.yy  # P(0), the gap's scale, per target
             squares = np.diag(self.G).copy()
-        elif self.sparse:
-            Xc = sp.csc_matrix(X, dtype=np.float64)
-            Xc.sort_indices()
-            self.X = X
-            self._csc = (
-                np.ascontiguousarray(Xc.data),
-                np.ascontiguousarray(Xc.indices, dtype=np.int64),
-                np.ascontiguousarray(Xc.indptr, dtype=np.int64),
-            )
-            squares = centered_sum_of_squares(X, self.sw, self.xbar) / self.total
         else:
-            self.X = np.asfortranarray(X, dtype=np.float64)
-            squares = centered_column_curvature(self.X, self.xbar, self.sw)
+            self._init_rows(X, Y, sw, fit_intercept)
+            squares = self._row_curvature()
         # Round-off of a constant column's centered sum of squares.
         squares[squares <= 1e-14 * max(squares.max(), 1e-300)] = 0.0
         self.curvature = squares
@@ -165,29 +253,38 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
             self.G[dead] = 0.0
             self.G[:, dead] = 0.0
             self.b[dead] = 0.0
-        # P(0): the scale of the duality gap's tolerance, per target.
-        self.null_loss = 0.5 * (self.sw @ self.Yc**2) / self.total
         if X_val is not None:
             self.X_val = X_val
             self.Y_val = Y_val
             self.sw_val = sw_val
 
-    def _centered_gram(self):
-        """``X_c^T S X_c / W`` and ``X_c^T S Y_c / W``, centered block by
-        block (not as ``X^T S X / W - xbar xbar^T``, which cancels digits
-        when the means are large next to the spread)."""
-        d = self.n_features
-        G = np.zeros((d, d))
-        b = np.zeros((d, self.n_targets))
-        for start in range(0, self.n_samples, _GRAM_CHUNK):
-            rows = slice(start, start + _GRAM_CHUNK)
-            block = self.X[rows] - self.xbar
-            weighted = block * self.sw[rows, None]
-            G += block.T @ weighted
-            b += weighted.T @ self.Yc[rows]
-        G /= self.total
-        b /= self.total
-        return 0.5 * (G + G.T), b
+    def _init_rows(self, X, Y, sw, fit_intercept):
+        """Keep the training rows (coordinate descent on the columns)."""
+        self.sparse = sp.issparse(X)
+        self.sw = np.ascontiguousarray(sw, dtype=np.float64)
+        self.n_samples, self.n_features = X.shape
+        self.n_targets = Y.shape[1]
+        self.total = float(self.sw.sum())
+        self.xbar, self.ybar = weighted_means(X, Y, self.sw, fit_intercept)
+        self.Yc = np.asfortranarray(Y - self.ybar)
+        self.null_loss = 0.5 * (self.sw @ self.Yc**2) / self.total
+        if self.sparse:
+            Xc = sp.csc_matrix(X, dtype=np.float64)
+            Xc.sort_indices()
+            self.X = X
+            self._csc = (
+                np.ascontiguousarray(Xc.data),
+                np.ascontiguousarray(Xc.indices, dtype=np.int64),
+                np.ascontiguousarray(Xc.indptr, dtype=np.int64),
+            )
+        else:
+            self.X = np.asfortranarray(X, dtype=np.float64)
+
+    def _row_curvature(self):
+        """``sum_i s_i (x_ij - xbar_j)**2 / W`` of every column."""
+        if self.sparse:
+            return centered_sum_of_squares(self.X, self.sw, self.xbar) / self.total
+        return centered_column_curvature(self.X, self.xbar, self.sw)
 
     # ----------------------------------------------------------------- algebra
     def _alpha(self, theta):
@@ -208,17 +305,24 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
         return np.asarray(self.X.T @ r) - np.outer(self.xbar, r.sum(axis=0))
 
     def value(self, w, theta):
-        residual = self.Yc - self._centered_matvec(w)
-        data = 0.5 * float(self.sw @ np.sum(residual**2, axis=1)) / self.total
+        if self.gram:  # 1/2 r^T S r / W from the sums
+            data = 0.5 * float(np.sum(self.yy - 2.0 * np.sum(self.b * w, axis=0)
+                                      + np.sum(w * (self.G @ w), axis=0)))  # fmt: skip
+        else:
+            residual = self.Yc - self._centered_matvec(w)
+            data = 0.5 * float(self.sw @ np.sum(residual**2, axis=1)) / self.total
         l1 = float(np.sum(self._alpha(theta) * np.abs(w)))
         return data + l1 + 0.5 * float(np.sum(self._beta(theta) * w**2))
 
     def gradient(self, w, theta):
         """Gradient of the smooth part plus ``alpha sign(w)`` (zero off the
         support): the optimality residual on the support."""
-        residual = self.Yc - self._centered_matvec(w)
-        smooth = -self._centered_rmatvec(self.sw[:, None] * residual) / self.total
-        smooth += self._beta(theta) * w
+        if self.gram:
+            smooth = self.G @ w - self.b
+        else:
+            residual = self.Yc - self._centered_matvec(w)
+            smooth = -self._centered_rmatvec(self.sw[:, None] * residual) / self.total
+        smooth = smooth + self._beta(theta) * w
         return smooth + self._alpha(theta) * np.sign(w)
 
     def hvp(self, w, theta, v):

@@ -35,6 +35,7 @@ __all__ = [
     "SpectralHoldoutObjective",
     "SpectralLOOObjective",
     "holdout_predictions",
+    "is_complement",
     "loo_residuals",
     "spectral_holdout_folds",
     "spectral_loo",
@@ -233,7 +234,7 @@ def _gram_eigen(G, X, sw, rows, xbar):
     return drop_null_directions(s**2, Vt.T, from_singular_values=True)
 
 
-def _is_complement(train, val, n_samples):
+def is_complement(train, val, n_samples):
     """Whether a split's training rows are exactly all the others (K-fold)."""
     if len(train) + len(val) != n_samples:
         return False
@@ -278,7 +279,7 @@ def spectral_holdout_folds(X, Y, sw, folds, fit_intercept, mode, n_jobs=None):
         def primal_fold(fold):
             train, val = fold
             Xv, Yv, swv = X[val], Y[val], sw[val]
-            if _is_complement(train, val, X.shape[0]):
+            if is_complement(train, val, X.shape[0]):
                 Gv, xsv, xyv, ysv, totv = _gram_moments(Xv, Yv, swv)
                 G_t, xs_t, xy_t = G - Gv, xs - xsv, xy - xyv
                 ys_t, tot_t = ys - ysv, total - totv
