@@ -380,12 +380,17 @@ class StochasticFold:
         pen = self.refresh(penalty_weights(theta, self.coef_groups))
         self.inner(pen, n_steps)
         for _ in range(n_polish):
-            gradient = np.zeros_like(self.A)
-            for start in range(0, self.n_train, _CHUNK):
-                rows = self.train[start : start + _CHUNK]
-                _, g, _ = self._data_gradient(rows)
-                gradient += g * len(rows)
-            self.A -= self._precondition(gradient / self.n_train + pen * self.A)
+            gradient = self._full_gradient()
+            self.A -= self._precondition(gradient + pen * self.A)
+
+    def _full_gradient(self):
+        """Mean data gradient over every training row (one pass, in order)."""
+        gradient = np.zeros_like(self.A)
+        for start in range(0, self.n_train, _CHUNK):
+            rows = self.train[start : start + _CHUNK]
+            _, g, _ = self._data_gradient(rows)
+            gradient += g * len(rows)
+        return gradient / self.n_train
 
     def full_validation_loss(self):
         """Validation loss of the current iterate over every validation row."""
@@ -518,12 +523,7 @@ class ProximalStochasticFold(StochasticFold):
         pen = self.refresh(l2)
         self.inner(l1, pen, n_steps)
         for _ in range(n_polish):
-            gradient = np.zeros_like(self.A)
-            for start in range(0, self.n_train, _CHUNK):
-                rows = self.train[start : start + _CHUNK]
-                _, g, _ = self._data_gradient(rows)
-                gradient += g * len(rows)
-            self._prox_step(gradient / self.n_train, l1, pen, self.gamma)
+            self._prox_step(self._full_gradient(), l1, pen, self.gamma)
 
 
 class StochasticObjective(CVObjective):
