@@ -265,8 +265,8 @@ class BilevelElasticNetCV(BilevelLassoCV):
         alpha_max = float(np.max(lasso_alpha_max(X, targets, sw, self.fit_intercept)))
         if not alpha_max > 0.0:  # a constant target or constant columns
             alpha_max = 1.0
-        # Where the Lasso's 1-D search starts (its solution is zero above).
-        self._log_alpha_top = np.log(alpha_max / ratio_high)
+        # Where each ratio's path starts (alpha_max / l1_ratio: all zero above).
+        self._log_alpha_max = np.log(alpha_max)
         if self.alpha_bounds is None:
             alpha_lo = np.log(ALPHA_FLOOR * alpha_max)
             alpha_hi = np.log(alpha_max / ratio_low)
@@ -344,7 +344,7 @@ class BilevelElasticNetCV(BilevelLassoCV):
             )  # fmt: skip
             n_iter += refined.n_iter
             best = refined if refined.f < best.f else best
-        if free.all():  # with l1_ratio fixed, the 1-D search was the search
+        if free[1]:  # with l1_ratio fixed, the 1-D search was the search
             polished = minimize_box(phi_objective, best.theta, lo, hi, **box)
             n_iter += polished.n_iter
             converged = polished.converged
@@ -405,7 +405,7 @@ class BilevelElasticNetCV(BilevelLassoCV):
 
         alpha_lo = float(lo[:half].min())
         # Above alpha_max / l1_ratio every coefficient is zero.
-        top = max(self._log_alpha_top - log_expit(s), alpha_lo)
+        top = max(self._log_alpha_max - log_expit(s), alpha_lo)
         alpha_hi = float(min(hi[:half].max(), top))
         if not alpha_hi > alpha_lo:
             phi = point(alpha_hi)  # alpha fixed (or nothing below the path's top)

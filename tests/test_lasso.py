@@ -489,3 +489,28 @@ def test_gram_and_column_searches_agree(monkeypatch):
     assert gram.alpha_ == pytest.approx(columns.alpha_, rel=1e-5)
     assert gram.best_score_ == pytest.approx(columns.best_score_, rel=1e-9)
     np.testing.assert_allclose(gram.coef_, columns.coef_, atol=1e-7)
+
+
+def test_elastic_net_fixed_alpha_tunes_l1_ratio_continuously():
+    """With alpha fixed, l1_ratio is still searched continuously (the box
+    method after the profile), not only at the profile's ratios."""
+    X, y = _correlated(150, seed=2)
+    folds = list(KFold(5, shuffle=True, random_state=0).split(X))
+    model = BilevelElasticNetCV(
+        cv=folds, alpha_bounds=(0.05, 0.05), l1_ratio_bounds=(0.2, 0.9)
+    ).fit(X, y)
+    assert model.alpha_ == 0.05
+    ratios = model.cv_results_["param_l1_ratio"].astype(float)
+    profile = {0.9, 0.7, 0.5, 0.2}
+    assert any(round(r, 9) not in profile for r in ratios)
+    best = -model.best_score_
+
+    def cv_mse(ratio):
+        errors = []
+        for train, test in folds:
+            fit = ElasticNet(alpha=0.05, l1_ratio=ratio, tol=1e-12,
+                             max_iter=100_000).fit(X[train], y[train])  # fmt: skip
+            errors.append(np.mean((fit.predict(X[test]) - y[test]) ** 2))
+        return np.mean(errors)
+
+    assert best <= min(cv_mse(r) for r in profile) * (1 + 1e-9)
