@@ -83,19 +83,27 @@ class _InAlphaRatio:
 
 
 def _check_ratio_bounds(bounds):
-    """``(low, high)`` l1_ratio bounds in ``(0, 1]``, capped at RATIO_CAP."""
+    """``(low, high)`` l1_ratio bounds in ``(0, 1]``, capped at RATIO_CAP
+    (each side a number, or an array with one value per strength)."""
     bounds = DEFAULT_RATIO_BOUNDS if bounds is None else bounds
     try:
-        low, high = (float(side) for side in bounds)
+        low, high = (np.asarray(side, dtype=float) for side in bounds)
     except (TypeError, ValueError):
         raise ValueError(
             f"l1_ratio_bounds must be a (low, high) pair of numbers; got {bounds!r}."
         ) from None
-    if not 0.0 < low <= high <= 1.0:
+    if (
+        low.ndim > 1
+        or high.ndim > 1
+        or not (np.all(0.0 < low) and np.all(low <= high) and np.all(high <= 1.0))
+    ):
         raise ValueError(
             f"l1_ratio_bounds must satisfy 0 < low <= high <= 1; got {bounds!r}."
         )
-    return min(low, RATIO_CAP), min(high, RATIO_CAP)
+    low, high = np.minimum(low, RATIO_CAP), np.minimum(high, RATIO_CAP)
+    if low.ndim == high.ndim == 0:
+        return float(low), float(high)
+    return low, high
 
 
 class BilevelElasticNetCV(BilevelLassoCV):
@@ -272,16 +280,17 @@ class BilevelElasticNetCV(BilevelLassoCV):
             alpha_hi = np.log(alpha_max / ratio_low)
         else:
             alpha_lo, alpha_hi = check_bounds(self.alpha_bounds, "alpha_bounds")
-            if np.size(alpha_lo) not in (1, half) or np.size(alpha_hi) not in (1, half):
+        for name, sides in (("l1_ratio", (ratio_low, ratio_high)),
+                            ("alpha", (alpha_lo, alpha_hi))):  # fmt: skip
+            if {np.size(side) for side in sides} - {1, half}:
                 raise ValueError(
-                    f"alpha_bounds arrays must hold {half} values, one per "
-                    "strength; got sizes "
-                    f"{sorted({np.size(alpha_lo), np.size(alpha_hi)})}."
+                    f"{name}_bounds arrays must hold {half} values, one per "
+                    f"strength; got sizes {sorted({np.size(s) for s in sides})}."
                 )
         lo = np.r_[np.broadcast_to(alpha_lo, (half,)),
-                   np.full(half, logit(ratio_low))]  # fmt: skip
+                   np.broadcast_to(logit(ratio_low), (half,))]  # fmt: skip
         hi = np.r_[np.broadcast_to(alpha_hi, (half,)),
-                   np.full(half, logit(ratio_high))]  # fmt: skip
+                   np.broadcast_to(logit(ratio_high), (half,))]  # fmt: skip
         return lo, hi
 
     def _initial_theta(self, n_hyper, lo, hi):

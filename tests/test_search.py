@@ -791,3 +791,26 @@ def test_space_ranges_are_pairs_of_numbers():
     space = {"alpha": (np.full(10, 1e-3), np.full(10, 1e3))}
     with pytest.raises(ValueError, match="pair of numbers; one box per"):
         HypergradientSearchCV(BilevelRidgeCV(penalty="per_feature"), space).fit(X, y)
+
+
+def test_per_feature_bilevel_elastic_net_final_step():
+    """A per-feature BilevelElasticNetCV final step: its refit pins one
+    alpha and one l1_ratio per feature (arrays as boxes); a box of the wrong
+    size is named."""
+    X, y = load_diabetes(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search = HypergradientSearchCV(
+            BilevelElasticNetCV(penalty="per_feature", max_iter=10),
+            {"l1_ratio": (0.2, 0.8)},
+            cv=3,
+        ).fit(X, y)
+    final = search.best_estimator_
+    assert final.l1_ratio_.shape == (10,)
+    np.testing.assert_allclose(final.alpha_, search.best_params_["alpha"])
+    np.testing.assert_allclose(final.l1_ratio_, search.best_params_["l1_ratio"])
+    assert np.all((final.l1_ratio_ >= 0.2 - 1e-12) & (final.l1_ratio_ <= 0.8 + 1e-12))
+    with pytest.raises(ValueError, match="l1_ratio_bounds arrays must hold 10"):
+        BilevelElasticNetCV(
+            penalty="per_feature", l1_ratio_bounds=(np.full(3, 0.2), 0.8)
+        ).fit(X, y)
