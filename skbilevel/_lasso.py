@@ -298,7 +298,7 @@ class BilevelLassoCV(SquaredErrorRegressorHooks, BaseBilevelCV):
         return uses_gram(splits.min_train_size, splits.n_features, splits.sparse)
 
     def _deterministic_passes(self, n_samples, n_features, n_out, n_hyper):
-        return 0.0  # one solver (see _choose_solver)
+        return 0.0  # unused: "auto" keeps the deterministic solver
 
     def _refit(self, X, Y, sw, info, layout, theta, warm, objective):
         """Coordinate descent on all the data, from the folds' mean solution."""
