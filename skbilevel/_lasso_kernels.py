@@ -24,9 +24,9 @@ from ._numba import jit
 __all__ = [
     "cd_dense",
     "cd_gram",
-    "gram_jacobian_sweeps",
     "cd_sparse",
     "centered_column_curvature",
+    "gram_jacobian_sweeps",
     "support_jacobian_sweeps",
 ]
 
