@@ -41,6 +41,17 @@ def cd_mode(request, monkeypatch):
     return request.param
 
 
+def _tight_cv_mse(X, y, folds, alpha, l1_ratio=1.0):
+    """CV MSE at ``(alpha, l1_ratio)`` by tightly converged scikit-learn
+    fits on ``folds`` (``l1_ratio=1``: the Lasso)."""
+    errors = []
+    for train, test in folds:
+        model = ElasticNet(alpha=alpha, l1_ratio=l1_ratio, tol=1e-12,
+                           max_iter=100_000).fit(X[train], y[train])  # fmt: skip
+        errors.append(np.mean((model.predict(X[test]) - y[test]) ** 2))
+    return np.mean(errors)
+
+
 def _data(sparse, weights, n_samples=60, n_features=12, n_targets=1, seed=0):
     rng = np.random.RandomState(seed)
     X = rng.randn(n_samples, n_features) + 2.0  # off-center: the intercept matters
@@ -234,12 +245,7 @@ def test_cv_mse_at_or_below_lassocv(dataset):
     folds = list(KFold(5, shuffle=True, random_state=0).split(X))
 
     def cv_mse(alpha):
-        errors = []
-        for train, test in folds:
-            model = Lasso(alpha=alpha, tol=1e-12, max_iter=100_000)
-            model.fit(X[train], y[train])
-            errors.append(np.mean((model.predict(X[test]) - y[test]) ** 2))
-        return np.mean(errors)
+        return _tight_cv_mse(X, y, folds, alpha)
 
     ours = BilevelLassoCV(cv=folds).fit(X, y)
     theirs = LassoCV(cv=folds).fit(X, y)
@@ -302,12 +308,7 @@ def test_elastic_net_cv_mse_at_or_below_elasticnetcv():
     folds = list(KFold(5, shuffle=True, random_state=0).split(X))
 
     def cv_mse(alpha, l1_ratio):
-        errors = []
-        for train, test in folds:
-            model = ElasticNet(alpha=alpha, l1_ratio=l1_ratio, tol=1e-12,
-                               max_iter=100_000).fit(X[train], y[train])  # fmt: skip
-            errors.append(np.mean((model.predict(X[test]) - y[test]) ** 2))
-        return np.mean(errors)
+        return _tight_cv_mse(X, y, folds, alpha, l1_ratio)
 
     ours = BilevelElasticNetCV(cv=folds).fit(X, y)
     grid = ElasticNetCV(l1_ratio=[0.1, 0.5, 0.7, 0.9, 0.95, 0.99, 1], cv=folds)
@@ -389,12 +390,7 @@ def test_elastic_net_ranges_of_alpha_and_l1_ratio():
     assert np.all(fixed.cv_results_["param_l1_ratio"].astype(float) == 0.7)
 
     def cv_mse(alpha):
-        errors = []
-        for train, test in folds:
-            model = ElasticNet(alpha=alpha, l1_ratio=0.7, tol=1e-12,
-                               max_iter=100_000).fit(X[train], y[train])  # fmt: skip
-            errors.append(np.mean((model.predict(X[test]) - y[test]) ** 2))
-        return np.mean(errors)
+        return _tight_cv_mse(X, y, folds, alpha, 0.7)
 
     grid = np.geomspace(fixed.alpha_ / 2, fixed.alpha_ * 2, 21)
     assert cv_mse(fixed.alpha_) <= min(cv_mse(a) for a in grid) * (1 + 1e-6)
@@ -505,12 +501,6 @@ def test_elastic_net_fixed_alpha_tunes_l1_ratio_continuously():
     assert any(round(r, 9) not in profile for r in ratios)
     best = -model.best_score_
 
-    def cv_mse(ratio):
-        errors = []
-        for train, test in folds:
-            fit = ElasticNet(alpha=0.05, l1_ratio=ratio, tol=1e-12,
-                             max_iter=100_000).fit(X[train], y[train])  # fmt: skip
-            errors.append(np.mean((fit.predict(X[test]) - y[test]) ** 2))
-        return np.mean(errors)
-
-    assert best <= min(cv_mse(r) for r in profile) * (1 + 1e-9)
+    assert best <= min(_tight_cv_mse(X, y, folds, 0.05, r) for r in profile) * (
+        1 + 1e-9
+    )
