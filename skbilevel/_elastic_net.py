@@ -82,24 +82,23 @@ class _InAlphaRatio:
         return f, (None if grad is None else phi_gradient(grad, phi))
 
 
-def _check_ratio_bounds(bounds):
+def check_ratio_bounds(bounds, name="l1_ratio_bounds"):
     """``(low, high)`` l1_ratio bounds in ``(0, 1]``, capped at RATIO_CAP
-    (each side a number, or an array with one value per strength)."""
+    (each side a number, or an array with one value per strength); errors
+    name the parameter ``name``."""
     bounds = DEFAULT_RATIO_BOUNDS if bounds is None else bounds
     try:
         low, high = (np.asarray(side, dtype=float) for side in bounds)
     except (TypeError, ValueError):
         raise ValueError(
-            f"l1_ratio_bounds must be a (low, high) pair of numbers; got {bounds!r}."
+            f"{name} must be a (low, high) pair of numbers; got {bounds!r}."
         ) from None
     if (
         low.ndim > 1
         or high.ndim > 1
         or not (np.all(0.0 < low) and np.all(low <= high) and np.all(high <= 1.0))
     ):
-        raise ValueError(
-            f"l1_ratio_bounds must satisfy 0 < low <= high <= 1; got {bounds!r}."
-        )
+        raise ValueError(f"{name} must satisfy 0 < low <= high <= 1; got {bounds!r}.")
     low, high = np.minimum(low, RATIO_CAP), np.minimum(high, RATIO_CAP)
     if low.ndim == high.ndim == 0:
         return float(low), float(high)
@@ -262,14 +261,14 @@ class BilevelElasticNetCV(BilevelLassoCV):
                 "search runs 1-D searches along the path); use solver='auto' "
                 "or 'deterministic', or BilevelLassoCV(solver='stochastic')."
             )
-        _check_ratio_bounds(self.l1_ratio_bounds)
+        check_ratio_bounds(self.l1_ratio_bounds)
         return super()._check_params(leave_one_out)
 
     def _log_bounds(self, X, sw, targets=None):
         """The box of ``phi = [log alpha, logit l1_ratio]`` (module docstring)."""
         n_out = targets.shape[1]
         half = check_penalty(self.penalty, X.shape[1], n_out, "per_target")[1]
-        ratio_low, ratio_high = _check_ratio_bounds(self.l1_ratio_bounds)
+        ratio_low, ratio_high = check_ratio_bounds(self.l1_ratio_bounds)
         alpha_max = float(np.max(lasso_alpha_max(X, targets, sw, self.fit_intercept)))
         if not alpha_max > 0.0:  # a constant target or constant columns
             alpha_max = 1.0

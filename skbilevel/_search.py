@@ -54,7 +54,7 @@ from sklearn.utils.validation import (
 
 from ._base import CallbackSupportMixin, with_callbacks
 from ._columns import column_groups
-from ._elastic_net import BilevelElasticNetCV
+from ._elastic_net import BilevelElasticNetCV, check_ratio_bounds
 from ._folds import Splits
 from ._lasso import BilevelLassoCV
 from ._logistic import BilevelLogisticCV
@@ -130,24 +130,15 @@ def _check_space(param_space, keys, bilevel_final):
                         f"Give {name!r} a list of values to search it "
                         "exhaustively."
                     )
-                if name.endswith("l1_ratio"):
-                    if not (
-                        len(value) == 2
-                        and all(isinstance(v, numbers.Real) for v in value)
-                        and 0 < value[0] <= value[1] <= 1
-                    ):
-                        raise ValueError(
-                            f"param_space[{name!r}] must be a (low, high) pair "
-                            f"with 0 < low <= high <= 1; got {value!r}."
-                        )
-                    bounds[name] = (float(value[0]), float(value[1]))
-                    continue
-                check_bounds(value, f"param_space[{name!r}]")
+                if name.endswith("l1_ratio"):  # a fraction, not a strength
+                    check_ratio_bounds(value, f"param_space[{name!r}]")
+                else:
+                    check_bounds(value, f"param_space[{name!r}]")
                 if np.ndim(value[0]) or np.ndim(value[1]):
                     raise ValueError(
                         f"param_space[{name!r}] must be a (low, high) pair of "
                         "numbers; one box per hyperparameter goes in a skbilevel "
-                        "final step's own alpha_bounds / C_bounds."
+                        "final step's own alpha_bounds / C_bounds / l1_ratio_bounds."
                     )
                 bounds[name] = (float(value[0]), float(value[1]))
             elif isinstance(value, (str, Mapping)) or not hasattr(value, "__iter__"):
