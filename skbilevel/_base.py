@@ -525,10 +525,13 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
             + ". Use early_stopping='auto' or False."
         )
 
-    def _folds_objective(self, splits, info, layouts, method):
-        """The generic K-fold objective of ``splits``: the model's fold problems."""
+    def _folds_objective(self, splits, info, layouts, method, problems=None):
+        """The generic K-fold objective of ``splits``: the model's fold
+        problems (``problems``, or those of :meth:`_fold_problems`)."""
+        if problems is None:
+            problems = self._fold_problems(splits, info, layouts, method)
         return FoldsObjective(
-            self._fold_problems(splits, info, layouts, method),
+            problems,
             method,
             self.adjoint_max_iter,
             self.n_jobs,

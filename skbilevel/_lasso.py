@@ -260,28 +260,37 @@ class BilevelLassoCV(SquaredErrorRegressorHooks, BaseBilevelCV):
             **validation,
         )  # fmt: skip
 
+    def _folds_objective(self, splits, info, layouts, method, problems=None):
+        """Tall dense data split by index: every fold's Gram from moments
+        shared by the folds (see :func:`fold_gram_sums`), no copy of its
+        training rows; the moments of all the rows serve the refit
+        (``objective.precomputed``)."""
+        if problems is not None or not (
+            splits.whole is not None
+            and splits.whole[3] is not None
+            and self._folds_use_gram(splits)
+        ):
+            return super()._folds_objective(splits, info, layouts, method, problems)
+        X, targets, sw, folds = splits.whole
+        sums, whole = fold_gram_sums(X, targets, sw, folds, self.fit_intercept)
+        problems = [
+            self._problem(
+                None,
+                None,
+                None,
+                layout,
+                gram=gram,
+                X_val=X[test],
+                Y_val=targets[test],
+                sw_val=sw[test],
+            )  # fmt: skip
+            for gram, (_, test), layout in zip(sums, folds, layouts, strict=True)
+        ]
+        objective = super()._folds_objective(splits, info, layouts, method, problems)
+        objective.precomputed = {"gram": whole}
+        return objective
+
     def _fold_problems(self, splits, info, layouts, method):
-        if splits.whole is not None and splits.whole[3] is not None:
-            X, targets, sw, folds = splits.whole
-            if self._folds_use_gram(splits):
-                # Tall dense data: every fold's Gram from shared sums, no
-                # copy of its training rows (see fold_gram_sums).
-                sums = fold_gram_sums(X, targets, sw, folds, self.fit_intercept)
-                return [
-                    self._problem(
-                        None,
-                        None,
-                        None,
-                        layout,
-                        gram=gram,
-                        X_val=X[test],
-                        Y_val=targets[test],
-                        sw_val=sw[test],
-                    )  # fmt: skip
-                    for gram, (_, test), layout in zip(
-                        sums, folds, layouts, strict=True
-                    )
-                ]
         return [
             self._problem(*train, layout, X_val=test[0], Y_val=test[1], sw_val=test[2])
             # Coordinate descent on the data reads columns: Fortran-ordered
@@ -301,8 +310,9 @@ class BilevelLassoCV(SquaredErrorRegressorHooks, BaseBilevelCV):
         return 0.0  # unused: "auto" keeps the deterministic solver
 
     def _refit(self, X, Y, sw, info, layout, theta, warm, objective):
-        """Coordinate descent on all the data, from the folds' mean solution."""
-        problem = self._problem(X, Y, sw, layout)
+        """Coordinate descent on all the data, from the folds' mean solution
+        (on the Gram matrix the folds' search already formed, if any)."""
+        problem = self._problem(X, Y, sw, layout, **(objective.precomputed or {}))
         w0 = np.mean([coef for coef, _ in warm], axis=0) if warm else None
         w, converged = problem.solve(theta, w0, tol=1e-7)
         if not converged:

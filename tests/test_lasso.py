@@ -462,9 +462,11 @@ def test_fold_gram_sums_match_each_folds_own(fit_intercept, splitter):
     Y = X[:, :2] @ [[1.0], [2.0]] + rng.randn(200, 1)
     sw = rng.uniform(0.5, 2.0, 200)
     folds = list(splitter.split(X))
-    for sums, (train, _) in zip(
-        fold_gram_sums(X, Y, sw, folds, fit_intercept), folds, strict=True
-    ):
+    per_fold, whole = fold_gram_sums(X, Y, sw, folds, fit_intercept)
+    every = gram_sums(X, Y, sw, fit_intercept)
+    for name in ("G", "b", "yy", "xbar", "ybar"):  # all the rows: the refit's
+        np.testing.assert_array_equal(getattr(whole, name), getattr(every, name))
+    for sums, (train, _) in zip(per_fold, folds, strict=True):
         alone = gram_sums(X[train], Y[train], sw[train], fit_intercept)
         for name in ("G", "b", "yy", "xbar", "ybar"):
             np.testing.assert_allclose(

@@ -147,7 +147,8 @@ def gram_sums(X, Y, sw, fit_intercept):
 
 
 def fold_gram_sums(X, Y, sw, folds, fit_intercept):
-    """Every fold's :class:`GramSums` of its training rows, sharing work.
+    """Every fold's :class:`GramSums` of its training rows, sharing work;
+    and those of all the rows.
 
     The moments of all the rows, about their weighted means, are formed
     once; a fold whose training rows are all the others (K-fold) subtracts
@@ -155,7 +156,12 @@ def fold_gram_sums(X, Y, sw, folds, fit_intercept):
     of reading its training rows: ``2 n d^2`` operations for all the folds
     instead of ``(K - 1) n d^2``, and no copy of the training rows. The
     fold's own centering is then a correction by its mean's small offset
-    from the global one.
+    from the global one. All the rows' sums are :func:`gram_sums`'s.
+
+    Returns
+    -------
+    folds : list of GramSums
+    whole : GramSums
     """
     x_shift, y_shift = weighted_means(X, Y, sw, fit_intercept)
     whole = _shifted_moments(X, Y, sw, None, x_shift, y_shift)
@@ -167,7 +173,7 @@ def fold_gram_sums(X, Y, sw, folds, fit_intercept):
         else:  # shuffle-split, time series: the training rows themselves
             moments = _shifted_moments(X, Y, sw, train, x_shift, y_shift)
         out.append(_centered_sums(moments, x_shift, y_shift, len(train), fit_intercept))
-    return out
+    return out, _centered_sums(whole, x_shift, y_shift, X.shape[0], fit_intercept)
 
 
 def lasso_alpha_max(X, Y, sw, fit_intercept):
