@@ -65,6 +65,23 @@ def _quadratic_certifies(end, other, curvature, ftol):
     return fits and gap <= 0.25 * ftol * max(abs(end[1]), _TINY)
 
 
+def _kinked(left, right, curvature):
+    """Whether the bracket's values contradict a smooth function: the
+    quadratic of the ends' derivative secant through either end misses the
+    other end's value by more than 25% of its curvature term (the derivative
+    jumps inside, as the Lasso's does where a coefficient enters the
+    support)."""
+    if not curvature > 0.0:
+        return False
+    step = right[0] - left[0]
+    bend = 0.5 * curvature * step * step
+    misses = (
+        abs(right[1] - left[1] - left[2] * step - bend),
+        abs(left[1] - right[1] + right[2] * step - bend),
+    )
+    return min(misses) > 0.25 * bend
+
+
 def minimize_scalar(
     fun,
     lo,
@@ -105,10 +122,12 @@ def minimize_scalar(
         ``|df/dt| * bracket_width <= tol**2 * |f|``, when the curvature does
         (``(df/dt)**2 / (2 h) <= tol**2 * |f| / 4`` at an end, ``h`` the
         secant of the ends' derivatives), when the bracket is narrower
-        than ``1e-2 * tol``, or when three steps in a row improved the best
-        value by at most ``tol**2 * |f|`` in a bracket narrower than
-        ``100 * tol`` (a kink at the minimum, where the derivative jumps and
-        the tests above cannot certify).
+        than ``1e-2 * tol``, or, in a bracket narrower than ``100 * tol``,
+        at a kink (where the derivative jumps and the tests above cannot
+        certify): when the ends' values contradict a smooth function with
+        their derivatives, or when three steps in a row improved the best
+        value by at most ``tol**2 * |f|``. At a kink ``t`` is then within
+        ``100 * tol`` of the minimum.
     max_iter : int, default=50
         Maximum number of refinement steps after the scan.
     on_gradient : callable, default=None
@@ -277,12 +296,19 @@ def minimize_scalar(
     stalled = 0  # consecutive evaluations that did not improve the best
     while n_iter - scanned < max_iter:
         width = right[0] - left[0]
-        if stalled >= _STALL_PATIENCE and width <= 100.0 * tol:
+        curvature = (right[2] - left[2]) / width
+        if width <= 100.0 * tol and (
+            stalled >= _STALL_PATIENCE or _kinked(left, right, curvature)
+        ):
             # A kink at the minimum (the derivative jumps there, as the
             # Lasso's does where a coefficient leaves the support) keeps
             # the ends' derivatives away from zero: the tests below would
-            # shrink the bracket to xtol, each step gaining nothing. (Only
-            # in a narrow bracket: a wide one may hold a plateau's far end.)
+            # shrink the bracket to xtol, each step gaining little (measured:
+            # 5 more evaluations on a 1000 x 5000 Lasso for a CV loss 2e-5
+            # lower). It shows as values that no smooth function with the
+            # ends' derivatives explains, or as steps that stop improving.
+            # (Only in a narrow bracket, 1% of the hyperparameter for the
+            # default tol: a wide one may hold a plateau's far end.)
             converged = True
             break
         # Either end can certify the bracket (the newest point is often the
@@ -296,7 +322,6 @@ def minimize_scalar(
         # The quadratic must also explain the other end's value (within 25%
         # of its curvature term): a plateau ending at a wall has a tiny
         # derivative far from the minimum.
-        curvature = (right[2] - left[2]) / width
         certified = any(
             abs(end[2]) * width <= ftol * max(abs(end[1]), _TINY)
             or _quadratic_certifies(end, other, curvature, ftol)
