@@ -193,6 +193,68 @@ def lasso_alpha_max(X, Y, sw, fit_intercept):
     return np.max(np.abs(correlations), axis=0)
 
 
+class SupportGram:
+    """Gram matrix of the columns that have entered a support, grown lazily.
+
+    Successive supports of a fold (along the outer search and between the
+    Newton steps of one solve) share most of their columns: a block
+    ``H_SS`` is read from the products already formed, and only a new
+    column's products with the kept ones are computed (``n |A|`` operations
+    for a kept set ``A``, instead of ``n |S|^2`` for the whole block).
+    Measured on a 1000 x 5000 fold (supports of ~300 columns): ~2 ms to
+    form a block against ~0.1 ms to read it.
+
+    Parameters
+    ----------
+    products : callable
+        ``products(rows, cols)`` returns the block of the Gram matrix at
+        those column indices.
+    limit : int, default=SUPPORT_FACTORIZE_MAX
+        Most columns kept; past it the kept set restarts from the support
+        asked for (memory: ``8 limit**2`` bytes at most).
+    """
+
+    def __init__(self, products, limit=None):
+        self.products = products
+        self.limit = SUPPORT_FACTORIZE_MAX if limit is None else int(limit)
+        self.columns = np.empty(0, dtype=np.intp)  # kept, in order of entry
+        self.position = {}  # column -> its row in ``self.matrix``
+        self.matrix = np.empty((0, 0))  # capacity >= len(self.columns)
+
+    def block(self, support):
+        """``G[support][:, support]``, forming what is missing."""
+        support = np.asarray(support, dtype=np.intp)
+        new = np.array(
+            [j for j in support.tolist() if j not in self.position], dtype=np.intp
+        )
+        if new.size:
+            if self.columns.size + new.size > self.limit:
+                self.columns = np.empty(0, dtype=np.intp)
+                self.position = {}
+                new = support
+            self._grow(new)
+        rows = np.fromiter(
+            (self.position[j] for j in support.tolist()), np.intp, support.size
+        )
+        return self.matrix[np.ix_(rows, rows)]
+
+    def _grow(self, new):
+        kept = self.columns.size
+        size = kept + new.size
+        if size > self.matrix.shape[0]:  # doubling capacity: amortized copies
+            capacity = min(max(2 * self.matrix.shape[0], size), self.limit)
+            grown = np.empty((capacity, capacity))
+            grown[:kept, :kept] = self.matrix[:kept, :kept]
+            self.matrix = grown
+        columns = np.r_[self.columns, new]
+        # The new columns against all the kept ones and themselves.
+        cross = self.products(new, columns)
+        self.matrix[kept:size, :size] = cross
+        self.matrix[:kept, kept:size] = cross[:, :kept].T
+        self.columns = columns
+        self.position.update((j, kept + i) for i, j in enumerate(new.tolist()))
+
+
 class LassoProblem(CenteredSquaredValidation, InnerProblem):
     """Weighted Lasso of one fold (see the module docstring).
 
@@ -239,6 +301,7 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
             if uses_gram(X.shape[0], X.shape[1], sparse):
                 gram = gram_sums(X, Y, np.asarray(sw, dtype=np.float64), fit_intercept)
         self.gram = gram is not None
+        self._support_gram = self._xty = self._last_factor = None
         if self.gram:
             # Coordinate descent on the Gram matrix: the rows are not kept.
             self.sparse, self.X, self.sw, self.Yc = False, None, None, None
@@ -372,10 +435,38 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
         """``H_SS`` (without the L2 part) and ``X_S^T S y_t / W`` (centered)."""
         if self.gram:
             return self.G[np.ix_(support, support)], self.b[support, t]
-        columns = self._support_columns(support)
-        weighted = self.sw[:, None] * columns
-        H = columns.T @ weighted / self.total
-        return H, weighted.T @ self.Yc[:, t] / self.total
+        if self._support_gram is None:
+            self._support_gram = SupportGram(self._weighted_products)
+        return self._support_gram.block(support), self._correlations()[support, t]
+
+    def _weighted_products(self, rows, cols):
+        """``X_c[:, rows]^T S X_c[:, cols] / W`` (centered columns)."""
+        left = self._support_columns(rows)
+        return (self.sw[:, None] * left).T @ self._support_columns(cols) / self.total
+
+    def _correlations(self):
+        """``X_c^T S Y_c / W`` of every column, formed once."""
+        if self._xty is None:
+            self._xty = self._centered_rmatvec(self.sw[:, None] * self.Yc) / self.total
+        return self._xty
+
+    def _factor(self, support, t, beta):
+        """Cholesky factor of ``H_SS + diag(beta_S)``, the last one reused
+        (the final Newton step of a solve and the hypergradient's solve
+        factorize the same support)."""
+        key = self._last_factor
+        if (
+            key is not None
+            and key[1] == t
+            and np.array_equal(key[0], support)
+            and np.array_equal(key[2], beta[support])
+        ):
+            return key[3]
+        H = self._support_system(support, t)[0].copy()
+        H[np.diag_indices_from(H)] += beta[support]
+        factor = robust_cho_factor(H)
+        self._last_factor = (support.copy(), t, beta[support].copy(), factor)
+        return factor
 
     def _support_columns(self, support):
         """Centered columns ``X_S - xbar_S``, dense, shape (n_samples, |S|)."""
@@ -474,11 +565,10 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
             if support.size == 0:
                 continue
             if support.size <= SUPPORT_FACTORIZE_MAX:
-                H = self._support_system(support, t)[0].copy()
-                H[np.diag_indices_from(H)] += beta[support, t]
                 out[support, t] = scipy.linalg.cho_solve(
-                    robust_cho_factor(H), rhs[support, t], check_finite=False
-                )
+                    self._factor(support, t, beta[:, t]), rhs[support, t],
+                    check_finite=False,
+                )  # fmt: skip
             else:
                 column = np.zeros_like(w)
                 column[:, t] = w[:, t]
@@ -567,11 +657,12 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
         support = np.flatnonzero(coef)
         if not 0 < support.size <= SUPPORT_FACTORIZE_MAX:
             return
-        H, rhs = self._support_system(support, t)
-        H = H.copy()
-        H[np.diag_indices_from(H)] += beta[support]
-        rhs = rhs - alpha[support] * np.sign(coef[support])
-        values = scipy.linalg.cho_solve(robust_cho_factor(H), rhs, check_finite=False)
+        rhs = self._support_system(support, t)[1] - alpha[support] * np.sign(
+            coef[support]
+        )
+        values = scipy.linalg.cho_solve(
+            self._factor(support, t, beta), rhs, check_finite=False
+        )
         current = coef[support]
         crossing = np.sign(values) != np.sign(current)
         if not crossing.any():
