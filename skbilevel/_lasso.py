@@ -28,6 +28,11 @@ __all__ = ["BilevelLassoCV"]
 # Hypergradient methods that differentiate on the support (the others step
 # along the gradient of a smooth training loss).
 _LASSO_METHODS = ("auto", "direct", "cg", "implicit_forward")
+# Dense folds whose training rows are at least this share of the rows are
+# solved on one shared column-major copy of X, the validation rows weighted
+# zero (see BilevelLassoCV._weighted_folds): coordinate descent then reads
+# at most 1 / 0.75 times the rows it needs.
+SHARED_DESIGN_MIN_SHARE = 0.75
 
 
 class BilevelLassoCV(SquaredErrorRegressorHooks, BaseBilevelCV):
@@ -265,12 +270,22 @@ class BilevelLassoCV(SquaredErrorRegressorHooks, BaseBilevelCV):
         shared by the folds (see :func:`fold_gram_sums`), no copy of its
         training rows; the moments of all the rows serve the refit
         (``objective.precomputed``)."""
-        if problems is not None or not (
+        if problems is not None:
+            return super()._folds_objective(splits, info, layouts, method, problems)
+        shared = self._weighted_folds(splits, layouts)
+        if shared is not None:
+            design, problems = shared
+            objective = super()._folds_objective(
+                splits, info, layouts, method, problems
+            )
+            objective.precomputed = {"design": design}  # the refit's X
+            return objective
+        if not (
             splits.whole is not None
             and splits.whole[3] is not None
             and self._folds_use_gram(splits)
         ):
-            return super()._folds_objective(splits, info, layouts, method, problems)
+            return super()._folds_objective(splits, info, layouts, method)
         X, targets, sw, folds = splits.whole
         sums, whole = fold_gram_sums(X, targets, sw, folds, self.fit_intercept)
         problems = [
@@ -302,6 +317,52 @@ class BilevelLassoCV(SquaredErrorRegressorHooks, BaseBilevelCV):
             )
         ]
 
+    def _weighted_folds(self, splits, layouts):
+        """Dense folds of one matrix (K-fold and the like) as sample weights
+        on one shared Fortran-ordered copy of X: a fold's validation rows
+        (and any row outside its training set) get weight zero, which is
+        the Lasso of its training rows. Copying every fold's training
+        columns instead cost more than the search's solves (measured on
+        1000 x 5000, 5 folds: 0.65 s of a 1.5 s fit, and 5 times the memory)
+        while the extra rows cost coordinate descent 1.25 times the
+        operations. None where it does not apply (sparse X, Gram folds,
+        given parts, folds keeping under ``SHARED_DESIGN_MIN_SHARE`` of the
+        rows).
+
+        Returns
+        -------
+        design : ndarray of shape (n_samples, n_features), Fortran order
+        problems : list of LassoProblem
+        """
+        if (
+            splits.sparse
+            or splits.whole is None
+            or splits.whole[3] is None
+            or self._folds_use_gram(splits)
+        ):
+            return None
+        X, targets, sw, folds = splits.whole
+        n_samples = X.shape[0]
+        if min(len(train) for train, _ in folds) < SHARED_DESIGN_MIN_SHARE * n_samples:
+            return None
+        design = np.asfortranarray(X, dtype=np.float64)
+        problems = []
+        for (train, test), layout in zip(folds, layouts, strict=True):
+            weights = np.zeros(n_samples)
+            np.add.at(weights, train, sw[train])  # a repeated row counts twice
+            problems.append(
+                self._problem(
+                    design,
+                    targets,
+                    weights,
+                    layout,
+                    X_val=X[test],
+                    Y_val=targets[test],
+                    sw_val=sw[test],
+                )  # fmt: skip
+            )
+        return design, problems
+
     @staticmethod
     def _folds_use_gram(splits):
         return uses_gram(splits.min_train_size, splits.n_features, splits.sparse)
@@ -312,7 +373,11 @@ class BilevelLassoCV(SquaredErrorRegressorHooks, BaseBilevelCV):
     def _refit(self, X, Y, sw, info, layout, theta, warm, objective):
         """Coordinate descent on all the data, from the folds' mean solution
         (on the Gram matrix the folds' search already formed, if any)."""
-        problem = self._problem(X, Y, sw, layout, **(objective.precomputed or {}))
+        precomputed = dict(objective.precomputed or {})
+        # The folds' shared copy of X (see _weighted_folds), in the order
+        # coordinate descent reads: not copied again.
+        X = precomputed.pop("design", X)
+        problem = self._problem(X, Y, sw, layout, **precomputed)
         w0 = np.mean([coef for coef, _ in warm], axis=0) if warm else None
         w, converged = problem.solve(theta, w0, tol=1e-7)
         if not converged:

@@ -13,6 +13,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import ElasticNet, ElasticNetCV, Lasso, LassoCV
 from sklearn.model_selection import KFold, ShuffleSplit
 
+import skbilevel._lasso as _lasso_module
 import skbilevel._problems._lasso as _lasso_problem
 from skbilevel import BilevelElasticNetCV, BilevelLassoCV
 from skbilevel._elastic_net import (
@@ -23,6 +24,7 @@ from skbilevel._elastic_net import (
 from skbilevel._objectives import FoldsObjective
 from skbilevel._problems._lasso import (
     LassoProblem,
+    SupportGram,
     fold_gram_sums,
     gram_sums,
     lasso_alpha_max,
@@ -506,3 +508,65 @@ def test_elastic_net_fixed_alpha_tunes_l1_ratio_continuously():
     assert best <= min(_tight_cv_mse(X, y, folds, 0.05, r) for r in profile) * (
         1 + 1e-9
     )
+
+
+def test_support_gram_grows_and_restarts():
+    """Blocks read from the lazily grown Gram matrix equal the products of
+    the support's columns, as supports grow, shrink and reorder, and past
+    the column limit (where the kept set restarts)."""
+    rng = np.random.RandomState(0)
+    A = rng.randn(30, 12)
+    G = A.T @ A
+    computed = []
+
+    def products(rows, cols):
+        computed.append(len(rows) * len(cols))
+        return A[:, rows].T @ A[:, cols]
+
+    cache = SupportGram(products, limit=8)
+    for support in ([1, 4], [1, 4, 7], [0, 4, 7, 9], [4, 9], [2, 3, 5, 6], [0, 11]):
+        support = np.array(support)
+        np.testing.assert_allclose(cache.block(support), G[np.ix_(support, support)])
+    # [4, 9] was all kept (nothing formed); [2, 3, 5, 6] passed the limit
+    # of 8 columns (restart from it); [0, 11] grew it again.
+    assert computed == [2 * 2, 1 * 3, 2 * 5, 4 * 4, 2 * 6]
+
+
+@pytest.mark.parametrize("weights", [False, True])
+def test_shared_design_folds_match_copied_folds(monkeypatch, weights):
+    """Dense K-fold folds solved on one shared column-major X with zero
+    weights off their training rows give the search of copied folds (a
+    custom split repeating a training row counts it twice in both)."""
+    X, y = make_regression(120, 200, n_informative=8, noise=5.0, random_state=3)
+    sw = np.random.RandomState(0).uniform(0.5, 2.0, 120) if weights else None
+    folds = list(KFold(4, shuffle=True, random_state=0).split(X))
+    folds[0] = (np.r_[folds[0][0], folds[0][0][:5]], folds[0][1])
+    shared = BilevelLassoCV(cv=folds).fit(X, y, sample_weight=sw)
+    monkeypatch.setattr(_lasso_module, "SHARED_DESIGN_MIN_SHARE", 2.0)  # copies
+    copied = BilevelLassoCV(cv=folds).fit(X, y, sample_weight=sw)
+    assert shared.alpha_ == pytest.approx(copied.alpha_, rel=1e-6)
+    assert shared.best_score_ == pytest.approx(copied.best_score_, rel=1e-9)
+    np.testing.assert_allclose(shared.coef_, copied.coef_, atol=1e-7)
+    np.testing.assert_allclose(shared.intercept_, copied.intercept_, atol=1e-7)
+
+
+def test_hessian_solve_reuses_only_a_matching_factor():
+    """The support's Cholesky factor kept from the solve serves the
+    hypergradient's solve, and a different L2 part or support is
+    factorized anew: results equal those of a fresh problem."""
+    X, Y, sw = _data(False, True, n_samples=80, n_features=40)
+    groups = np.zeros((40, 1), dtype=np.int64)
+    l2 = np.ones((40, 1), dtype=np.int64)
+    rhs = np.random.RandomState(1).randn(40, 1)
+    problem = LassoProblem(X, Y, sw, groups, 2, True, l2_group_idx=l2)
+    for theta in ([np.log(0.05), np.log(0.3)], [np.log(0.05), np.log(0.03)],
+                  [np.log(0.2), np.log(0.03)]):  # fmt: skip
+        theta = np.array(theta)
+        w, converged = problem.solve(theta)
+        assert converged
+        fresh = LassoProblem(X, Y, sw, groups, 2, True, l2_group_idx=l2)
+        np.testing.assert_allclose(
+            problem.hessian_solve(w, theta, rhs),
+            fresh.hessian_solve(w, theta, rhs),
+            rtol=1e-10,
+        )
