@@ -2,6 +2,7 @@
 
 from ._columns import column_groups
 from ._elastic_net import BilevelElasticNetCV
+from ._kernel_ridge import BilevelKernelRidgeCV
 from ._lasso import BilevelLassoCV
 from ._logistic import BilevelLogisticCV
 from ._ridge import BilevelRidgeCV
@@ -9,6 +10,7 @@ from ._search import HypergradientSearchCV
 
 __all__ = [
     "BilevelElasticNetCV",
+    "BilevelKernelRidgeCV",
     "BilevelLassoCV",
     "BilevelLogisticCV",
     "BilevelRidgeCV",

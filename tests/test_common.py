@@ -4,6 +4,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skbilevel import (
     BilevelElasticNetCV,
+    BilevelKernelRidgeCV,
     BilevelLassoCV,
     BilevelLogisticCV,
     BilevelRidgeCV,
@@ -27,6 +28,11 @@ ESTIMATORS = [
     BilevelLassoCV(solver="stochastic", max_iter=10, random_state=0),
     BilevelElasticNetCV(),
     BilevelElasticNetCV(penalty="per_feature"),
+    BilevelKernelRidgeCV(),
+    BilevelKernelRidgeCV(gamma="per_feature", max_iter=20),
+    BilevelKernelRidgeCV(cv=None, kernel="laplacian"),
+    BilevelKernelRidgeCV(kernel="poly", degree=2, penalty="per_target"),
+    BilevelKernelRidgeCV(kernel="linear"),
 ]
 
 

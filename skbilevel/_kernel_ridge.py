@@ -1,0 +1,655 @@
+"""BilevelKernelRidgeCV: kernel ridge regression whose strength and kernel
+widths are tuned by hypergradient descent on the cross-validated error."""
+
+import numbers
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import check_scoring, get_scorer_names
+from sklearn.metrics._scorer import _BaseScorer, _PassthroughScorer
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._folds import check_folds
+from ._objectives import CVObjective, map_folds
+from ._outer import minimize_box, minimize_scalar
+from ._problems._kernel import (
+    KERNELS,
+    KernelFold,
+    KernelLeaveOneOut,
+    KernelSpec,
+    kernel_dual,
+)
+from ._results import RegressorPredictionsAsInput, build_cv_results
+from ._validation import check_bounds, check_sample_weight, warn_user
+
+__all__ = ["BilevelKernelRidgeCV"]
+
+# Most training rows of one split: its kernel matrix and diagonalization
+# (8 n^2 bytes each, O(n^3) operations) must fit a workstation.
+KERNEL_MAX_SAMPLES = 10_000
+# Default boxes, in units of the data (see BilevelKernelRidgeCV._boxes):
+# widths times the typical distance between two rows, and strengths
+# relative to the kernel's diagonal (the data term's curvature per row).
+WIDTH_BOX = (1e-3, 1e2)
+STRENGTH_BOX = (1e-8, 1e3)
+# Per-feature widths may also switch a feature off: their box reaches this
+# factor below the scalar width's.
+FEATURE_OFF = 1e-3
+# Scan points per decade: of the widths (each point diagonalizes every
+# split's kernel matrix) and of the strength (closed form at a fixed width).
+WIDTH_SCAN_PER_DECADE = 2.0
+STRENGTH_SCAN_PER_DECADE = 4.0
+# Scalar widths whose loss is within this fraction of the best may start the
+# per-feature search (the largest of them does).
+START_TOLERANCE = 1e-2
+# Row pairs sampled to measure the typical distance between rows.
+_DISTANCE_PAIRS = 2000
+
+
+class KernelRidgeObjective(CVObjective):
+    """Mean validation MSE of kernel ridge over splits, in ``theta``.
+
+    ``theta`` holds ``log alpha`` (one, or one per target) followed by
+    ``log gamma`` (none for a fixed width, one, or one per feature).
+
+    Parameters
+    ----------
+    folds : list of KernelFold or [KernelLeaveOneOut]
+    n_alpha : int
+    n_targets : int
+    n_features : int
+    widths : {"fixed", "scalar", "per_feature"}
+    fixed : ndarray of shape (n_features,) or None
+        The widths when they are fixed.
+    n_jobs : int or None
+    verbose : int
+    """
+
+    def __init__(self, folds, n_alpha, n_targets, n_features, widths, fixed,
+                 n_jobs=None, verbose=0):  # fmt: skip
+        self.n_width = {"fixed": 0, "scalar": 1, "per_feature": n_features}[widths]
+        super().__init__(n_alpha + self.n_width, len(folds), verbose)
+        self.folds = folds
+        self.n_alpha, self.n_targets, self.n_features = n_alpha, n_targets, n_features
+        self.fixed = fixed
+        self.n_jobs = n_jobs
+        self.param_name = "alpha"
+
+    def split(self, theta):
+        """``(alphas per target, widths per feature)`` of ``theta``."""
+        theta = np.asarray(theta, dtype=float)
+        alphas = np.broadcast_to(np.exp(theta[: self.n_alpha]), (self.n_targets,))
+        if self.n_width == 0:
+            return alphas.copy(), self.fixed
+        widths = np.broadcast_to(np.exp(theta[self.n_alpha :]), (self.n_features,))
+        return alphas.copy(), widths.copy()
+
+    def _collapse(self, d_alpha, d_width):
+        """Derivatives per target and feature, summed into ``theta``'s."""
+        if self.n_alpha == 1:
+            d_alpha = np.array([np.sum(d_alpha)])
+        if self.n_width == 0:
+            return d_alpha
+        if self.n_width == 1:
+            d_width = np.array([np.sum(d_width)])
+        return np.r_[d_alpha, d_width]
+
+    def _evaluate(self, theta, need_grad, spectral=False):
+        alphas, widths = self.split(theta)
+        results = map_folds(
+            lambda fold: fold.loss_grad(alphas, widths, need_grad, spectral),
+            self.folds,
+            self.n_jobs,
+        )
+        losses = np.array([r[0] for r in results])
+        grad = None
+        if need_grad:
+            d_alpha = np.mean([r[1] for r in results], axis=0)
+            d_width = None
+            if self.n_width:
+                d_width = np.mean([r[2] for r in results], axis=0)
+            grad = self._collapse(d_alpha, d_width)
+        return float(losses.mean()), grad, losses, None
+
+    # ------------------------------------------------- strengths at a width
+    def best_strengths(self, widths, lo, hi, tol):
+        """The exact 1-D search(es) of ``log alpha`` at fixed ``widths``.
+
+        Every split's kernel matrix is diagonalized once; the loss at any
+        strength is then a closed form (see ``strength_path``), scanned at
+        ``STRENGTH_SCAN_PER_DECADE`` points a decade and refined by the
+        bracketing search. One strength for all targets minimizes their
+        summed loss, one per target each target's own.
+
+        Returns
+        -------
+        log_alpha : ndarray of shape (n_alpha,)
+        split_losses : ndarray of shape (n_splits,)
+        """
+        paths = map_folds(
+            lambda fold: fold.strength_path(widths), self.folds, self.n_jobs
+        )
+
+        def per_target(alphas):
+            values = [path(alphas) for path in paths]
+            losses = np.mean([v[0] for v in values], axis=0)
+            slopes = np.mean([v[1] for v in values], axis=0)
+            return losses, slopes
+
+        columns = [None] if self.n_alpha == 1 else list(range(self.n_alpha))
+        n_scan = int(np.ceil((hi - lo) / np.log(10.0) * STRENGTH_SCAN_PER_DECADE)) + 1
+        best = np.empty(self.n_alpha)
+        for k, column in enumerate(columns):
+
+            def pick(values, column=column):
+                return values.sum(axis=1) if column is None else values[:, column]
+
+            def fun(t, need_grad=True, pick=pick):
+                losses, slopes = per_target(np.array([np.exp(t)]))
+                return float(pick(losses)[0]), float(pick(slopes)[0])
+
+            def scan(ts, pick=pick):
+                return pick(per_target(np.exp(np.asarray(ts)))[0])
+
+            best[k] = minimize_scalar(fun, lo, hi, scan=scan, n_scan=n_scan,
+                                      tol=tol).theta[0]  # fmt: skip
+        alphas = np.broadcast_to(np.exp(best), (self.n_targets,))
+        split_losses = np.array([np.sum(path(alphas)[0].diagonal()) for path in paths])
+        return best, split_losses
+
+    def profile(self, t, need_grad, lo, hi, tol):
+        """The CV loss at the best strength(s) for the scalar width
+        ``exp(t)``, and its derivative in ``t`` (the partial derivative at
+        that strength: the strengths are at their minimum)."""
+        widths = np.full(self.n_features, np.exp(t)) if self.n_width else self.fixed
+        log_alpha, split_losses = self.best_strengths(widths, lo, hi, tol)
+        theta = np.r_[log_alpha, [t] * self.n_width]
+        grad = None
+        if need_grad:
+            f, grad, split_losses, _ = self._evaluate(theta, True, spectral=True)
+        f = float(split_losses.mean())
+        self._log(theta, f, split_losses, grad)
+        return f, (None if grad is None else float(np.sum(grad[self.n_alpha :])))
+
+    # ------------------------------------------------------------- scoring
+    def validation_predictions(self, index):
+        alphas, widths = self.split(self.records[index].theta)
+        if isinstance(self.folds[0], KernelLeaveOneOut):
+            fold = self.folds[0]
+            return [fold.Y - fold.residuals(alphas, widths)]
+        return [fold.predict(alphas, widths) for fold in self.folds]
+
+
+class _KernelFoldModel(RegressorMixin, BaseEstimator):
+    """A split's kernel ridge model, fitted (for plain scoring callables)."""
+
+    def __init__(self, spec=None, widths=None, X_fit=None, dual_coef=None,
+                 single_output=True):  # fmt: skip
+        self.spec = spec
+        self.widths = widths
+        self.X_fit = X_fit
+        self.dual_coef = dual_coef
+        self.single_output = single_output
+
+    def predict(self, X):
+        X = np.asarray(X, dtype=np.float64)
+        out = self.spec.matrix(X, self.X_fit, self.widths) @ self.dual_coef
+        return out[:, 0] if self.single_output else out
+
+
+class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
+    """Kernel ridge regression with its strength and kernel widths tuned by
+    hypergradient descent on the cross-validated error.
+
+    The model is scikit-learn's :class:`~sklearn.kernel_ridge.KernelRidge`
+    (no intercept; ``alpha`` and ``gamma`` as there). Its strength and the
+    kernel's width(s) are chosen to minimize the mean validation MSE over
+    the ``cv`` splits: for each width the strength is found exactly (the
+    loss of every strength is a closed form once each split's kernel matrix
+    is diagonalized), and the width by a 1-D search on the resulting curve,
+    whose derivative is the hypergradient in the width at that strength.
+    With ``gamma="per_feature"`` (automatic relevance determination: one
+    width per feature, which no grid can search) the strength and all the
+    widths then move together by the projected hypergradient method from
+    that point.
+
+    Parameters
+    ----------
+    kernel : {"rbf", "laplacian", "poly", "linear"}, default="rbf"
+        ``"rbf"``: ``exp(-sum_d gamma_d (x_d - z_d)**2)``; ``"laplacian"``:
+        ``exp(-sum_d gamma_d |x_d - z_d|)``; ``"poly"``: ``(sum_d gamma_d
+        x_d z_d + coef0)**degree``; ``"linear"``: ``x . z`` (no width).
+    gamma : {"scalar", "per_feature"} or float, default="scalar"
+        The width(s) tuned: one for all features, one per feature, or a
+        fixed value (only ``alpha`` is tuned).
+    penalty : {"scalar", "per_target"}, default="scalar"
+        One strength for all target columns, or one per column.
+    alpha_bounds : (float, float), default=None
+        Range of ``alpha``. None: ``(1e-8, 1e3)`` times the weighted mean
+        of the kernel's diagonal (the data term's curvature per row).
+    gamma_bounds : (float, float), default=None
+        Range of ``gamma`` (per feature: the same range for each). None:
+        ``(1e-3, 1e2)`` divided by the median squared (RBF) or absolute
+        (Laplacian) distance between two rows, or by the median squared
+        norm of a row (polynomial); per feature, reaching
+        ``1e-3`` times lower (a width that switches its feature off).
+    degree : int, default=3
+        Degree of the polynomial kernel.
+    coef0 : float, default=1.0
+        Constant of the polynomial kernel.
+    cv : int, cross-validation generator, iterable or None, default=5
+        As in :func:`~sklearn.model_selection.cross_val_score`. None: exact
+        leave-one-out, by a closed form.
+    scoring : str or callable, default=None
+        What ``cv_results_`` and ``best_score_`` report (the search itself
+        minimizes the weighted validation MSE). None: the negative MSE.
+    max_iter : int, default=100
+        Outer iterations of the per-feature search.
+    tol : float, default=1e-4
+        Relative tolerance of the outer searches.
+    n_jobs : int, default=None
+        Splits evaluated in parallel threads.
+    verbose : int, default=0
+        Print one line per hypergradient evaluation when > 0.
+
+    Attributes
+    ----------
+    alpha_ : float or ndarray of shape (n_targets,)
+        Chosen strength(s).
+    gamma_ : float, ndarray of shape (n_features,) or None
+        Chosen width(s) (None for the linear kernel).
+    dual_coef_ : ndarray of shape (n_samples,) or (n_samples, n_targets)
+        Dual coefficients of the final fit on all the data.
+    X_fit_ : ndarray of shape (n_samples, n_features)
+        The training data, needed for prediction.
+    best_score_ : float
+        Mean validation score of the chosen point.
+    best_index_ : int
+        Its row in ``cv_results_``.
+    cv_results_ : dict of ndarrays
+        One row per evaluation, in :class:`~sklearn.model_selection.GridSearchCV`'s
+        layout (``param_alpha``, ``param_gamma``, split scores, ranks) with
+        ``iter``, ``time`` and ``hypergradient_norm`` columns.
+    n_iter_ : int
+        Number of evaluations.
+    n_splits_ : int
+        Number of splits (1 for leave-one-out).
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Defined when ``X`` has feature names that are all strings.
+
+    See Also
+    --------
+    sklearn.kernel_ridge.KernelRidge : The model, at given hyperparameters.
+    sklearn.gaussian_process.GaussianProcessRegressor : Widths per feature
+        by the marginal likelihood instead of the cross-validated error.
+
+    Notes
+    -----
+    Every split's kernel matrix is formed and diagonalized (or factorized)
+    at each width, ``O(n_train^3)`` operations: training parts of up to
+    ``KERNEL_MAX_SAMPLES`` (10000) rows are accepted. Computations run in
+    float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skbilevel import BilevelKernelRidgeCV
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.uniform(-3, 3, (120, 2))
+    >>> y = np.sin(X[:, 0]) + 0.1 * rng.randn(120)
+    >>> model = BilevelKernelRidgeCV(gamma="per_feature").fit(X, y)
+    >>> bool(model.gamma_[0] > model.gamma_[1])  # the first feature matters
+    True
+    """
+
+    _parameter_constraints = {
+        "kernel": [StrOptions(set(KERNELS))],
+        "gamma": [
+            StrOptions({"scalar", "per_feature"}),
+            Interval(numbers.Real, 0, None, closed="neither"),
+        ],
+        "penalty": [StrOptions({"scalar", "per_target"})],
+        "alpha_bounds": ["array-like", None],
+        "gamma_bounds": ["array-like", None],
+        "degree": [Interval(numbers.Integral, 1, None, closed="left")],
+        "coef0": [Interval(numbers.Real, None, None, closed="neither")],
+        "cv": ["cv_object"],
+        "scoring": [StrOptions(set(get_scorer_names())), callable, None],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "tol": [Interval(numbers.Real, 0, None, closed="neither")],
+        "n_jobs": [numbers.Integral, None],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        *,
+        kernel="rbf",
+        gamma="scalar",
+        penalty="scalar",
+        alpha_bounds=None,
+        gamma_bounds=None,
+        degree=3,
+        coef0=1.0,
+        cv=5,
+        scoring=None,
+        max_iter=100,
+        tol=1e-4,
+        n_jobs=None,
+        verbose=0,
+    ):
+        self.kernel = kernel
+        self.gamma = gamma
+        self.penalty = penalty
+        self.alpha_bounds = alpha_bounds
+        self.gamma_bounds = gamma_bounds
+        self.degree = degree
+        self.coef0 = coef0
+        self.cv = cv
+        self.scoring = scoring
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fit
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None, groups=None):
+        """Tune ``alpha`` and ``gamma`` on the ``cv`` splits, then refit.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data (dense).
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+            Target values.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights, in training and validation losses alike.
+        groups : array-like of shape (n_samples,), default=None
+            Group labels for a group-aware ``cv`` splitter.
+
+        Returns
+        -------
+        self : object
+            Fitted estimator.
+        """
+        X, y = validate_data(
+            self, X, y, dtype=[np.float64, np.float32], multi_output=True,
+            y_numeric=True,
+        )  # fmt: skip
+        spec = KernelSpec(self.kernel, int(self.degree), float(self.coef0))
+        X64 = np.ascontiguousarray(X, dtype=np.float64)
+        Y = np.asarray(y, dtype=np.float64).reshape(X.shape[0], -1)
+        sw = check_sample_weight(sample_weight, X64)
+        n_samples, n_features = X64.shape
+        n_targets = Y.shape[1]
+        if self.cv is None:
+            if n_samples < 2:
+                raise ValueError(
+                    "Leave-one-out (cv=None) needs at least 2 samples, got "
+                    f"n_samples={n_samples}."
+                )
+            splits = None
+            largest = n_samples
+        else:
+            splits = check_folds(self.cv, X64, y, groups, sw, classifier=False)
+            largest = max(len(train) for train, _ in splits)
+        if largest > KERNEL_MAX_SAMPLES:
+            raise ValueError(
+                f"BilevelKernelRidgeCV forms and diagonalizes each split's kernel "
+                f"matrix: {largest} training rows exceed its limit of "
+                f"{KERNEL_MAX_SAMPLES}. Subsample the rows, or approximate the "
+                "kernel (sklearn.kernel_approximation.Nystroem) before a linear "
+                "model such as BilevelRidgeCV."
+            )
+        widths_mode, fixed = self._width_mode(spec, n_features)
+        width_lo, width_hi = self._width_box(spec, X64, sw, widths_mode)
+        alpha_lo, alpha_hi = self._alpha_box(spec, X64, sw, width_lo, width_hi, fixed)
+        n_alpha = 1 if self.penalty == "scalar" else n_targets
+        if splits is None:
+            folds = [KernelLeaveOneOut(spec, X64, Y, sw)]
+        else:
+            folds = [
+                KernelFold(spec, X64[tr], Y[tr], sw[tr], X64[te], Y[te], sw[te])
+                for tr, te in splits
+            ]
+        objective = KernelRidgeObjective(
+            folds, n_alpha, n_targets, n_features, widths_mode, fixed, self.n_jobs,
+            self.verbose,
+        )  # fmt: skip
+        converged = self._search(
+            objective, widths_mode, (alpha_lo, alpha_hi), (width_lo, width_hi)
+        )
+        if not converged:
+            warn_user(
+                f"The outer search did not converge in {self.max_iter} iterations "
+                f"(tol={self.tol}); the best point found is used. Increase "
+                "max_iter or tol.",
+                ConvergenceWarning,
+            )
+        records = objective.records
+        best = int(np.argmin([r.loss for r in records]))
+        alphas, widths = objective.split(records[best].theta)
+        self._store_results(objective, folds, splits, spec, X64, y, best)
+        self.alpha_ = float(alphas[0]) if n_alpha == 1 else alphas
+        self.gamma_ = self._user_widths(widths_mode, widths)
+        self._spec, self._widths = spec, widths
+        self._shift = sw @ X64 / sw.sum() if spec.translation_invariant else None
+        dual = kernel_dual(
+            spec.matrix(self._centered(X64), self._centered(X64), widths),
+            np.sqrt(sw), Y, alphas,
+        )[0]  # fmt: skip
+        self.dual_coef_ = dual[:, 0] if y.ndim == 1 else dual
+        self.X_fit_ = X
+        return self
+
+    def _width_mode(self, spec, n_features):
+        """``("fixed" | "scalar" | "per_feature", fixed widths or None)``."""
+        if not spec.has_widths:
+            return "fixed", np.zeros(n_features)
+        if isinstance(self.gamma, str):
+            return self.gamma, None
+        return "fixed", np.full(n_features, float(self.gamma))
+
+    def _width_box(self, spec, X, sw, mode):
+        """Log-width box: ``gamma_bounds``, or the data's typical distance."""
+        if mode == "fixed":
+            return 0.0, 0.0
+        if self.gamma_bounds is not None:
+            lo, hi = check_bounds(self.gamma_bounds, "gamma_bounds")
+            if np.ndim(lo) or np.ndim(hi):
+                raise ValueError(
+                    "gamma_bounds must be one (low, high) pair of numbers: the "
+                    "same range serves every feature's width."
+                )
+            return lo, hi
+        scale = _typical_distance(spec, X)
+        lo, hi = np.log(WIDTH_BOX[0] / scale), np.log(WIDTH_BOX[1] / scale)
+        if mode == "per_feature":
+            lo += np.log(FEATURE_OFF)
+        return float(lo), float(hi)
+
+    def _alpha_box(self, spec, X, sw, width_lo, width_hi, fixed):
+        """Log-strength box: ``alpha_bounds``, or the kernel's diagonal."""
+        if self.alpha_bounds is not None:
+            lo, hi = check_bounds(self.alpha_bounds, "alpha_bounds")
+            if np.ndim(lo) or np.ndim(hi):
+                raise ValueError(
+                    "alpha_bounds must be one (low, high) pair of numbers."
+                )
+            return lo, hi
+        scales = []
+        for log_width in {width_lo, width_hi}:
+            widths = (
+                fixed if fixed is not None else np.full(X.shape[1], np.exp(log_width))
+            )
+            diagonal = spec.diagonal(X, widths)
+            scales.append(float(sw @ diagonal / sw.sum()))
+        positive = [s for s in scales if s > 0] or [1.0]
+        return (
+            float(np.log(STRENGTH_BOX[0] * min(positive))),
+            float(np.log(STRENGTH_BOX[1] * max(positive))),
+        )
+
+    def _search(self, objective, mode, alpha_box, width_box):
+        """Run the outer search; returns whether it converged."""
+        tol = self.tol
+        if mode == "fixed":
+            objective.profile(0.0, False, *alpha_box, tol)
+            return True
+        scalar_box = width_box
+        if mode == "per_feature":
+            scalar_box = (width_box[0] - np.log(FEATURE_OFF), width_box[1])
+        decades = (scalar_box[1] - scalar_box[0]) / np.log(10.0)
+
+        def profile(t, need_grad=True):
+            return objective.profile(t, need_grad, *alpha_box, tol)
+
+        def scan(ts):
+            return np.array([profile(t, False)[0] for t in ts])
+
+        # The width's loss is a statistical estimate flat over wide ranges
+        # (a factor 4 in gamma moved it by 0.3% on a smooth target): its
+        # search stops once the loss is certified within ``tol`` of the
+        # minimum, not ``tol**2`` as the strength's (whose points cost a
+        # closed form, not a diagonalization per split).
+        first = minimize_scalar(
+            profile, *scalar_box, scan=scan, tol=np.sqrt(tol),
+            n_scan=int(np.ceil(decades * WIDTH_SCAN_PER_DECADE)) + 1,
+        )  # fmt: skip
+        if mode == "scalar":
+            return first.converged
+        # Every width from a scalar one, the strength(s) with them: the
+        # largest width whose loss is within START_TOLERANCE of the best.
+        # Where the loss is flat in the width, the widest kernel (the
+        # largest gamma) lets the hypergradient tell features apart; the
+        # smallest make every kernel nearly a low-degree polynomial.
+        records = objective.records
+        best = min(r.loss for r in records)
+        start_record = max(
+            (r for r in records if r.loss <= best + START_TOLERANCE * abs(best)),
+            key=lambda r: r.theta[-1],
+        )
+        n_alpha, n_width = objective.n_alpha, objective.n_width
+        start = np.r_[
+            start_record.theta[:n_alpha], np.full(n_width, start_record.theta[-1])
+        ]
+        lo = np.r_[np.full(n_alpha, alpha_box[0]), np.full(n_width, width_box[0])]
+        hi = np.r_[np.full(n_alpha, alpha_box[1]), np.full(n_width, width_box[1])]
+        result = minimize_box(objective, start, lo, hi, tol=tol, max_iter=self.max_iter)
+        return result.converged
+
+    @staticmethod
+    def _user_widths(mode, widths):
+        if widths is None or not np.any(widths):
+            return None  # the linear kernel
+        if mode == "per_feature":
+            return widths.copy()
+        return float(widths[0])
+
+    def _centered(self, X):
+        return X if self._shift is None else X - self._shift
+
+    # ------------------------------------------------------------- results
+    def _store_results(self, objective, folds, splits, spec, X, y, best):
+        records = objective.records
+        if self.scoring is None:
+            scores = np.array([-r.split_losses for r in records])
+        else:
+            scorer = check_scoring(self, scoring=self.scoring)
+            scores = np.empty((len(records), len(folds)))
+            plain = not isinstance(scorer, (_BaseScorer, _PassthroughScorer))
+            y2 = np.asarray(y)
+            tests = (
+                [np.arange(X.shape[0])] if splits is None else [te for _, te in splits]
+            )
+            for i, record in enumerate(records):
+                predictions = objective.validation_predictions(i)
+                for k, (fold, test) in enumerate(zip(folds, tests, strict=True)):
+                    if plain and splits is not None:
+                        alphas, widths = objective.split(record.theta)
+                        model = _KernelFoldModel(
+                            spec, widths, fold.X, fold.dual(alphas, widths)[0],
+                            y2.ndim == 1,
+                        )  # fmt: skip
+                        # The fold's rows are centered (translation-invariant
+                        # kernels): its validation rows are given the same way.
+                        scores[i, k] = scorer(model, fold.X_val, y2[test])
+                    else:
+                        stand_in = RegressorPredictionsAsInput(
+                            single_output=y2.ndim == 1
+                        )
+                        scores[i, k] = scorer(stand_in, predictions[k], y2[test])
+        params = []
+        for record in records:
+            alphas, widths = objective.split(record.theta)
+            row = {"alpha": float(alphas[0]) if objective.n_alpha == 1 else alphas}
+            mode = {0: "fixed", 1: "scalar"}.get(objective.n_width, "per_feature")
+            if spec.has_widths:
+                row["gamma"] = self._user_widths(mode, widths)
+            params.append(row)
+        extra = [
+            ("iter", np.arange(len(records))),
+            ("time", np.array([r.elapsed for r in records])),
+            ("hypergradient_norm", np.array([r.hypergradient_norm for r in records])),
+        ]
+        results = build_cv_results(params, {"score": scores}, extra=extra)
+        if splits is None:  # leave-one-out: one split, no spread
+            for key in [k for k in results if k.startswith("split")]:
+                del results[key]
+            results["std_test_score"] = np.full(len(records), np.nan)
+        for key in ("param_alpha", "param_gamma"):
+            if key in results:
+                results[key].mask = False
+        self.cv_results_ = results
+        self.best_index_ = best
+        self.best_score_ = float(results["mean_test_score"][best])
+        self.n_iter_ = len(records)
+        self.n_splits_ = len(folds)
+
+    # ----------------------------------------------------------- prediction
+    def predict(self, X):
+        """Predict with the final fit.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets)
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = np.asarray(X, dtype=np.float64)
+        fit = self._centered(np.asarray(self.X_fit_, dtype=np.float64))
+        K = self._spec.matrix(self._centered(X), fit, self._widths)
+        return K @ self.dual_coef_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+
+def _typical_distance(spec, X):
+    """Median distance between two rows, as the kernel measures it: squared
+    Euclidean (RBF), absolute (Laplacian), or the median squared norm of a
+    row (polynomial). Sampled pairs, a fixed seed; 1 if all are zero."""
+    rng = np.random.default_rng(0)
+    n = X.shape[0]
+    if spec.kernel == "poly":
+        values = np.einsum("ij,ij->i", X, X)
+    else:
+        first = rng.integers(0, n, _DISTANCE_PAIRS)
+        second = rng.integers(0, n, _DISTANCE_PAIRS)
+        differences = X[first] - X[second]
+        if spec.kernel == "rbf":
+            values = np.einsum("ij,ij->i", differences, differences)
+        else:
+            values = np.abs(differences).sum(axis=1)
+    values = values[values > 0]
+    return float(np.median(values)) if values.size else 1.0
