@@ -11,7 +11,13 @@ from sklearn.metrics._scorer import _BaseScorer, _PassthroughScorer
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._folds import check_folds
+from ._base import (
+    GUARD_MIN_SAMPLES,
+    GUARD_PATIENCE,
+    GUARD_SAMPLES_PER_STRENGTH,
+    GUARD_STANDARD_ERRORS,
+)
+from ._folds import check_folds, held_out_samples
 from ._objectives import CVObjective, map_folds
 from ._outer import minimize_box, minimize_scalar
 from ._problems._kernel import (
@@ -182,6 +188,95 @@ class KernelRidgeObjective(CVObjective):
         return [fold.predict(alphas, widths) for fold in self.folds]
 
 
+class _HeldOutGuard:
+    """The per-feature path run on kept samples, judged on held-out ones.
+
+    Parameters
+    ----------
+    objective : KernelRidgeObjective
+        On the user's splits without the held-out samples.
+    judge : KernelFold
+        All the kept samples as training rows, the held-out ones as
+        validation rows.
+    """
+
+    def __init__(self, objective, judge):
+        self.objective = objective
+        self.judge = judge
+        self.path = []  # (theta, per-sample held-out losses) after each step
+
+    @classmethod
+    def build(cls, spec, X, Y, sw, splits, groups, n_alpha, n_features, n_jobs):
+        held = held_out_samples(Y, stratify=False, groups=groups)
+        kept = ~held
+        if splits is None:
+            folds = [KernelLeaveOneOut(spec, X[kept], Y[kept], sw[kept])]
+        else:
+            folds = []
+            for train, test in splits:
+                train, test = train[kept[train]], test[kept[test]]
+                if not (sw[train].sum() > 0 and sw[test].sum() > 0):
+                    return None  # a split without kept samples on a side
+                folds.append(
+                    KernelFold(
+                        spec, X[train], Y[train], sw[train], X[test], Y[test], sw[test]
+                    )  # fmt: skip
+                )
+        if not (sw[kept].sum() > 0 and sw[held].sum() > 0):
+            return None
+        objective = KernelRidgeObjective(
+            folds, n_alpha, Y.shape[1], n_features, "per_feature", None, n_jobs
+        )
+        judge = KernelFold(
+            spec, X[kept], Y[kept], sw[kept], X[held], Y[held], sw[held]
+        )  # fmt: skip
+        return cls(objective, judge)
+
+    def _held_out_losses(self, theta):
+        alphas, widths = self.objective.split(theta)
+        errors = (self.judge.predict(alphas, widths) - self.judge.Y_val) ** 2
+        return self.judge.sw_val * errors.mean(axis=1)
+
+    def run(self, start, lo, hi, **box):
+        """The path from ``start``; returns the box method's result and the
+        point kept (None: the start, the scalar width)."""
+
+        def monitor():
+            theta = self.objective.records[-1].theta
+            losses = self._held_out_losses(theta)
+            self.path.append((theta, losses))
+            return float(losses.sum() / self.judge.sw_val.sum())
+
+        self.objective(start, True)
+        monitor()
+        result = minimize_box(
+            self.objective, start, lo, hi, monitor=monitor,
+            patience=GUARD_PATIENCE, **box,
+        )  # fmt: skip
+        totals = np.array([losses.sum() for _, losses in self.path])
+        best = int(np.argmin(totals))
+        weights = self.judge.sw_val / self.judge.sw_val.sum()
+        per_sample = np.divide(
+            self.path[0][1] - self.path[best][1], self.judge.sw_val,
+            out=np.zeros_like(weights), where=self.judge.sw_val > 0,
+        )  # fmt: skip
+        gain = float(weights @ per_sample)
+        spread = float(np.sqrt(weights**2 @ (per_sample - gain) ** 2))
+        self.chosen = best if gain > GUARD_STANDARD_ERRORS * spread else 0
+        return result, (self.path[self.chosen][0] if self.chosen else None)
+
+    def summary(self, objective):
+        """``held_out_path_``: widths and held-out losses along the path."""
+        total = self.judge.sw_val.sum()
+        return {
+            "gamma": [objective.split(theta)[1] for theta, _ in self.path],
+            "held_out_loss": np.array(
+                [losses.sum() / total for _, losses in self.path]
+            ),
+            "chosen": self.chosen,
+        }
+
+
 class _KernelFoldModel(RegressorMixin, BaseEstimator):
     """A split's kernel ridge model, fitted (for plain scoring callables)."""
 
@@ -253,6 +348,19 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
         Splits evaluated in parallel threads.
     verbose : int, default=0
         Print one line per hypergradient evaluation when > 0.
+    early_stopping : bool or "auto", default="auto"
+        Judge the per-feature path on held-out samples (the early-stopping
+        guard): one sample in three (fixed seed; whole groups with
+        ``groups``) is taken out of every split, the path runs on the
+        others' splits from the scalar width, and after each step a model
+        of all the kept samples is scored on the held-out ones. The point
+        of lowest held-out loss is kept only if it beats the scalar width
+        by two standard errors of the paired per-sample gains; the path
+        stops after 20 steps without a held-out gain. "auto" guards
+        ``gamma="per_feature"`` with fewer than 1000 samples per width (and
+        at least 100 samples): there the CV loss of many widths is
+        optimistic (measured on diabetes: a CV MSE 7% lower along the
+        path, a test MSE 10% higher).
 
     Attributes
     ----------
@@ -276,6 +384,10 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
         Number of evaluations.
     n_splits_ : int
         Number of splits (1 for leave-one-out).
+    held_out_path_ : dict or None
+        Under the early-stopping guard, when it kept a point of the path:
+        ``gamma`` and ``held_out_loss`` at each step and ``chosen``, the
+        step kept (0 is the scalar width's). None otherwise.
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Defined when ``X`` has feature names that are all strings.
@@ -322,6 +434,7 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
         "tol": [Interval(numbers.Real, 0, None, closed="neither")],
         "n_jobs": [numbers.Integral, None],
         "verbose": ["verbose"],
+        "early_stopping": ["boolean", StrOptions({"auto"})],
     }
 
     def __init__(
@@ -340,6 +453,7 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
         tol=1e-4,
         n_jobs=None,
         verbose=0,
+        early_stopping="auto",
     ):
         self.kernel = kernel
         self.gamma = gamma
@@ -354,6 +468,7 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
         self.tol = tol
         self.n_jobs = n_jobs
         self.verbose = verbose
+        self.early_stopping = early_stopping
 
     # ------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
@@ -420,8 +535,14 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
             folds, n_alpha, n_targets, n_features, widths_mode, fixed, self.n_jobs,
             self.verbose,
         )  # fmt: skip
-        converged = self._search(
-            objective, widths_mode, (alpha_lo, alpha_hi), (width_lo, width_hi)
+        self.held_out_path_ = None
+        guard = None
+        if self._guarded(widths_mode, n_samples, n_features):
+            guard = _HeldOutGuard.build(
+                spec, X64, Y, sw, splits, groups, n_alpha, n_features, self.n_jobs
+            )
+        converged, chosen = self._search(
+            objective, widths_mode, (alpha_lo, alpha_hi), (width_lo, width_hi), guard
         )
         if not converged:
             warn_user(
@@ -431,7 +552,7 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
                 ConvergenceWarning,
             )
         records = objective.records
-        best = int(np.argmin([r.loss for r in records]))
+        best = int(np.argmin([r.loss for r in records])) if chosen is None else chosen
         alphas, widths = objective.split(records[best].theta)
         self._store_results(objective, folds, splits, spec, X64, y, best)
         self.alpha_ = float(alphas[0]) if n_alpha == 1 else alphas
@@ -445,6 +566,24 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
         self.dual_coef_ = dual[:, 0] if y.ndim == 1 else dual
         self.X_fit_ = X
         return self
+
+    def _guarded(self, mode, n_samples, n_features):
+        """Whether the per-feature path runs under the early-stopping guard
+        (see ``early_stopping``)."""
+        if mode != "per_feature" or self.early_stopping is False:
+            return False
+        if n_samples < GUARD_MIN_SAMPLES:
+            if self.early_stopping is True:
+                raise ValueError(
+                    f"early_stopping=True holds out one sample in three: it needs "
+                    f"at least {GUARD_MIN_SAMPLES} samples, got {n_samples}. Use "
+                    "early_stopping='auto' or False."
+                )
+            return False
+        return (
+            self.early_stopping is True
+            or n_samples < GUARD_SAMPLES_PER_STRENGTH * n_features
+        )
 
     def _width_mode(self, spec, n_features):
         """``("fixed" | "scalar" | "per_feature", fixed widths or None)``."""
@@ -494,12 +633,19 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
             float(np.log(STRENGTH_BOX[1] * max(positive))),
         )
 
-    def _search(self, objective, mode, alpha_box, width_box):
-        """Run the outer search; returns whether it converged."""
+    def _search(self, objective, mode, alpha_box, width_box, guard=None):
+        """Run the outer search.
+
+        Returns
+        -------
+        converged : bool
+        chosen : int or None
+            The record the early-stopping guard chose (None: the best one).
+        """
         tol = self.tol
         if mode == "fixed":
             objective.profile(0.0, False, *alpha_box, tol)
-            return True
+            return True, None
         scalar_box = width_box
         if mode == "per_feature":
             scalar_box = (width_box[0] - np.log(FEATURE_OFF), width_box[1])
@@ -509,6 +655,10 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
             return objective.profile(t, need_grad, *alpha_box, tol)
 
         def scan(ts):
+            # Every point: the loss can have two basins in the width (a
+            # smooth kernel and a local one, 0.13 and 0.09 apart on a sine of
+            # one feature in three), which a scan stopped where the loss
+            # first rises would miss.
             return np.array([profile(t, False)[0] for t in ts])
 
         # The width's loss is a statistical estimate flat over wide ranges
@@ -521,7 +671,7 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
             n_scan=int(np.ceil(decades * WIDTH_SCAN_PER_DECADE)) + 1,
         )  # fmt: skip
         if mode == "scalar":
-            return first.converged
+            return first.converged, None
         # Every width from a scalar one, the strength(s) with them: the
         # largest width whose loss is within START_TOLERANCE of the best.
         # Where the loss is flat in the width, the widest kernel (the
@@ -539,8 +689,15 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
         ]
         lo = np.r_[np.full(n_alpha, alpha_box[0]), np.full(n_width, width_box[0])]
         hi = np.r_[np.full(n_alpha, alpha_box[1]), np.full(n_width, width_box[1])]
-        result = minimize_box(objective, start, lo, hi, tol=tol, max_iter=self.max_iter)
-        return result.converged
+        box = dict(tol=tol, max_iter=self.max_iter)
+        if guard is None:
+            return minimize_box(objective, start, lo, hi, **box).converged, None
+        result, chosen = guard.run(start, lo, hi, **box)
+        if chosen is None:  # the held-out rows saw no gain: one width
+            return result.converged, None
+        objective(chosen, True)  # the path's point, on the user's splits
+        self.held_out_path_ = guard.summary(objective)
+        return result.converged, len(objective.records) - 1
 
     @staticmethod
     def _user_widths(mode, widths):
