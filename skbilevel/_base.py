@@ -820,8 +820,9 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
             return float(values[0])
         return values
 
-    def _search_params(self, theta):
-        """The final step's parameters at ``theta`` (a search's rows)."""
+    def _search_params(self, theta, objective=None):
+        """The final step's parameters at ``theta`` (a search's rows);
+        ``objective`` is the search's (unused by the linear models)."""
         return {self._param_name: self._to_param(theta)}
 
     def _initial_theta(self, n_hyper, lo, hi):

@@ -444,7 +444,7 @@ class BilevelElasticNetCV(BilevelLassoCV):
         return OuterResult(point(result.theta[0]), result.f, result.n_iter,
                            result.converged)  # fmt: skip
 
-    def _search_params(self, theta):
+    def _search_params(self, theta, objective=None):
         alpha, ratio = self._alpha_ratio(theta)
         return {"alpha": alpha, "l1_ratio": ratio}
 

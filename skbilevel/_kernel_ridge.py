@@ -2,6 +2,8 @@
 widths are tuned by hypergradient descent on the cross-validated error."""
 
 import numbers
+import time
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
@@ -16,15 +18,17 @@ from ._base import (
     GUARD_PATIENCE,
     GUARD_SAMPLES_PER_STRENGTH,
     GUARD_STANDARD_ERRORS,
+    Targets,
 )
-from ._folds import check_folds, held_out_samples
+from ._folds import Splits, check_folds, held_out_samples
 from ._objectives import CVObjective, map_folds
-from ._outer import minimize_box, minimize_scalar
+from ._outer import OuterResult, minimize_box, minimize_scalar
 from ._problems._kernel import (
     KERNELS,
     KernelFold,
     KernelLeaveOneOut,
     KernelSpec,
+    dense_rows,
     kernel_dual,
 )
 from ._results import RegressorPredictionsAsInput, build_cv_results
@@ -54,6 +58,18 @@ START_TOLERANCE = 1e-2
 _DISTANCE_PAIRS = 2000
 
 
+@dataclass
+class KernelSearchOutcome:
+    """What :meth:`BilevelKernelRidgeCV._bilevel_search` found."""
+
+    objective: object
+    result: OuterResult
+    best_index: int
+    theta: np.ndarray
+    width_mode: str
+    held_out_path: dict = None
+
+
 class KernelRidgeObjective(CVObjective):
     """Mean validation MSE of kernel ridge over splits, in ``theta``.
 
@@ -75,6 +91,7 @@ class KernelRidgeObjective(CVObjective):
 
     def __init__(self, folds, n_alpha, n_targets, n_features, widths, fixed,
                  n_jobs=None, verbose=0):  # fmt: skip
+        self.width_mode = widths
         self.n_width = {"fixed": 0, "scalar": 1, "per_feature": n_features}[widths]
         super().__init__(n_alpha + self.n_width, len(folds), verbose)
         self.folds = folds
@@ -82,6 +99,11 @@ class KernelRidgeObjective(CVObjective):
         self.fixed = fixed
         self.n_jobs = n_jobs
         self.param_name = "alpha"
+
+    def _row_is_accurate(self, grad):
+        """Every evaluation is exact (a closed form or a direct solve), with
+        or without its hypergradient: any may be chosen."""
+        return True
 
     def split(self, theta):
         """``(alphas per target, widths per feature)`` of ``theta``."""
@@ -148,6 +170,9 @@ class KernelRidgeObjective(CVObjective):
         n_scan = int(np.ceil((hi - lo) / np.log(10.0) * STRENGTH_SCAN_PER_DECADE)) + 1
         best = np.empty(self.n_alpha)
         for k, column in enumerate(columns):
+            if not hi > lo:  # alpha fixed (a search pins an untuned one)
+                best[k] = lo
+                continue
 
             def pick(values, column=column):
                 return values.sum(axis=1) if column is None else values[:, column]
@@ -180,6 +205,23 @@ class KernelRidgeObjective(CVObjective):
         return f, (None if grad is None else float(np.sum(grad[self.n_alpha :])))
 
     # ------------------------------------------------------------- scoring
+    def fold_models(self, index, single_output):
+        """Every split's fitted model at evaluation ``index`` (its rows
+        centered as the split's own: see KernelFold)."""
+        alphas, widths = self.split(self.records[index].theta)
+        return [
+            _KernelFoldModel(
+                fold.spec, widths, fold.X, fold.dual(alphas, widths)[0], single_output
+            )
+            for fold in self.folds
+        ]
+
+    def training_predictions(self, index, k, X_train):
+        """Split ``k``'s predictions on its own training rows."""
+        alphas, widths = self.split(self.records[index].theta)
+        fold = self.folds[k]
+        return fold._kernels(widths)[0] @ fold.dual(alphas, widths)[0]
+
     def validation_predictions(self, index):
         alphas, widths = self.split(self.records[index].theta)
         if isinstance(self.folds[0], KernelLeaveOneOut):
@@ -289,8 +331,7 @@ class _KernelFoldModel(RegressorMixin, BaseEstimator):
         self.single_output = single_output
 
     def predict(self, X):
-        X = np.asarray(X, dtype=np.float64)
-        out = self.spec.matrix(X, self.X_fit, self.widths) @ self.dual_coef
+        out = self.spec.matrix(dense_rows(X), self.X_fit, self.widths) @ self.dual_coef
         return out[:, 0] if self.single_output else out
 
 
@@ -316,9 +357,11 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
         ``"rbf"``: ``exp(-sum_d gamma_d (x_d - z_d)**2)``; ``"laplacian"``:
         ``exp(-sum_d gamma_d |x_d - z_d|)``; ``"poly"``: ``(sum_d gamma_d
         x_d z_d + coef0)**degree``; ``"linear"``: ``x . z`` (no width).
-    gamma : {"scalar", "per_feature"} or float, default="scalar"
-        The width(s) tuned: one for all features, one per feature, or a
-        fixed value (only ``alpha`` is tuned).
+    gamma : {"scalar", "per_feature"}, float, array-like or None, \
+            default="scalar"
+        The width(s) tuned: one for all features, one per feature; or fixed
+        (only ``alpha`` is tuned): a value, one value per feature, or None
+        for ``1 / n_features`` (KernelRidge's default).
     penalty : {"scalar", "per_target"}, default="scalar"
         One strength for all target columns, or one per column.
     alpha_bounds : (float, float), default=None
@@ -370,7 +413,7 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
         Chosen width(s) (None for the linear kernel).
     dual_coef_ : ndarray of shape (n_samples,) or (n_samples, n_targets)
         Dual coefficients of the final fit on all the data.
-    X_fit_ : ndarray of shape (n_samples, n_features)
+    X_fit_ : {ndarray, sparse matrix} of shape (n_samples, n_features)
         The training data, needed for prediction.
     best_score_ : float
         Mean validation score of the chosen point.
@@ -389,7 +432,7 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
         ``gamma`` and ``held_out_loss`` at each step and ``chosen``, the
         step kept (0 is the scalar width's). None otherwise.
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Defined when ``X`` has feature names that are all strings.
 
     See Also
@@ -422,6 +465,8 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
         "gamma": [
             StrOptions({"scalar", "per_feature"}),
             Interval(numbers.Real, 0, None, closed="neither"),
+            "array-like",
+            None,
         ],
         "penalty": [StrOptions({"scalar", "per_target"})],
         "alpha_bounds": ["array-like", None],
@@ -477,8 +522,8 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data (dense).
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data (made dense: the kernels are).
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
             Target values.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -491,72 +536,24 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
         self : object
             Fitted estimator.
         """
+        start_time = time.perf_counter()
         X, y = validate_data(
-            self, X, y, dtype=[np.float64, np.float32], multi_output=True,
-            y_numeric=True,
+            self, X, y, accept_sparse=["csr", "csc", "coo"],
+            dtype=[np.float64, np.float32], multi_output=True, y_numeric=True,
         )  # fmt: skip
-        spec = KernelSpec(self.kernel, int(self.degree), float(self.coef0))
-        X64 = np.ascontiguousarray(X, dtype=np.float64)
-        Y = np.asarray(y, dtype=np.float64).reshape(X.shape[0], -1)
+        X64 = dense_rows(X)
+        info = self._target_info(y, sample_weight)
+        Y = self._encode(y, info)
         sw = check_sample_weight(sample_weight, X64)
-        n_samples, n_features = X64.shape
-        n_targets = Y.shape[1]
-        if self.cv is None:
-            if n_samples < 2:
-                raise ValueError(
-                    "Leave-one-out (cv=None) needs at least 2 samples, got "
-                    f"n_samples={n_samples}."
-                )
-            splits = None
-            largest = n_samples
-        else:
-            splits = check_folds(self.cv, X64, y, groups, sw, classifier=False)
-            largest = max(len(train) for train, _ in splits)
-        if largest > KERNEL_MAX_SAMPLES:
-            raise ValueError(
-                f"BilevelKernelRidgeCV forms and diagonalizes each split's kernel "
-                f"matrix: {largest} training rows exceed its limit of "
-                f"{KERNEL_MAX_SAMPLES}. Subsample the rows, or approximate the "
-                "kernel (sklearn.kernel_approximation.Nystroem) before a linear "
-                "model such as BilevelRidgeCV."
-            )
-        widths_mode, fixed = self._width_mode(spec, n_features)
-        width_lo, width_hi = self._width_box(spec, X64, sw, widths_mode)
-        alpha_lo, alpha_hi = self._alpha_box(spec, X64, sw, width_lo, width_hi, fixed)
-        n_alpha = 1 if self.penalty == "scalar" else n_targets
-        if splits is None:
-            folds = [KernelLeaveOneOut(spec, X64, Y, sw)]
-        else:
-            folds = [
-                KernelFold(spec, X64[tr], Y[tr], sw[tr], X64[te], Y[te], sw[te])
-                for tr, te in splits
-            ]
-        objective = KernelRidgeObjective(
-            folds, n_alpha, n_targets, n_features, widths_mode, fixed, self.n_jobs,
-            self.verbose,
-        )  # fmt: skip
-        self.held_out_path_ = None
-        guard = None
-        if self._guarded(widths_mode, n_samples, n_features):
-            guard = _HeldOutGuard.build(
-                spec, X64, Y, sw, splits, groups, n_alpha, n_features, self.n_jobs
-            )
-        converged, chosen = self._search(
-            objective, widths_mode, (alpha_lo, alpha_hi), (width_lo, width_hi), guard
-        )
-        if not converged:
-            warn_user(
-                f"The outer search did not converge in {self.max_iter} iterations "
-                f"(tol={self.tol}); the best point found is used. Increase "
-                "max_iter or tol.",
-                ConvergenceWarning,
-            )
-        records = objective.records
-        best = int(np.argmin([r.loss for r in records])) if chosen is None else chosen
-        alphas, widths = objective.split(records[best].theta)
-        self._store_results(objective, folds, splits, spec, X64, y, best)
-        self.alpha_ = float(alphas[0]) if n_alpha == 1 else alphas
-        self.gamma_ = self._user_widths(widths_mode, widths)
+        folds = None
+        if self.cv is not None:
+            folds = check_folds(self.cv, X64, y, groups, sw, classifier=False)
+        splits = Splits.from_indices(X64, Y, sw, folds, y, sample_weight)
+        splits.groups = None if groups is None else np.asarray(groups)
+        outcome = self._bilevel_search(splits, info, start_time)
+        self._store_results(outcome, splits, info)
+        alphas, widths = outcome.objective.split(outcome.theta)
+        spec = outcome.objective.folds[0].spec
         self._spec, self._widths = spec, widths
         self._shift = sw @ X64 / sw.sum() if spec.translation_invariant else None
         dual = kernel_dual(
@@ -567,10 +564,121 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
         self.X_fit_ = X
         return self
 
-    def _guarded(self, mode, n_samples, n_features):
+    # ------------------------------------------------------- search hooks
+    # (shared with HypergradientSearchCV, which runs _bilevel_search on the
+    # preprocessed parts of its folds)
+    def _target_info(self, y, sample_weight):
+        y = np.asarray(y)
+        return Targets(n_out=1 if y.ndim == 1 else y.shape[1], ndim=y.ndim)
+
+    def _encode(self, y, info):
+        return np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+
+    def _bilevel_search(self, splits, info, start_time, *, callback=None, label=""):
+        """Run the search on ``splits`` (a :class:`~skbilevel._folds.Splits`);
+        warnings name ``label``. Reads the parameters, sets no attribute.
+
+        Returns
+        -------
+        outcome : KernelSearchOutcome
+        """
+        spec = KernelSpec(self.kernel, int(self.degree), float(self.coef0))
+        if splits.leave_one_out:
+            X, Y, sw, _ = splits.whole
+            if X.shape[0] < 2:
+                raise ValueError(
+                    "Leave-one-out (cv=None) needs at least 2 samples, got "
+                    f"n_samples={X.shape[0]}."
+                )
+            folds = [KernelLeaveOneOut(spec, X, Y, sw)]
+        else:
+            folds = [
+                KernelFold(spec, *train, *test)
+                for train, test in splits.parts()
+            ]  # fmt: skip
+        largest = max(fold.X.shape[0] for fold in folds)
+        if largest > KERNEL_MAX_SAMPLES:
+            raise ValueError(
+                f"BilevelKernelRidgeCV forms and diagonalizes each split's kernel "
+                f"matrix: {largest} training rows exceed its limit of "
+                f"{KERNEL_MAX_SAMPLES}. Subsample the rows, or approximate the "
+                "kernel (sklearn.kernel_approximation.Nystroem) before a linear "
+                "model such as BilevelRidgeCV."
+            )
+        if len(set(splits.widths)) > 1:
+            raise ValueError(
+                "The preprocessing gives the folds different numbers of features "
+                f"({sorted(set(splits.widths))}): a kernel's widths cannot follow "
+                "them. Make every fold produce the same columns (e.g. "
+                "OneHotEncoder(categories=[...]) listing every category)."
+            )
+        X, sw = splits.bounds_data
+        X = dense_rows(X)
+        n_features, n_targets = X.shape[1], info.n_out
+        widths_mode, fixed = self._width_mode(spec, n_features)
+        width_lo, width_hi = self._width_box(spec, X, sw, widths_mode)
+        alpha_lo, alpha_hi = self._alpha_box(spec, X, sw, width_lo, width_hi, fixed)
+        n_alpha = 1 if self.penalty == "scalar" else n_targets
+        objective = KernelRidgeObjective(
+            folds, n_alpha, n_targets, n_features, widths_mode, fixed, self.n_jobs,
+            self.verbose,
+        )  # fmt: skip
+        objective.start_time, objective.callback = start_time, callback
+        guard = None
+        if self._guarded(widths_mode, splits.n_samples, n_features, splits):
+            whole_X, whole_Y, whole_sw, index_folds = splits.whole
+            guard = _HeldOutGuard.build(
+                spec, whole_X, whole_Y, whole_sw, index_folds, splits.groups,
+                n_alpha, n_features, self.n_jobs,
+            )  # fmt: skip
+        converged, chosen, path = self._search(
+            objective, widths_mode, (alpha_lo, alpha_hi), (width_lo, width_hi), guard
+        )
+        if not converged:
+            where = f" of {label}" if label else ""
+            warn_user(
+                f"The outer search{where} did not converge in {self.max_iter} "
+                f"iterations (tol={self.tol}); the best point found is used. "
+                "Increase max_iter or tol.",
+                ConvergenceWarning,
+            )
+        records = objective.records
+        best = int(np.argmin([r.loss for r in records])) if chosen is None else chosen
+        theta = records[best].theta
+        result = OuterResult(theta, records[best].loss, len(records), converged)
+        return KernelSearchOutcome(objective, result, best, theta, widths_mode, path)
+
+    def _search_params(self, theta, objective=None):
+        """The final step's ``alpha`` and ``gamma`` at ``theta``."""
+        alphas, widths = objective.split(theta)
+        row = {"alpha": float(alphas[0]) if objective.n_alpha == 1 else alphas}
+        if objective.folds[0].spec.has_widths:
+            row["gamma"] = self._user_widths(objective.width_mode, widths)
+        return row
+
+    def _scoring_view(self, objective, index, info, scorers):
+        """Scorers read every split's validation predictions through a
+        stand-in; a plain callable gets each split's fitted model and its
+        validation rows (``inputs=None``), as GridSearchCV gives it."""
+        if not all(isinstance(s, (_BaseScorer, _PassthroughScorer)) for s in scorers):
+            if not isinstance(objective.folds[0], KernelLeaveOneOut):
+                return objective.fold_models(index, info.ndim == 1), None
+        predictions = objective.validation_predictions(index)
+        stand_in = RegressorPredictionsAsInput(single_output=info.ndim == 1)
+        return [stand_in] * len(predictions), predictions
+
+    def _guarded(self, mode, n_samples, n_features, splits):
         """Whether the per-feature path runs under the early-stopping guard
         (see ``early_stopping``)."""
         if mode != "per_feature" or self.early_stopping is False:
+            return False
+        if splits.whole is None:  # given parts (a search's folds)
+            if self.early_stopping is True:
+                raise ValueError(
+                    "early_stopping=True needs the samples' rows; in "
+                    "HypergradientSearchCV each fold is preprocessed apart. Use "
+                    "early_stopping='auto' or False."
+                )
             return False
         if n_samples < GUARD_MIN_SAMPLES:
             if self.early_stopping is True:
@@ -591,7 +699,17 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
             return "fixed", np.zeros(n_features)
         if isinstance(self.gamma, str):
             return self.gamma, None
-        return "fixed", np.full(n_features, float(self.gamma))
+        if self.gamma is None:  # KernelRidge's default
+            return "fixed", np.full(n_features, 1.0 / n_features)
+        widths = np.asarray(self.gamma, dtype=np.float64)
+        if widths.ndim > 1 or widths.size not in (1, n_features):
+            raise ValueError(
+                f"gamma must be a number or hold one width per feature "
+                f"({n_features}); got shape {widths.shape}."
+            )
+        if not (np.all(np.isfinite(widths)) and np.all(widths > 0)):
+            raise ValueError("gamma must hold positive, finite widths.")
+        return "fixed", np.broadcast_to(widths, (n_features,)).copy()
 
     def _width_box(self, spec, X, sw, mode):
         """Log-width box: ``gamma_bounds``, or the data's typical distance."""
@@ -641,11 +759,13 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
         converged : bool
         chosen : int or None
             The record the early-stopping guard chose (None: the best one).
+        path : dict or None
+            ``held_out_path_`` when the guard kept a point of its path.
         """
         tol = self.tol
         if mode == "fixed":
             objective.profile(0.0, False, *alpha_box, tol)
-            return True, None
+            return True, None, None
         scalar_box = width_box
         if mode == "per_feature":
             scalar_box = (width_box[0] - np.log(FEATURE_OFF), width_box[1])
@@ -671,7 +791,7 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
             n_scan=int(np.ceil(decades * WIDTH_SCAN_PER_DECADE)) + 1,
         )  # fmt: skip
         if mode == "scalar":
-            return first.converged, None
+            return first.converged, None, None
         # Every width from a scalar one, the strength(s) with them: the
         # largest width whose loss is within START_TOLERANCE of the best.
         # Where the loss is flat in the width, the widest kernel (the
@@ -691,19 +811,18 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
         hi = np.r_[np.full(n_alpha, alpha_box[1]), np.full(n_width, width_box[1])]
         box = dict(tol=tol, max_iter=self.max_iter)
         if guard is None:
-            return minimize_box(objective, start, lo, hi, **box).converged, None
+            return minimize_box(objective, start, lo, hi, **box).converged, None, None
         result, chosen = guard.run(start, lo, hi, **box)
         if chosen is None:  # the held-out rows saw no gain: one width
-            return result.converged, None
+            return result.converged, None, None
         objective(chosen, True)  # the path's point, on the user's splits
-        self.held_out_path_ = guard.summary(objective)
-        return result.converged, len(objective.records) - 1
+        return result.converged, len(objective.records) - 1, guard.summary(objective)
 
     @staticmethod
     def _user_widths(mode, widths):
         if widths is None or not np.any(widths):
             return None  # the linear kernel
-        if mode == "per_feature":
+        if mode == "per_feature" or np.any(widths != widths[0]):
             return widths.copy()
         return float(widths[0])
 
@@ -711,50 +830,32 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
         return X if self._shift is None else X - self._shift
 
     # ------------------------------------------------------------- results
-    def _store_results(self, objective, folds, splits, spec, X, y, best):
+    def _store_results(self, outcome, splits, info):
+        objective, best = outcome.objective, outcome.best_index
         records = objective.records
         if self.scoring is None:
             scores = np.array([-r.split_losses for r in records])
         else:
             scorer = check_scoring(self, scoring=self.scoring)
-            scores = np.empty((len(records), len(folds)))
-            plain = not isinstance(scorer, (_BaseScorer, _PassthroughScorer))
-            y2 = np.asarray(y)
-            tests = (
-                [np.arange(X.shape[0])] if splits is None else [te for _, te in splits]
-            )
-            for i, record in enumerate(records):
-                predictions = objective.validation_predictions(i)
-                for k, (fold, test) in enumerate(zip(folds, tests, strict=True)):
-                    if plain and splits is not None:
-                        alphas, widths = objective.split(record.theta)
-                        model = _KernelFoldModel(
-                            spec, widths, fold.X, fold.dual(alphas, widths)[0],
-                            y2.ndim == 1,
-                        )  # fmt: skip
-                        # The fold's rows are centered (translation-invariant
-                        # kernels): its validation rows are given the same way.
-                        scores[i, k] = scorer(model, fold.X_val, y2[test])
-                    else:
-                        stand_in = RegressorPredictionsAsInput(
-                            single_output=y2.ndim == 1
-                        )
-                        scores[i, k] = scorer(stand_in, predictions[k], y2[test])
-        params = []
-        for record in records:
-            alphas, widths = objective.split(record.theta)
-            row = {"alpha": float(alphas[0]) if objective.n_alpha == 1 else alphas}
-            mode = {0: "fixed", 1: "scalar"}.get(objective.n_width, "per_feature")
-            if spec.has_widths:
-                row["gamma"] = self._user_widths(mode, widths)
-            params.append(row)
+            scores = np.empty((len(records), splits.n_splits))
+            weights = splits.score_weight or [None] * splits.n_splits
+            for i in range(len(records)):
+                models, inputs = self._scoring_view(objective, i, info, [scorer])
+                if inputs is None:  # fitted split models read the rows
+                    inputs = [fold.X_val for fold in objective.folds]
+                for k, (model, X, y_true, weight) in enumerate(
+                    zip(models, inputs, splits.y_test, weights, strict=True)
+                ):
+                    kwargs = {} if weight is None else {"sample_weight": weight}
+                    scores[i, k] = scorer(model, X, y_true, **kwargs)
+        params = [self._search_params(r.theta, objective) for r in records]
         extra = [
             ("iter", np.arange(len(records))),
             ("time", np.array([r.elapsed for r in records])),
             ("hypergradient_norm", np.array([r.hypergradient_norm for r in records])),
         ]
         results = build_cv_results(params, {"score": scores}, extra=extra)
-        if splits is None:  # leave-one-out: one split, no spread
+        if splits.leave_one_out:  # one split, no spread
             for key in [k for k in results if k.startswith("split")]:
                 del results[key]
             results["std_test_score"] = np.full(len(records), np.nan)
@@ -765,7 +866,11 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
         self.best_index_ = best
         self.best_score_ = float(results["mean_test_score"][best])
         self.n_iter_ = len(records)
-        self.n_splits_ = len(folds)
+        self.n_splits_ = splits.n_splits
+        self.held_out_path_ = outcome.held_out_path
+        tuned = params[best]
+        self.alpha_ = tuned["alpha"]
+        self.gamma_ = tuned.get("gamma")
 
     # ----------------------------------------------------------- prediction
     def predict(self, X):
@@ -780,15 +885,19 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
         y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets)
         """
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        X = np.asarray(X, dtype=np.float64)
-        fit = self._centered(np.asarray(self.X_fit_, dtype=np.float64))
+        X = validate_data(
+            self, X, accept_sparse=["csr", "csc", "coo"],
+            dtype=[np.float64, np.float32], reset=False,
+        )  # fmt: skip
+        X = dense_rows(X)
+        fit = self._centered(dense_rows(self.X_fit_))
         K = self._spec.matrix(self._centered(X), fit, self._widths)
         return K @ self.dual_coef_
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
+        tags.input_tags.sparse = True
         return tags
 
 

@@ -165,6 +165,12 @@ class CVObjective:
         """
         return None
 
+    def training_predictions(self, index, k, X_train):
+        """Decision values of split ``k``'s model at evaluation ``index`` on
+        its training rows ``X_train`` (a search's training scores)."""
+        coef, intercept = self.split_coefficients(index)[k]
+        return np.asarray(X_train @ coef) + intercept
+
     def failures(self):
         """Number of inner and adjoint solves that stopped before their tolerance."""
         return 0, 0

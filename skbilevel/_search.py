@@ -28,6 +28,7 @@ from sklearn.base import (
     is_classifier,
 )
 from sklearn.exceptions import FitFailedWarning
+from sklearn.kernel_ridge import KernelRidge
 from sklearn.linear_model import ElasticNet, Lasso, LogisticRegression, Ridge
 from sklearn.metrics import check_scoring, get_scorer_names
 from sklearn.metrics._scorer import _check_multimetric_scoring
@@ -56,8 +57,10 @@ from ._base import CallbackSupportMixin, with_callbacks
 from ._columns import column_groups
 from ._elastic_net import BilevelElasticNetCV, check_ratio_bounds
 from ._folds import Splits
+from ._kernel_ridge import BilevelKernelRidgeCV
 from ._lasso import BilevelLassoCV
 from ._logistic import BilevelLogisticCV
+from ._problems._kernel import KERNELS
 from ._results import build_cv_results
 from ._ridge import BilevelRidgeCV
 from ._validation import (
@@ -80,9 +83,17 @@ _TUNABLE = {
     BilevelLogisticCV: (("C",), BilevelLogisticCV),
     BilevelLassoCV: (("alpha",), BilevelLassoCV),
     BilevelElasticNetCV: (("alpha", "l1_ratio"), BilevelElasticNetCV),
+    KernelRidge: (("alpha", "gamma"), BilevelKernelRidgeCV),
+    BilevelKernelRidgeCV: (("alpha", "gamma"), BilevelKernelRidgeCV),
 }
 # The skbilevel estimators a search may end with.
-_BILEVEL = (BilevelRidgeCV, BilevelLogisticCV, BilevelLassoCV, BilevelElasticNetCV)
+_BILEVEL = (
+    BilevelRidgeCV,
+    BilevelLogisticCV,
+    BilevelLassoCV,
+    BilevelElasticNetCV,
+    BilevelKernelRidgeCV,
+)
 
 
 def _final_step(estimator):
@@ -358,20 +369,24 @@ class _Candidate:
         own = isinstance(final, bilevel_cls)
         boxes = {}
         for name in names:
-            if self.bounds is not None and prefix + name in self.bounds:
+            tuned = self.bounds is not None and prefix + name in self.bounds
+            if tuned:
                 boxes[f"{name}_bounds"] = self.bounds[prefix + name]
-            elif not own:
+            if isinstance(final, KernelRidge) and name == "gamma":
+                # One width, in its range; else KernelRidge's own (None is
+                # 1 / n_features there and in the tuner).
+                boxes["gamma"] = "scalar" if tuned else final.gamma
+            elif not (tuned or own):
                 # Not tuned: the candidate's value (a list's, or the step's).
                 value = getattr(final, name)
                 boxes[f"{name}_bounds"] = (value, value)
         if own:
             tuner = clone(final).set_params(**boxes)
         else:
-            tuner = bilevel_cls(
-                **_translate(final),
-                **boxes,
-                random_state=self.random_state,  # seeds a stochastic solver
-            )
+            options = {}
+            if "random_state" in bilevel_cls().get_params():
+                options["random_state"] = self.random_state  # a stochastic solver
+            tuner = bilevel_cls(**_translate(final), **boxes, **options)
         tuner.set_params(
             tol=self.tol, max_iter=self.max_iter, verbose=self.verbose, n_jobs=n_jobs
         )
@@ -412,7 +427,7 @@ class _Candidate:
         rows = []
         for i, record in enumerate(objective.records):
             times = record.split_times or [0.0] * len(splits)
-            tuned = tuner._search_params(record.theta)
+            tuned = tuner._search_params(record.theta, objective)
             row = self._new_row(
                 {**self.params, **{prefix + k: v for k, v in tuned.items()}},
                 # The preprocessing time counts once, in the first row.
@@ -431,14 +446,12 @@ class _Candidate:
                 rows.append(row)
                 continue
             models, predictions = view
-            coefficients = objective.split_coefficients(i)
             for k, split in enumerate(splits):
                 X_test = X_train = None  # a fold model reads the fold's rows
                 if predictions is not None:  # a stand-in reads decision values
                     X_test = predictions[k]
                     if row["train"] is not None:
-                        coef, intercept = coefficients[k]
-                        X_train = np.asarray(split["X_train"] @ coef) + intercept
+                        X_train = objective.training_predictions(i, k, split["X_train"])
                 self._score_row(row, models[k], split, X_test, X_train)
             rows.append(row)
         return rows
@@ -456,6 +469,18 @@ def _is_per_column(final):
 
 def _translate(final):
     """Parameters of the skbilevel estimator equivalent to a scikit-learn one."""
+    if isinstance(final, KernelRidge):
+        if not isinstance(final.kernel, str) or final.kernel not in KERNELS:
+            raise ValueError(
+                f"KernelRidge(kernel={final.kernel!r}) cannot be tuned by "
+                f"hypergradient; the kernel must be one of {sorted(KERNELS)}."
+            )
+        if final.kernel_params:
+            raise ValueError(
+                "KernelRidge(kernel_params=...) cannot be tuned by hypergradient: "
+                "give gamma, degree and coef0 as parameters."
+            )
+        return dict(kernel=final.kernel, degree=final.degree, coef0=final.coef0)
     if isinstance(final, (Ridge, ElasticNet)):  # Lasso is an ElasticNet
         if final.positive:
             raise ValueError(
@@ -908,7 +933,12 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
             # Refit at exactly the chosen strengths: the final step's boxes
             # are pinned there (its alpha_ / C_ then equals best_params_').
             for name in names:
+                if prefix + name not in params:
+                    continue  # the linear kernel has no width
                 value = params.pop(prefix + name)
+                if isinstance(final, BilevelKernelRidgeCV) and name == "gamma":
+                    params[f"{prefix}gamma"] = value  # fixed width(s)
+                    continue
                 params[f"{prefix}{name}_bounds"] = (value, value)
                 if len(names) == 1:
                     params[f"{prefix}{name}_init"] = value

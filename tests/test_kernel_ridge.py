@@ -12,6 +12,7 @@ from sklearn.model_selection import KFold
 from sklearn.preprocessing import StandardScaler
 
 import skbilevel._kernel_ridge as _kernel_ridge
+import skbilevel._problems._kernel as _kernel_problem
 from skbilevel import BilevelKernelRidgeCV
 from skbilevel._problems._kernel import KernelFold, KernelLeaveOneOut, KernelSpec
 
@@ -259,6 +260,16 @@ def test_multi_target_strengths_and_scoring():
     )
 
 
+def test_sparse_input_is_the_dense_fit():
+    """Sparse X (as KernelRidge accepts) gives the fit of its dense copy."""
+    X, y = _diabetes(80)
+    X[np.abs(X) < 0.5] = 0.0
+    dense = BilevelKernelRidgeCV().fit(X, y)
+    sparse = BilevelKernelRidgeCV().fit(sp.csr_matrix(X), y)
+    assert sparse.alpha_ == dense.alpha_ and sparse.gamma_ == dense.gamma_
+    np.testing.assert_allclose(sparse.predict(sp.csr_matrix(X)), dense.predict(X))
+
+
 def test_clear_errors(monkeypatch):
     X, y = _diabetes(60)
     with pytest.raises(ValueError, match="kernel"):
@@ -271,7 +282,8 @@ def test_clear_errors(monkeypatch):
         BilevelKernelRidgeCV(gamma_bounds=([0.1, 0.2], 1.0)).fit(X, y)
     with pytest.raises(ValueError, match="alpha_bounds"):
         BilevelKernelRidgeCV(alpha_bounds=(0.0, 1.0)).fit(X, y)
-    with pytest.raises(TypeError, match="dense data is required"):
+    with pytest.raises(ValueError, match="more than 40 entries"):
+        monkeypatch.setattr(_kernel_problem, "DENSE_MAX_ENTRIES", 40)
         BilevelKernelRidgeCV().fit(sp.csr_matrix(X), y)
     monkeypatch.setattr(_kernel_ridge, "KERNEL_MAX_SAMPLES", 40)
     with pytest.raises(ValueError, match="exceed its limit of 40"):

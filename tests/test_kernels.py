@@ -418,3 +418,18 @@ def test_reassociated_kernels_keep_their_sums():
     )
     _assert_close(loss, ref_loss)
     _assert_close(grad, np.r_[X.T @ G[:, 0], G.sum()])
+
+
+def test_absolute_difference_contraction_matches_numpy():
+    """The Laplacian kernel's width contraction ``sum_ij M_ij |x_id - z_jd|``
+    equals NumPy's broadcast sum (zeros of M skipped)."""
+    from skbilevel._kernel_kernels import absolute_difference_contraction
+
+    rng = np.random.RandomState(0)
+    M = rng.randn(7, 5)
+    M[2] = 0.0
+    X, Z = rng.randn(7, 3), rng.randn(5, 3)
+    expected = np.einsum("ij,ijd->d", M, np.abs(X[:, None, :] - Z[None, :, :]))
+    np.testing.assert_allclose(
+        absolute_difference_contraction(M, X, Z), expected, rtol=1e-12
+    )

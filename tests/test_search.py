@@ -8,6 +8,7 @@ import sklearn
 from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
+from sklearn.kernel_ridge import KernelRidge
 from sklearn.linear_model import ElasticNet, Lasso, LogisticRegression, Ridge
 from sklearn.metrics import accuracy_score, log_loss, make_scorer
 from sklearn.model_selection import (
@@ -24,6 +25,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skbilevel import (
     BilevelElasticNetCV,
+    BilevelKernelRidgeCV,
     BilevelLogisticCV,
     BilevelRidgeCV,
     HypergradientSearchCV,
@@ -454,6 +456,11 @@ def test_multiclass_and_verbose(capsys):
             cv=3,
         ),
         HypergradientSearchCV(Ridge(), {"alpha": (1e-3, 1e3)}, cv=KFold(3)),
+        HypergradientSearchCV(
+            KernelRidge(kernel="rbf"),
+            {"alpha": (1e-3, 1e3), "gamma": (1e-3, 1.0)},
+            cv=KFold(3),
+        ),
     ]
 )
 def test_sklearn_compatible(estimator, check):
@@ -814,3 +821,79 @@ def test_per_feature_bilevel_elastic_net_final_step():
         BilevelElasticNetCV(
             penalty="per_feature", l1_ratio_bounds=(np.full(3, 0.2), 0.8)
         ).fit(X, y)
+
+
+def test_kernel_ridge_alpha_and_gamma_ranges_beat_a_10_by_10_grid():
+    """A Pipeline ending with KernelRidge: alpha and gamma as ranges reach
+    a CV score at or above GridSearchCV's best of 10 x 10 values (same
+    folds, same scorer), training scores included, and the refit is the
+    user's Pipeline at best_params_."""
+    X, y = load_diabetes(return_X_y=True)
+    X, y = X[:250], y[:250]
+    pipe = make_pipeline(StandardScaler(), KernelRidge(kernel="rbf"))
+    cv = KFold(5, shuffle=True, random_state=0)
+    search = HypergradientSearchCV(
+        pipe,
+        {"kernelridge__alpha": (1e-6, 1e2), "kernelridge__gamma": (1e-5, 1.0)},
+        cv=cv, scoring="neg_mean_squared_error", return_train_score=True,
+    ).fit(X, y)  # fmt: skip
+    grid = GridSearchCV(
+        pipe,
+        {"kernelridge__alpha": np.logspace(-4, 1, 10),
+         "kernelridge__gamma": np.logspace(-3, 1, 10) / 10},
+        cv=cv, scoring="neg_mean_squared_error",
+    ).fit(X, y)  # fmt: skip
+    assert search.best_score_ >= grid.best_score_
+    best = search.best_params_
+    refit = clone(pipe).set_params(**best).fit(X, y)
+    np.testing.assert_allclose(search.predict(X), refit.predict(X), rtol=1e-9)
+    check = cross_validate(
+        clone(pipe).set_params(**best), X, y, cv=cv,
+        scoring="neg_mean_squared_error", return_train_score=True,
+    )  # fmt: skip
+    row = search.best_index_
+    for key in ("test", "train"):
+        np.testing.assert_allclose(
+            [search.cv_results_[f"split{k}_{key}_score"][row] for k in range(5)],
+            check[f"{key}_score"], rtol=1e-7,
+        )  # fmt: skip
+
+
+def test_kernel_ridge_listed_gamma_and_own_per_feature_step():
+    """Listed gammas are candidates whose alpha is tuned; a
+    BilevelKernelRidgeCV final step with one width per feature is refit at
+    exactly the chosen widths and strength."""
+    X, y = load_diabetes(return_X_y=True)
+    X, y = X[:200], y[:200]
+    cv = KFold(4, shuffle=True, random_state=0)
+    pipe = make_pipeline(StandardScaler(), KernelRidge(kernel="rbf"))
+    listed = HypergradientSearchCV(
+        pipe, {"kernelridge__alpha": (1e-6, 1e2), "kernelridge__gamma": [0.01, 0.1]},
+        cv=cv,
+    ).fit(X, y)  # fmt: skip
+    assert sorted(listed.cv_results_["param_kernelridge__gamma"]) == [0.01, 0.1]
+    assert len(set(listed.cv_results_["param_kernelridge__alpha"])) == 2
+    own = make_pipeline(StandardScaler(), BilevelKernelRidgeCV(gamma="per_feature"))
+    search = HypergradientSearchCV(
+        own, {"bilevelkernelridgecv__alpha": (1e-6, 1e2)}, cv=cv, max_iter=15
+    ).fit(X, y)
+    widths = search.best_params_["bilevelkernelridgecv__gamma"]
+    assert np.shape(widths) == (10,)
+    final = search.best_estimator_[-1]
+    np.testing.assert_array_equal(final.gamma_, widths)
+    assert final.alpha_ == pytest.approx(
+        search.best_params_["bilevelkernelridgecv__alpha"], rel=1e-12
+    )
+
+
+def test_kernel_ridge_steps_that_cannot_be_tuned():
+    X, y = load_diabetes(return_X_y=True)
+    for step, message in [
+        (KernelRidge(kernel="sigmoid"), "kernel must be one of"),
+        (KernelRidge(kernel="rbf", kernel_params={"gamma": 1.0}), "kernel_params"),
+    ]:
+        search = HypergradientSearchCV(
+            step, {"alpha": (1e-3, 1.0)}, cv=3, error_score="raise"
+        )
+        with pytest.raises(ValueError, match=message):
+            search.fit(X[:60], y[:60])

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse as sp
 import scipy.spatial.distance
 
 from .._kernel_kernels import absolute_difference_contraction
@@ -51,10 +52,33 @@ __all__ = [
     "KernelFold",
     "KernelLeaveOneOut",
     "KernelSpec",
+    "dense_rows",
     "kernel_dual",
 ]
 
 KERNELS = ("rbf", "laplacian", "poly", "linear")
+# Most entries of a sparse X made dense (800 MB of float64): the kernel
+# matrices are dense anyway, but a wide sparse X need not fit densely.
+DENSE_MAX_ENTRIES = 10**8
+
+
+def dense_rows(X):
+    """``X`` as a C-ordered float64 array (sparse input made dense).
+
+    Raises
+    ------
+    ValueError
+        For a sparse ``X`` of more than ``DENSE_MAX_ENTRIES`` entries.
+    """
+    if sp.issparse(X):
+        if X.shape[0] * X.shape[1] > DENSE_MAX_ENTRIES:
+            raise ValueError(
+                f"Kernel ridge computes its kernels on dense rows: a sparse X of "
+                f"shape {X.shape} has more than {DENSE_MAX_ENTRIES} entries. "
+                "Reduce the columns (e.g. TruncatedSVD) first."
+            )
+        X = X.toarray()
+    return np.ascontiguousarray(X, dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -204,6 +228,7 @@ class KernelFold:
 
     def __init__(self, spec, X, Y, sw, X_val, Y_val, sw_val):
         self.spec = spec
+        X, X_val = dense_rows(X), dense_rows(X_val)
         if spec.translation_invariant:
             # Centered rows: the expansions of squared differences lose no
             # digits to large column means (the kernel does not change).
@@ -321,6 +346,7 @@ class KernelLeaveOneOut:
 
     def __init__(self, spec, X, Y, sw):
         self.spec = spec
+        X = dense_rows(X)
         if spec.translation_invariant:
             X = X - sw @ X / sw.sum()
         self.X, self.Y, self.root = X, Y, np.sqrt(sw)
