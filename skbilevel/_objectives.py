@@ -201,19 +201,23 @@ class CVObjective:
             )
         )
         if self.verbose > 0 and grad is not None:
-            values = np.exp(self.param_sign * theta)
-            shown = (
-                f"{values[0]:.4g}"
-                if values.size == 1
-                else f"[min {values.min():.3g}, median {np.median(values):.3g}, "
-                f"max {values.max():.3g}]"
-            )
             print(
-                f"[skbilevel] eval {len(self.records):3d}  {self.param_name}={shown}  "
+                f"[skbilevel] eval {len(self.records):3d}  {self._shown(theta)}  "
                 f"cv_loss={f:.6g}  |hypergradient|={grad_norm:.3g}  "
                 f"time={elapsed:.2f}s",
                 flush=True,
             )
+
+    def _shown(self, theta):
+        """``theta`` as a progress line shows it: ``name=value(s)``."""
+        values = np.exp(self.param_sign * theta)
+        shown = (
+            f"{values[0]:.4g}"
+            if values.size == 1
+            else f"[min {values.min():.3g}, median {np.median(values):.3g}, "
+            f"max {values.max():.3g}]"
+        )
+        return f"{self.param_name}={shown}"
 
     def _row_is_accurate(self, grad):
         """Whether an evaluation may be chosen as the optimum.

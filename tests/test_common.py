@@ -33,6 +33,7 @@ ESTIMATORS = [
     BilevelKernelRidgeCV(cv=None, kernel="laplacian"),
     BilevelKernelRidgeCV(kernel="poly", degree=2, penalty="per_target"),
     BilevelKernelRidgeCV(kernel="linear"),
+    BilevelKernelRidgeCV(approximation="nystroem", n_components=200, random_state=0),
 ]
 
 

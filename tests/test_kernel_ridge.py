@@ -14,7 +14,12 @@ from sklearn.preprocessing import StandardScaler
 import skbilevel._kernel_ridge as _kernel_ridge
 import skbilevel._problems._kernel as _kernel_problem
 from skbilevel import BilevelKernelRidgeCV
-from skbilevel._problems._kernel import KernelFold, KernelLeaveOneOut, KernelSpec
+from skbilevel._problems._kernel import (
+    KernelFold,
+    KernelLeaveOneOut,
+    KernelSpec,
+    NystroemFold,
+)
 
 KERNEL_SPECS = [
     KernelSpec("rbf"),
@@ -285,6 +290,71 @@ def test_clear_errors(monkeypatch):
     with pytest.raises(ValueError, match="more than 40 entries"):
         monkeypatch.setattr(_kernel_problem, "DENSE_MAX_ENTRIES", 40)
         BilevelKernelRidgeCV().fit(sp.csr_matrix(X), y)
+    with pytest.raises(ValueError, match="finite rank"):
+        BilevelKernelRidgeCV(kernel="poly", approximation="nystroem").fit(X, y)
+    with pytest.raises(ValueError, match="exact closed form"):
+        BilevelKernelRidgeCV(cv=None, approximation="nystroem").fit(X, y)
     monkeypatch.setattr(_kernel_ridge, "KERNEL_MAX_SAMPLES", 40)
     with pytest.raises(ValueError, match="exceed its limit of 40"):
-        BilevelKernelRidgeCV().fit(X, y)
+        BilevelKernelRidgeCV(approximation="exact").fit(X, y)
+
+
+@pytest.mark.parametrize("kernel", ["rbf", "laplacian"])
+@pytest.mark.parametrize("every_row", [True, False], ids=["all", "subset"])
+def test_nystroem_fold_derivatives_and_exact_limit(kernel, every_row):
+    """Nystroem splits: derivatives against finite differences (1e-5), the
+    strength path against the solves, and with every training row a
+    landmark the exact split's loss (up to the landmarks' jitter)."""
+    X, Y, sw = _data()
+    spec = KernelSpec(kernel)
+    landmarks = (
+        np.arange(30) if every_row else np.array([0, 2, 5, 7, 11, 13, 17, 19, 23, 29])
+    )
+    fold = NystroemFold(
+        spec, X[:30], Y[:30], sw[:30], X[30:], Y[30:], sw[30:], landmarks
+    )
+    theta = np.r_[np.log([0.3, 0.05]), np.log([0.4, 0.2, 0.7])]
+
+    def loss(th):
+        return fold.loss_grad(np.exp(th[:2]), np.exp(th[2:]), False)[0]
+
+    value, d_alpha, d_width = fold.loss_grad(np.exp(theta[:2]), np.exp(theta[2:]))
+    step = 1e-5
+    numeric = np.array(
+        [
+            (loss(theta + step * e) - loss(theta - step * e)) / (2 * step)
+            for e in np.eye(5)
+        ]
+    )
+    grad = np.r_[d_alpha, d_width]
+    assert np.max(np.abs(grad - numeric)) <= 1e-5 * np.max(np.abs(numeric))
+    losses, slopes = fold.strength_path(np.exp(theta[2:]))(np.exp(theta[:2]))
+    assert losses.diagonal().sum() == pytest.approx(value, rel=1e-9)
+    np.testing.assert_allclose(slopes.diagonal(), d_alpha, rtol=1e-7)
+    if every_row:
+        exact = _folds(spec, X, Y, sw, loo=False)
+        expected = exact.loss_grad(np.exp(theta[:2]), np.exp(theta[2:]), False)[0]
+        assert value == pytest.approx(expected, rel=1e-6)
+
+
+def test_nystroem_search_and_auto_switch(monkeypatch):
+    """approximation='auto' switches to Nystroem landmarks past
+    NYSTROEM_FROM training rows; with as many landmarks as rows the search
+    gives the exact one's CV score, and the final model predicts from
+    n_components landmarks of all the rows."""
+    X, y = _diabetes(150)
+    folds = list(KFold(4, shuffle=True, random_state=0).split(X))
+    exact = BilevelKernelRidgeCV(cv=folds).fit(X, y)
+    assert exact.approximation_ == "exact"
+    monkeypatch.setattr(_kernel_ridge, "NYSTROEM_FROM", 100)
+    every = BilevelKernelRidgeCV(cv=folds, n_components=150, random_state=0).fit(X, y)
+    assert every.approximation_ == "nystroem" and every.X_fit_.shape == X.shape
+    assert every.best_score_ == pytest.approx(exact.best_score_, rel=1e-4)
+    np.testing.assert_allclose(
+        every.predict(X), exact.predict(X), rtol=1e-3, atol=1e-3 * np.std(y)
+    )
+    few = BilevelKernelRidgeCV(cv=folds, n_components=40, random_state=0).fit(X, y)
+    assert few.X_fit_.shape == (40, X.shape[1]) and few.dual_coef_.shape == (40,)
+    assert np.all(np.isfinite(few.predict(X)))
+    again = BilevelKernelRidgeCV(cv=folds, n_components=40, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(again.predict(X), few.predict(X))

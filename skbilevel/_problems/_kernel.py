@@ -52,14 +52,18 @@ __all__ = [
     "KernelFold",
     "KernelLeaveOneOut",
     "KernelSpec",
+    "NystroemFold",
     "dense_rows",
     "kernel_dual",
+    "nystroem_dual",
 ]
 
 KERNELS = ("rbf", "laplacian", "poly", "linear")
 # Most entries of a sparse X made dense (800 MB of float64): the kernel
 # matrices are dense anyway, but a wide sparse X need not fit densely.
 DENSE_MAX_ENTRIES = 10**8
+# Added to the landmarks' kernel matrix (whose diagonal is 1), see NystroemFold.
+NYSTROEM_JITTER = 1e-8
 
 
 def dense_rows(X):
@@ -207,6 +211,32 @@ class _Solver:
         return out
 
 
+def _holdout_path(P, z, lam, Y_val, sw_val, scale):
+    """The validation loss at any strength, for a diagonalized split.
+
+    The validation predictions at ``alpha`` are ``P (z / (lam + alpha))``
+    per target column of ``z``. Returns ``path(alphas)``: the loss of every
+    target at every strength, shape (m, n_targets), and its derivative in
+    ``log alpha``, same shape.
+    """
+    weights = sw_val[:, None]
+
+    def path(alphas):
+        alphas = np.asarray(alphas, dtype=float)
+        losses = np.empty((alphas.size, z.shape[1]))
+        slopes = np.empty_like(losses)
+        inverse = 1.0 / (lam[:, None] + alphas[None, :])
+        for t in range(z.shape[1]):
+            coef = z[:, t, None] * inverse
+            residual = P @ coef - Y_val[:, t, None]
+            change = P @ (-alphas[None, :] * coef * inverse)
+            losses[:, t] = scale * np.sum(weights * residual**2, axis=0)
+            slopes[:, t] = 2.0 * scale * np.sum(weights * residual * change, axis=0)
+        return losses, slopes
+
+    return path
+
+
 def kernel_dual(K, root, Y, alphas, spectrum=None):
     """``(D a', a', solver)`` with ``a' = G D Y`` per target (see _Solver)."""
     scaled = None if spectrum is not None else root[:, None] * K * root[None, :]
@@ -265,24 +295,7 @@ class KernelFold:
         _, K_val, (lam, Q) = self._kernels(widths, spectral=True)
         z = Q.T @ (self.root[:, None] * self.Y)
         P = K_val @ (self.root[:, None] * Q)
-        weights = self.sw_val[:, None]
-
-        def path(alphas):
-            alphas = np.asarray(alphas, dtype=float)
-            losses = np.empty((alphas.size, self.Y.shape[1]))
-            slopes = np.empty_like(losses)
-            inverse = 1.0 / (lam[:, None] + alphas[None, :])
-            for t in range(self.Y.shape[1]):
-                coef = z[:, t, None] * inverse
-                residual = P @ coef - self.Y_val[:, t, None]
-                change = P @ (-alphas[None, :] * coef * inverse)
-                losses[:, t] = self.scale * np.sum(weights * residual**2, axis=0)
-                slopes[:, t] = (
-                    2.0 * self.scale * np.sum(weights * residual * change, axis=0)
-                )
-            return losses, slopes
-
-        return path
+        return _holdout_path(P, z, lam, self.Y_val, self.sw_val, self.scale)
 
     def dual(self, alphas, widths, spectral=False):
         """Dual coefficients ``a = D a'`` (n_train, n_targets), ``a' = G D y``
@@ -294,6 +307,15 @@ class KernelFold:
         """Validation predictions, shape (n_val, n_targets)."""
         a = self.dual(alphas, widths)[0]
         return self._kernels(widths)[1] @ a
+
+    @property
+    def basis(self):
+        """The rows the dual coefficients weigh (the training rows)."""
+        return self.X
+
+    def training_predictions(self, alphas, widths):
+        """Predictions on the training rows, shape (n_train, n_targets)."""
+        return self._kernels(widths)[0] @ self.dual(alphas, widths)[0]
 
     def loss_grad(self, alphas, widths, need_grad=True, spectral=False):
         """Validation loss and its derivatives.
@@ -444,3 +466,159 @@ class KernelLeaveOneOut:
         """Dual coefficients of all the rows (see :meth:`KernelFold.dual`)."""
         K, spectrum = self._kernels(widths)
         return kernel_dual(K, self.root, self.Y, alphas, spectrum)
+
+
+def _landmark_factor(spec, Z, widths):
+    """``(K_ZZ + jitter I, L)`` with ``L`` its lower Cholesky factor."""
+    K_ZZ = spec.matrix(Z, Z, widths)
+    K_ZZ[np.diag_indices_from(K_ZZ)] += NYSTROEM_JITTER
+    return K_ZZ, robust_cho_factor(K_ZZ)[0].T
+
+
+def _whitened(K_xZ, L):
+    """``K_xZ L^{-T}``: the rows' features in the landmarks' whitened
+    coordinates (their Gram matrix is then PSD by construction, where
+    ``L^{-1} (K_Zx S K_xZ) L^{-T}`` formed after the product is not: its
+    round-off, amplified by ``L^{-1}``, gave eigenvalues of -1e-3 next to a
+    strength of 1e-5)."""
+    return scipy.linalg.solve_triangular(L, K_xZ.T, lower=True).T
+
+
+def nystroem_dual(spec, X, Y, sw, Z, alphas, widths):
+    """Landmark coefficients of the Nystroem model on all of ``X`` (see
+    :class:`NystroemFold`): ``(K_Zx S K_xZ + alpha_t (K_ZZ + jitter I))^{-1}
+    K_Zx S y_t`` per target, shape (n_landmarks, n_targets), solved in the
+    landmarks' whitened coordinates as the splits are (the system itself
+    has the condition number of ``K_ZZ`` over ``alpha``)."""
+    _, L = _landmark_factor(spec, Z, widths)
+    W = _whitened(spec.matrix(X, Z, widths), L)
+    lam, Q = _spectrum(W.T @ (sw[:, None] * W))
+    z = Q.T @ (W.T @ (sw[:, None] * Y))
+    inner = Q @ (z / (lam[:, None] + np.asarray(alphas)[None, :]))
+    return scipy.linalg.solve_triangular(L.T, inner, lower=False)
+
+
+class NystroemFold:
+    """One holdout split of kernel ridge on Nystroem landmarks.
+
+    The model is ``f(x) = K(x, Z) b`` on ``m`` landmark rows ``Z`` (a
+    random subset of the training rows), fitted by the same weighted ridge
+    objective restricted to those functions:
+
+        b = (K_Zt S K_tZ + alpha K_ZZ)^{-1} K_Zt S y,
+
+    ``O(n m^2)`` operations instead of ``O(n^3)``; with every training row a
+    landmark it is the exact kernel ridge (but for a jitter of
+    ``NYSTROEM_JITTER`` on ``K_ZZ``'s diagonal). For a fixed width the strength is
+    again a closed form: with ``K_ZZ = L L^T`` and ``L^{-1} K_Zt S K_tZ
+    L^{-T} = Q diag(lam) Q^T``, ``b = L^{-T} Q (lam + alpha)^{-1} Q^T L^{-1}
+    K_Zt S y``. The derivatives follow from ``A b = c`` with ``A`` and ``c``
+    above: with the adjoint ``l = A^{-1} K_vZ^T g``, the width contractions
+    are ``N_vZ = g b^T``, ``N_Zt = l (S y)^T - l (S K_tZ b)^T - b (S K_tZ
+    l)^T`` and ``N_ZZ = -alpha l b^T``, and ``dE/dlog(alpha) = -alpha l^T
+    K_ZZ b``.
+
+    Parameters
+    ----------
+    spec : KernelSpec
+    X, Y, sw, X_val, Y_val, sw_val : as :class:`KernelFold`
+    landmarks : ndarray of shape (m,)
+        Indices of the training rows used as landmarks.
+    """
+
+    def __init__(self, spec, X, Y, sw, X_val, Y_val, sw_val, landmarks):
+        if not spec.translation_invariant:
+            raise ValueError(
+                f"The Nystroem approximation serves the rbf and laplacian kernels; "
+                f"the {spec.kernel!r} kernel has a finite rank (expand its features "
+                "and fit a linear model instead)."
+            )
+        self.spec = spec
+        X, X_val = dense_rows(X), dense_rows(X_val)
+        if spec.translation_invariant:
+            shift = sw @ X / sw.sum()
+            X, X_val = X - shift, X_val - shift
+        self.X, self.Y, self.sw = X, Y, sw
+        self.Z = np.ascontiguousarray(X[np.sort(landmarks)])
+        self.X_val, self.Y_val, self.sw_val = X_val, Y_val, sw_val
+        self.scale = 1.0 / (sw_val.sum() * Y.shape[1])
+        self._cache = None
+
+    @property
+    def basis(self):
+        return self.Z
+
+    def _kernels(self, widths):
+        """``(K_tZ, K_ZZ, K_vZ, L, Q, lam)`` at ``widths`` (the last kept)."""
+        cached = self._cache
+        if cached is not None and np.array_equal(cached[0], widths):
+            return cached[1]
+        K_tZ = self.spec.matrix(self.X, self.Z, widths)
+        # Landmarks close together in a wide kernel's units make K_ZZ
+        # singular to round-off: a constant jitter (the kernel's diagonal is
+        # 1, so NYSTROEM_JITTER of it) keeps it factorizable, and the model
+        # smooth in the widths (robust_cho_factor grows it only if needed).
+        K_ZZ, L = _landmark_factor(self.spec, self.Z, widths)
+        K_vZ = self.spec.matrix(self.X_val, self.Z, widths)
+        W = _whitened(K_tZ, L)
+        weighted = self.sw[:, None] * K_tZ
+        lam, Q = _spectrum(W.T @ (self.sw[:, None] * W))
+        state = (K_tZ, K_ZZ, K_vZ, L, Q, lam, weighted)
+        self._cache = (widths.copy(), state)
+        return state
+
+    def _coefficients(self, state, alphas, rhs):
+        """``A_t^{-1} rhs[:, t]`` per target, through the diagonalization."""
+        _, _, _, L, Q, lam, _ = state
+        inner = Q.T @ scipy.linalg.solve_triangular(L, rhs, lower=True)
+        inner = Q @ (inner / (lam[:, None] + alphas[None, :]))
+        return scipy.linalg.solve_triangular(L.T, inner, lower=False)
+
+    def dual(self, alphas, widths, spectral=True):
+        """Landmark coefficients ``b`` (m, n_targets)."""
+        state = self._kernels(widths)
+        c = state[6].T @ self.Y  # K_Zt S y
+        return (self._coefficients(state, alphas, c),)
+
+    def predict(self, alphas, widths):
+        return self._kernels(widths)[2] @ self.dual(alphas, widths)[0]
+
+    def training_predictions(self, alphas, widths):
+        return self._kernels(widths)[0] @ self.dual(alphas, widths)[0]
+
+    def strength_path(self, widths):
+        """See :meth:`KernelFold.strength_path`."""
+        state = self._kernels(widths)
+        _, _, K_vZ, L, Q, lam, weighted = state
+        z = Q.T @ scipy.linalg.solve_triangular(L, weighted.T @ self.Y, lower=True)
+        P = K_vZ @ scipy.linalg.solve_triangular(L.T, Q, lower=False)
+        return _holdout_path(P, z, lam, self.Y_val, self.sw_val, self.scale)
+
+    def loss_grad(self, alphas, widths, need_grad=True, spectral=True):
+        """See :meth:`KernelFold.loss_grad`."""
+        state = self._kernels(widths)
+        K_tZ, K_ZZ, K_vZ, _, _, _, weighted = state
+        b = self._coefficients(state, alphas, weighted.T @ self.Y)
+        residual = K_vZ @ b - self.Y_val
+        sw_residual = self.sw_val[:, None] * residual
+        loss = self.scale * float(np.sum(sw_residual * residual))
+        if not need_grad:
+            return loss, None, None
+        g = 2.0 * self.scale * sw_residual
+        adjoint = self._coefficients(state, alphas, K_vZ.T @ g)
+        d_alpha = -alphas * np.sum(adjoint * (K_ZZ @ b), axis=0)
+        d_width = None
+        if self.spec.has_widths:
+            fitted, fitted_adjoint = K_tZ @ b, K_tZ @ adjoint
+            s = self.sw[:, None]
+            N_Zt = adjoint @ (s * self.Y).T - adjoint @ (s * fitted).T
+            N_Zt -= b @ (s * fitted_adjoint).T
+            alpha_adjoint = adjoint * alphas[None, :]
+            d_width = (
+                self.spec.width_contraction(g @ b.T, self.X_val, self.Z, K_vZ, widths)
+                + self.spec.width_contraction(N_Zt, self.Z, self.X, K_tZ.T, widths)
+                - self.spec.width_contraction(
+                    alpha_adjoint @ b.T, self.Z, self.Z, K_ZZ, widths
+                )
+            )
+        return loss, d_alpha, d_width
