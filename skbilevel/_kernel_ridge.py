@@ -58,7 +58,7 @@ STRENGTH_BOX = (1e-8, 1e3)
 FEATURE_OFF = 1e-3
 # Scan points per decade: of the widths (each point diagonalizes every
 # split's kernel matrix) and of the strength (closed form at a fixed width).
-WIDTH_SCAN_PER_DECADE = 2.0
+WIDTH_SCAN_PER_DECADE = 1.5
 STRENGTH_SCAN_PER_DECADE = 4.0
 # Scalar widths whose loss is within this fraction of the best may start the
 # per-feature search (the largest of them does).
