@@ -313,8 +313,6 @@ class _HeldOutGuard:
             self.path.append((theta, losses))
             return float(losses.sum() / self.judge.sw_val.sum())
 
-        self.objective(start, True)
-        monitor()
         result = minimize_box(
             self.objective, start, lo, hi, monitor=monitor,
             patience=GUARD_PATIENCE, **box,
@@ -861,7 +859,9 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
             objective.profile(0.0, False, *alpha_box, tol)
             return True, None, None
         scalar_box = width_box
-        if mode == "per_feature":
+        if mode == "per_feature" and self.gamma_bounds is None:
+            # The default per-feature box reaches FEATURE_OFF lower than the
+            # scalar width's (see _width_box); a user's range serves both.
             scalar_box = (width_box[0] - np.log(FEATURE_OFF), width_box[1])
         decades = (scalar_box[1] - scalar_box[0]) / np.log(10.0)
 

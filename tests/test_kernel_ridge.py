@@ -358,3 +358,20 @@ def test_nystroem_search_and_auto_switch(monkeypatch):
     assert np.all(np.isfinite(few.predict(X)))
     again = BilevelKernelRidgeCV(cv=folds, n_components=40, random_state=0).fit(X, y)
     np.testing.assert_array_equal(again.predict(X), few.predict(X))
+
+
+def test_ranges_are_kept():
+    """User ranges bound every strength and width, scalar and per feature,
+    and the cv_results_ rows stay inside them."""
+    X, y = _diabetes(120)
+    for gamma in ("scalar", "per_feature"):
+        model = BilevelKernelRidgeCV(
+            gamma=gamma, gamma_bounds=(0.05, 2.0), alpha_bounds=(1e-3, 10.0),
+            max_iter=10,
+        ).fit(X, y)  # fmt: skip
+        widths = np.concatenate(
+            [np.atleast_1d(g) for g in model.cv_results_["param_gamma"]]
+        )
+        alphas = model.cv_results_["param_alpha"].astype(float)
+        assert widths.min() >= 0.05 * (1 - 1e-12) and widths.max() <= 2.0 * (1 + 1e-12)
+        assert alphas.min() >= 1e-3 * (1 - 1e-12) and alphas.max() <= 10 * (1 + 1e-12)
