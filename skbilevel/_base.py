@@ -177,6 +177,7 @@ class SearchOutcome:
     best_index: int
     theta: np.ndarray
     guarded: object = None  # the early-stopping guard's objective, if any
+    bounds: tuple = None  # the (lo, hi) box of theta that was searched
 
 
 def common_constraints(name, per_output):
@@ -477,7 +478,7 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
         records = objective.records
         return SearchOutcome(
             objective, result, layout, method, solver, best, records[best].theta,
-            guarded,
+            guarded, (lo, hi),
         )  # fmt: skip
 
     def _guard(self, splits, solver, n_hyper, common):
@@ -820,6 +821,74 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
             return float(values[0])
         return values
 
+    def _range_edges(self, theta, lo, hi):
+        """``[(name, value, low, high)]``: every tuned strength at ``theta``
+        and its range's ends, in the user's units (floats for one strength,
+        arrays for many), from the searched box ``(lo, hi)`` of theta."""
+        return [(self._param_name, *self._snapped(self._param_name, theta, lo, hi))]
+
+    def _snapped(self, name, theta, lo, hi):
+        """``(value, low, high)`` of strength ``name`` at log-strengths
+        ``theta`` in the box ``(lo, hi)``, user units: a range given by the
+        user is reported as given, and a value at its end is that end
+        exactly (``exp(log(1e3))`` is 999.9999999999998)."""
+        shape = np.shape(theta)
+        value = self._to_param(theta)
+        ends = [self._to_param(np.broadcast_to(side, shape)) for side in (lo, hi)]
+        low, high = np.minimum(*ends), np.maximum(*ends)
+        given = getattr(self, f"{name}_bounds", None)
+        if given is not None:
+            low, high = (
+                np.full(np.shape(end), np.ravel(side)[0], dtype=float)
+                if np.size(side) == 1
+                else np.broadcast_to(np.asarray(side, dtype=float), np.shape(end))
+                for side, end in zip(given, (low, high), strict=True)
+            )
+        for ends_exact in (low, high):
+            value = np.where(
+                np.isclose(value, ends_exact, rtol=1e-12, atol=0.0), ends_exact, value
+            )
+        if np.ndim(low) == 0 or (
+            np.all(low == np.ravel(low)[0]) and np.all(high == np.ravel(high)[0])
+        ):
+            low, high = float(np.ravel(low)[0]), float(np.ravel(high)[0])
+        else:
+            low, high = np.array(low), np.array(high)
+        value = (
+            float(np.ravel(value)[0]) if np.ndim(self._to_param(theta)) == 0 else value
+        )
+        return value, low, high
+
+    def _warn_at_range_edges(self, outcome, label=""):
+        """A ``ConvergenceWarning`` where a chosen strength sits at an end of
+        its range (the CV loss may keep falling past it), naming the bounds
+        to widen. Strengths per feature or group are left alone: many of
+        them at an end (features switched off or left free) is the method
+        working."""
+        if not (
+            isinstance(self.penalty, str)
+            and self.penalty in ("scalar", self._per_output)
+        ):
+            return
+        where = f" of {label}" if label else ""
+        for name, value, low, high in self._range_edges(outcome.theta, *outcome.bounds):
+            values = np.atleast_1d(value).astype(float)
+            lows = np.broadcast_to(low, values.shape)
+            highs = np.broadcast_to(high, values.shape)
+            free = lows < highs
+            for side, ends in (("lower", lows), ("upper", highs)):
+                hit = free & np.isclose(values, ends, rtol=1e-9, atol=0.0)
+                if hit.any():
+                    shown = values[hit][0]
+                    warn_user(
+                        f"{name}_{where} = {shown:.4g} is at the {side} end of its "
+                        f"range ({float(np.min(lows)):.4g}, "
+                        f"{float(np.max(highs)):.4g}): the CV loss may keep "
+                        f"falling past it. Widen {name}_bounds (the range used "
+                        f"is in {name}_bounds_).",
+                        ConvergenceWarning,
+                    )
+
     def _search_params(self, theta, objective=None):
         """The final step's parameters at ``theta`` (a search's rows);
         ``objective`` is the search's (unused by the linear models)."""
@@ -918,7 +987,14 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
         self.cv_results_ = results
         self.best_index_ = outcome.best_index
         self.best_score_ = float(results["mean_test_score"][outcome.best_index])
-        setattr(self, f"{self._param_name}_", self._to_param(outcome.theta))
+        strengths = self._to_param(outcome.theta)
+        edges = self._range_edges(outcome.theta, *outcome.bounds)
+        for name, value, low, high in edges:
+            setattr(self, f"{name}_", value)
+            setattr(self, f"{name}_bounds_", (low, high))
+            if name == self._param_name and np.shape(value) == np.shape(strengths):
+                strengths = value  # the snapped values (a range's end exactly)
+        self._warn_at_range_edges(outcome)
         self.n_iter_ = int(outcome.result.n_iter)
         self.n_splits_ = splits.n_splits
         self.hypergradient_ = outcome.method
@@ -936,9 +1012,7 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
             }
         self.strength_names_ = self._strength_names(outcome.layout, info)
         self.strengths_ = _named_values(
-            self.strength_names_,
-            np.atleast_1d(getattr(self, f"{self._param_name}_")),
-            self._param_name,
+            self.strength_names_, np.atleast_1d(strengths), self._param_name
         )
 
     def _strength_names(self, layout, info):

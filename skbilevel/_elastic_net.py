@@ -454,6 +454,16 @@ class BilevelElasticNetCV(BilevelLassoCV):
         names = super()._strength_names(single, info)
         return np.r_[[f"l1: {n}" for n in names], [f"l2: {n}" for n in names]]
 
+    def _range_edges(self, theta, lo, hi):
+        """``alpha``'s range, from the searched box of ``[log alpha, logit
+        l1_ratio]`` (``l1_ratio``, a mixing fraction, is not a strength:
+        its ends are ordinary choices)."""
+        theta = np.asarray(theta, dtype=float)
+        half = theta.size // 2
+        lo, hi = (np.broadcast_to(side, theta.shape) for side in (lo, hi))
+        _, low, high = self._snapped("alpha", lo[:half], lo[:half], hi[:half])
+        return [("alpha", self._alpha_ratio(theta)[0], low, high)]
+
     def _store_search(self, outcome, splits, info):
         super()._store_search(outcome, splits, info)
         records = outcome.objective.records
@@ -478,13 +488,17 @@ class BilevelElasticNetCV(BilevelLassoCV):
         # A value at a side of its range (a fixed one: equal sides) is
         # reported as given, not as its round trip through the strengths
         # (0.30000000000000004).
-        for bounds, values in (
-            (self.alpha_bounds, alpha),
-            (self.l1_ratio_bounds, ratio),
+        ratio_bounds = self.l1_ratio_bounds
+        if ratio_bounds is None:
+            ratio_bounds = DEFAULT_RATIO_BOUNDS
+        for bounds, values, tolerance in (
+            (self.alpha_bounds, alpha, 1e-12),
+            # 1 is searched as RATIO_CAP, 1e-8 below it.
+            (ratio_bounds, ratio, 2.0 * (1.0 - RATIO_CAP)),
         ):
             for side in () if bounds is None else bounds:
                 if np.ndim(side) == 0:
-                    near = np.abs(values - side) <= 1e-12 * abs(side)
+                    near = np.abs(values - side) <= tolerance * abs(side)
                     values[near] = float(side)
         if half == 1 and isinstance(self.penalty, str) and self.penalty == "scalar":
             return float(alpha[0]), float(ratio[0])

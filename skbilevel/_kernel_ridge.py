@@ -77,6 +77,7 @@ class KernelSearchOutcome:
     theta: np.ndarray
     width_mode: str
     held_out_path: dict = None
+    boxes: tuple = None  # ((log alpha range), (log gamma range)) searched
 
 
 class KernelRidgeObjective(CVObjective):
@@ -454,6 +455,11 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
         (n_components, n_features), under the Nystroem approximation).
     approximation_ : {"exact", "nystroem"}
         How the kernels were computed.
+    alpha_bounds_ : (float, float)
+        The range of ``alpha`` searched (``alpha_bounds`` as given, or the
+        data's default).
+    gamma_bounds_ : (float, float) or None
+        The range of the width(s) searched; None for a fixed width.
     best_score_ : float
         Mean validation score of the chosen point.
     best_index_ : int
@@ -701,7 +707,10 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
         best = int(np.argmin([r.loss for r in records])) if chosen is None else chosen
         theta = records[best].theta
         result = OuterResult(theta, records[best].loss, len(records), converged)
-        return KernelSearchOutcome(objective, result, best, theta, widths_mode, path)
+        return KernelSearchOutcome(
+            objective, result, best, theta, widths_mode, path,
+            ((alpha_lo, alpha_hi), (width_lo, width_hi)),
+        )  # fmt: skip
 
     def _search_params(self, theta, objective=None):
         """The final step's ``alpha`` and ``gamma`` at ``theta``."""
@@ -965,6 +974,13 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
         tuned = params[best]
         self.alpha_ = tuned["alpha"]
         self.gamma_ = tuned.get("gamma")
+        # The ranges searched (a user's as given); a width that was not
+        # searched has none.
+        (alpha_lo, alpha_hi), (width_lo, width_hi) = outcome.boxes
+        self.alpha_bounds_ = _user_range(self.alpha_bounds, alpha_lo, alpha_hi)
+        self.gamma_bounds_ = None
+        if outcome.width_mode != "fixed":
+            self.gamma_bounds_ = _user_range(self.gamma_bounds, width_lo, width_hi)
 
     # ----------------------------------------------------------- prediction
     def predict(self, X):
@@ -993,6 +1009,13 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
         tags.target_tags.multi_output = True
         tags.input_tags.sparse = True
         return tags
+
+
+def _user_range(given, lo, hi):
+    """``(low, high)`` of a log range, as the user gave it if they did."""
+    if given is not None:
+        return float(given[0]), float(given[1])
+    return float(np.exp(lo)), float(np.exp(hi))
 
 
 def landmark_rows(X, sw, n_components, rng):

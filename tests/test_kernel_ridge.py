@@ -375,3 +375,12 @@ def test_ranges_are_kept():
         alphas = model.cv_results_["param_alpha"].astype(float)
         assert widths.min() >= 0.05 * (1 - 1e-12) and widths.max() <= 2.0 * (1 + 1e-12)
         assert alphas.min() >= 1e-3 * (1 - 1e-12) and alphas.max() <= 10 * (1 + 1e-12)
+
+
+def test_ranges_used_are_reported():
+    X, y = _diabetes(100)
+    model = BilevelKernelRidgeCV(alpha_bounds=(1e-3, 10.0)).fit(X, y)
+    assert model.alpha_bounds_ == (1e-3, 10.0)
+    low, high = model.gamma_bounds_
+    assert low <= model.gamma_ <= high and type(low) is float
+    assert BilevelKernelRidgeCV(gamma=0.1).fit(X, y).gamma_bounds_ is None
