@@ -222,6 +222,15 @@ def _named_values(names, values, name):
     return pd.Series(values, index=pd.Index(names, name="strength of"), name=name)
 
 
+def round_trip(values):
+    """Values rounded to 14 significant digits, so that a strength read back
+    from its logarithm is the number it was (``exp(log(1.0))`` is
+    1.0000000000000009); 1e-14 is far below any strength's own accuracy."""
+    values = np.asarray(values, dtype=float)
+    out = np.array([float(f"{v:.14g}") for v in values.ravel()])
+    return out.reshape(values.shape)
+
+
 def stochastic_pays(n_samples, deterministic_passes, pass_flops):
     """Whether ``solver="auto"`` takes the stochastic mode.
 
@@ -812,7 +821,7 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
 
     # ------------------------------------------------------- hyperparameters
     def _to_param(self, theta):
-        values = np.exp(self._param_sign * np.asarray(theta, dtype=float))
+        values = round_trip(np.exp(self._param_sign * np.asarray(theta, dtype=float)))
         if (
             values.size == 1
             and isinstance(self.penalty, str)

@@ -21,6 +21,7 @@ from ._base import (
     GUARD_SAMPLES_PER_STRENGTH,
     GUARD_STANDARD_ERRORS,
     Targets,
+    round_trip,
 )
 from ._folds import Splits, check_folds, held_out_samples
 from ._objectives import CVObjective, map_folds
@@ -714,7 +715,7 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
 
     def _search_params(self, theta, objective=None):
         """The final step's ``alpha`` and ``gamma`` at ``theta``."""
-        alphas, widths = objective.split(theta)
+        alphas, widths = (round_trip(v) for v in objective.split(theta))
         row = {"alpha": float(alphas[0]) if objective.n_alpha == 1 else alphas}
         if objective.folds[0].spec.has_widths:
             row["gamma"] = self._user_widths(objective.width_mode, widths)

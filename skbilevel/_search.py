@@ -286,6 +286,9 @@ class _Candidate:
             n_iter=0,
             hypergradient_norm=np.nan,
             accurate=True,
+            # The point the candidate's own search chose (the validation
+            # loss's optimum); a grid point is its own.
+            objective_best=True,
         )
         row.update(fields)
         return row
@@ -439,6 +442,7 @@ class _Candidate:
                 n_iter=outcome.result.n_iter,
                 hypergradient_norm=record.hypergradient_norm,
                 accurate=record.accurate,
+                objective_best=i == outcome.best_index,
             )
             view = tuner._scoring_view(objective, i, info, self.scorers.values())
             if view is None:  # a stochastic estimate: no model was kept
@@ -581,6 +585,15 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
         Refit the estimator (the user's own class) with the best parameters
         on all the data. With several metrics, the name of the metric that
         chooses; a callable takes ``cv_results_`` and returns ``best_index_``.
+    refit_by : {"scoring", "objective"}, default="scoring"
+        Which rows may be best: every row (GridSearchCV's rule: the scorer
+        ranks the scan and search points too), or each candidate's own
+        choice, the optimum of the validation loss its hypergradient search
+        minimized (the scorer then ranks the candidates). Where the scorer
+        differs from that loss (an unweighted log-loss against a
+        class-weighted one) the two can disagree; "scoring" then warns,
+        naming both points (a ``scoring`` you gave; the estimator's own
+        score, ``scoring=None``, ranks silently as in GridSearchCV).
     n_jobs : int, default=None
         Parallel jobs (joblib). With several list candidates, whole candidates
         run in parallel (so ``joblib.parallel_config(backend="dask")`` spreads
@@ -681,6 +694,7 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
         "random_state": ["random_state"],
         "error_score": [StrOptions({"raise"}), numbers.Real],
         "return_train_score": ["boolean"],
+        "refit_by": [StrOptions({"scoring", "objective"})],
     }
 
     def __init__(
@@ -698,6 +712,7 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
         random_state=None,
         error_score=np.nan,
         return_train_score=False,
+        refit_by="scoring",
     ):
         self.estimator = estimator
         self.param_space = param_space
@@ -711,6 +726,7 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
         self.random_state = random_state
         self.error_score = error_score
         self.return_train_score = return_train_score
+        self.refit_by = refit_by
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -887,6 +903,9 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
                 per_candidate.append(_run_candidate(candidate, X, y, self.n_jobs))
                 if task is not None:
                     task.call_on_fit_task_end(estimator=self)
+        for k, candidate_rows in enumerate(per_candidate):
+            for row in candidate_rows:
+                row["candidate"] = k
         rows = [row for rows in per_candidate for row in rows]
         errors = [row["error"] for row in rows if "error" in row]
         if len(errors) == len(rows):
@@ -914,8 +933,16 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
                 raise ValueError(
                     "Every candidate failed to fit or score; nothing to refit."
                 )
+            if self.refit_by == "objective":
+                usable &= np.array([r["objective_best"] for r in rows])
+                if not usable.any():
+                    raise ValueError(
+                        "refit_by='objective': no candidate's search point could "
+                        "be scored; nothing to refit."
+                    )
             best = int(np.argmax(np.where(usable, means, -np.inf)))
             self.best_score_ = float(means[best])
+            self._warn_if_scoring_disagrees(rows, best, refit_metric)
         self.best_index_ = best
         self.best_params_ = dict(rows[best]["params"])
         self._refit_best(X, y, routed)
@@ -924,6 +951,35 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
                 estimator=self, X=X, y=y, reconstruction_attributes={}
             )
         return self
+
+    def _warn_if_scoring_disagrees(self, rows, best, metric):
+        """A warning when the scorer ranks first another point of a
+        candidate's search than the one that search chose (the validation
+        loss's optimum): e.g. an unweighted log-loss against the class-weighted
+        one the search minimized, or R^2 against the mean squared error."""
+        row = rows[best]
+        if row["objective_best"] or self.scoring is None:
+            # scoring=None ranks by the estimator's own score (R^2,
+            # accuracy), as GridSearchCV does: a measure every user of the
+            # search expects to differ from the loss in its last digits.
+            return
+        chosen = [
+            i for i, r in enumerate(rows)
+            if r["candidate"] == row["candidate"] and r["objective_best"]
+        ]  # fmt: skip
+        if not chosen or _shown_params(rows[chosen[0]]["params"]) == _shown_params(
+            row["params"]
+        ):
+            return
+        name = self.scoring if isinstance(self.scoring, str) else metric
+        warn_user(
+            f"best_params_ follows scoring ({name}), which ranks "
+            f"{_shown_params(row['params'])} first (cv_results_ row {best}); the "
+            "hypergradient search minimized the validation loss, whose optimum "
+            f"is {_shown_params(rows[chosen[0]]['params'])} (row {chosen[0]}). "
+            "Set refit_by='objective' to refit at the search's own choice.",
+            UserWarning,
+        )
 
     def _refit_best(self, X, y, routed):
         prefix, final = _final_step(self.estimator)
@@ -1020,6 +1076,19 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
         return scorer(self.best_estimator_, X, y, **params)
 
 
+def _shown_params(params):
+    """``{name: value}`` with short numbers, for messages."""
+    shown = []
+    for key, value in params.items():
+        if np.ndim(value) == 0 and isinstance(value, numbers.Real):
+            shown.append(f"{key}={float(value):.4g}")
+        elif np.ndim(value) == 1 and np.size(value) > 3:
+            shown.append(f"{key}=[{np.size(value)} values]")
+        else:
+            shown.append(f"{key}={value!r}")
+    return "{" + ", ".join(shown) + "}"
+
+
 def _run_candidate(candidate, X, y, n_jobs):
     if candidate.verbose > 0:
         print(f"[skbilevel] candidate {candidate.params}", flush=True)
@@ -1069,5 +1138,7 @@ def _build_results(rows, metrics, n_splits):
                 "hypergradient_norm",
                 np.array([r["hypergradient_norm"] for r in rows], dtype=float),
             ),
+            # Each candidate's own choice (see refit_by).
+            ("search_choice", np.array([r["objective_best"] for r in rows])),
         ],
     )

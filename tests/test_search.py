@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import sklearn
 from sklearn.base import clone
-from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
+from sklearn.datasets import (
+    load_breast_cancer,
+    load_diabetes,
+    load_iris,
+    make_classification,
+)
 from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
 from sklearn.kernel_ridge import KernelRidge
 from sklearn.linear_model import ElasticNet, Lasso, LogisticRegression, Ridge
@@ -176,6 +181,7 @@ def test_results_and_attributes_match_gridsearch():
     assert set(search.cv_results_) - set(grid.cv_results_) == {
         "iter",
         "hypergradient_norm",
+        "search_choice",
     }
     results = search.cv_results_
     n_rows = len(results["params"])
@@ -897,3 +903,27 @@ def test_kernel_ridge_steps_that_cannot_be_tuned():
         )
         with pytest.raises(ValueError, match=message):
             search.fit(X[:60], y[:60])
+
+
+def test_scoring_that_disagrees_with_the_search_warns_and_refit_by_objective():
+    """A class-weighted LogisticRegression scored by the unweighted log-loss:
+    the scorer ranks a scan point first, not the search's optimum of the
+    weighted loss. refit_by='scoring' (GridSearchCV's rule) says so, naming
+    both rows; refit_by='objective' refits at the search's own choice."""
+    X, y = make_classification(600, 20, weights=[0.9], random_state=0)
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced"))
+    space = {"logisticregression__C": (1e-4, 1e2)}
+    with pytest.warns(UserWarning, match="best_params_ follows scoring") as record:
+        by_score = HypergradientSearchCV(pipe, space, scoring="neg_log_loss").fit(X, y)
+    choice = np.flatnonzero(by_score.cv_results_["search_choice"])
+    assert len(choice) == 1 and by_score.best_index_ != choice[0]
+    message = str(record[0].message)
+    assert f"row {by_score.best_index_}" in message and f"row {choice[0]}" in message
+    by_loss = HypergradientSearchCV(
+        pipe, space, scoring="neg_log_loss", refit_by="objective"
+    ).fit(X, y)
+    assert by_loss.best_index_ == choice[0]
+    assert by_loss.best_params_ == by_score.cv_results_["params"][choice[0]]
+    # Scan points come back as the numbers they were (1.0, not
+    # 1.0000000000000009).
+    assert 1.0 in list(by_score.cv_results_["param_logisticregression__C"])
