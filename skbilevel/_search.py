@@ -561,16 +561,19 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
     ----------
     estimator : estimator object
         Ridge, LogisticRegression (L2 penalty), Lasso, ElasticNet,
-        BilevelRidgeCV, BilevelLogisticCV, BilevelLassoCV,
-        BilevelElasticNetCV, or a Pipeline ending with one (``positive=True``
+        KernelRidge (rbf, laplacian, poly or linear kernel), BilevelRidgeCV,
+        BilevelLogisticCV, BilevelLassoCV, BilevelElasticNetCV,
+        BilevelKernelRidgeCV, or a Pipeline ending with one (``positive=True``
         is not supported). A skbilevel final step is always tuned (with its
         own ``penalty``, one strength per feature for instance); a tuple then
-        sets its ``alpha_bounds`` / ``C_bounds`` / ``l1_ratio_bounds``.
+        sets its ``alpha_bounds`` / ``C_bounds`` / ``l1_ratio_bounds`` /
+        ``gamma_bounds``.
     param_space : dict or list of dict
         Parameter names (``step__param`` inside a Pipeline) mapped to a
-        ``(low, high)`` tuple (the final step's strength, and an elastic
-        net's ``l1_ratio``) or to a list of values. Of an ElasticNet's two,
-        one without a tuple keeps its value (a list's, or the step's own):
+        ``(low, high)`` tuple (the final step's strength, an elastic net's
+        ``l1_ratio``, a kernel ridge's ``gamma``) or to a list of values.
+        Of an ElasticNet's two (a KernelRidge's too), one without a tuple
+        keeps its value (a list's, or the step's own):
         ``{"en__alpha": (1e-3, 10), "en__l1_ratio": [0.5, 0.9]}`` tunes
         ``alpha`` at each listed ``l1_ratio``. A list of dicts searches each
         space in turn, as in GridSearchCV.
