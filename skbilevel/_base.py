@@ -961,14 +961,15 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
     # -------------------------------------------------------------- results
     def _store_search(self, outcome, splits, info):
         """The search's fitted attributes: results, best point, diagnostics."""
-        records = outcome.objective.records
+        kept, position = outcome.objective.reported_rows()
+        records = [outcome.objective.records[i] for i in kept]
         if self.scoring is None:
             scores = np.array([-r.split_losses for r in records])
         else:
             scorer = check_scoring(self, scoring=self.scoring)
             scores = np.full((len(records), splits.n_splits), np.nan)
             weights = splits.score_weight or [None] * splits.n_splits
-            for i in range(len(records)):
+            for row, i in enumerate(kept):
                 view = self._scoring_view(outcome.objective, i, info, [scorer])
                 if view is None:
                     continue  # stochastic estimates: no model kept
@@ -979,9 +980,10 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
                     zip(models, inputs, splits.y_test, weights, strict=True)
                 ):
                     kwargs = {} if weight is None else {"sample_weight": weight}
-                    scores[i, k] = scorer(model, X, y_true, **kwargs)
+                    scores[row, k] = scorer(model, X, y_true, **kwargs)
         extra = [
-            ("iter", np.arange(len(records))),
+            # The evaluation's number (as verbose prints it).
+            ("iter", np.array(kept)),
             ("time", np.array([r.elapsed for r in records])),
             ("hypergradient_norm", np.array([r.hypergradient_norm for r in records])),
         ]
@@ -994,8 +996,8 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
         # Every row holds a value: no masked entries in param_<name>.
         results[f"param_{self._param_name}"].mask = False
         self.cv_results_ = results
-        self.best_index_ = outcome.best_index
-        self.best_score_ = float(results["mean_test_score"][outcome.best_index])
+        self.best_index_ = position[outcome.best_index]
+        self.best_score_ = float(results["mean_test_score"][self.best_index_])
         strengths = self._to_param(outcome.theta)
         edges = self._range_edges(outcome.theta, *outcome.bounds)
         for name, value, low, high in edges:

@@ -466,7 +466,8 @@ class BilevelElasticNetCV(BilevelLassoCV):
 
     def _store_search(self, outcome, splits, info):
         super()._store_search(outcome, splits, info)
-        records = outcome.objective.records
+        kept, _ = outcome.objective.reported_rows()
+        records = [outcome.objective.records[i] for i in kept]
         pairs = [self._alpha_ratio(r.theta) for r in records]
         alphas, ratios = [a for a, _ in pairs], [r for _, r in pairs]
         results = self.cv_results_

@@ -414,7 +414,8 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
     n_jobs : int, default=None
         Splits evaluated in parallel threads.
     verbose : int, default=0
-        Print one line per hypergradient evaluation when > 0.
+        1 prints one line per hypergradient evaluation, 2 per evaluation
+        (scan points too); "eval N" is ``cv_results_["iter"]`` N.
     approximation : {"auto", "exact", "nystroem"}, default="auto"
         ``"exact"`` forms and diagonalizes every split's kernel matrix
         (``O(n_train^3)``, up to 10000 training rows); ``"nystroem"`` fits
@@ -935,15 +936,17 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------- results
     def _store_results(self, outcome, splits, info):
-        objective, best = outcome.objective, outcome.best_index
-        records = objective.records
+        objective = outcome.objective
+        kept, position = objective.reported_rows()
+        best = position[outcome.best_index]
+        records = [objective.records[i] for i in kept]
         if self.scoring is None:
             scores = np.array([-r.split_losses for r in records])
         else:
             scorer = check_scoring(self, scoring=self.scoring)
             scores = np.empty((len(records), splits.n_splits))
             weights = splits.score_weight or [None] * splits.n_splits
-            for i in range(len(records)):
+            for row, i in enumerate(kept):
                 models, inputs = self._scoring_view(objective, i, info, [scorer])
                 if inputs is None:  # fitted split models read the rows
                     inputs = [fold.X_val for fold in objective.folds]
@@ -951,10 +954,10 @@ class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
                     zip(models, inputs, splits.y_test, weights, strict=True)
                 ):
                     kwargs = {} if weight is None else {"sample_weight": weight}
-                    scores[i, k] = scorer(model, X, y_true, **kwargs)
+                    scores[row, k] = scorer(model, X, y_true, **kwargs)
         params = [self._search_params(r.theta, objective) for r in records]
         extra = [
-            ("iter", np.arange(len(records))),
+            ("iter", np.array(kept)),
             ("time", np.array([r.elapsed for r in records])),
             ("hypergradient_norm", np.array([r.hypergradient_norm for r in records])),
         ]

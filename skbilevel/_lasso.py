@@ -100,7 +100,8 @@ class BilevelLassoCV(SquaredErrorRegressorHooks, BaseBilevelCV):
     n_jobs : int, default=None
         Number of threads over folds (joblib). None means 1.
     verbose : int, default=0
-        Print one line per hypergradient evaluation when > 0.
+        1 prints one line per hypergradient evaluation, 2 per evaluation
+        (scan points too); "eval N" is ``cv_results_["iter"]`` N.
     warm_start : bool, default=False
         Start from the previous ``alpha_`` when refitting.
     solver : {"auto", "deterministic", "stochastic"}, default="auto"

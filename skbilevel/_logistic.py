@@ -109,7 +109,8 @@ class BilevelLogisticCV(ClassifierMixin, BaseBilevelCV):
         backend="dask")`` the folds run on the dask workers instead, unless
         ``n_jobs=1`` (see the user guide).
     verbose : int, default=0
-        Print one line per hypergradient evaluation when > 0.
+        1 prints one line per hypergradient evaluation, 2 per evaluation
+        (scan points too); "eval N" is ``cv_results_["iter"]`` N.
     warm_start : bool, default=False
         Start from the previous ``C_`` when refitting.
     solver : {"auto", "deterministic", "stochastic"}, default="auto"

@@ -116,7 +116,8 @@ class CVObjective:
     n_splits : int
         Number of validation splits (1 for leave-one-out, reported as one).
     verbose : int, default=0
-        Print one line per hypergradient evaluation when > 0.
+        1 prints one line per hypergradient evaluation, 2 per evaluation
+        (scan points too); "eval N" is ``cv_results_["iter"]`` N.
     """
 
     # Whether many evaluations of the common scalar cost little (closed forms).
@@ -200,13 +201,37 @@ class CVObjective:
                 holdout_rows=holdout[1],
             )
         )
-        if self.verbose > 0 and grad is not None:
+        # verbose=1: the evaluations with a hypergradient; 2: every one (scan
+        # points too). "eval N" is cv_results_'s "iter" N; cv_loss is the
+        # validation loss the search minimizes (not the reported score).
+        if self.verbose > 1 or (self.verbose > 0 and grad is not None):
+            gradient = (
+                "scan point" if grad is None else f"|hypergradient|={grad_norm:.3g}"
+            )
             print(
-                f"[skbilevel] eval {len(self.records):3d}  {self._shown(theta)}  "
-                f"cv_loss={f:.6g}  |hypergradient|={grad_norm:.3g}  "
-                f"time={elapsed:.2f}s",
+                f"[skbilevel] eval {len(self.records) - 1:3d}  {self._shown(theta)}  "
+                f"cv_loss={f:.6g}  {gradient}  time={elapsed:.2f}s",
                 flush=True,
             )
+
+    def reported_rows(self):
+        """``(rows, position)``: the records ``cv_results_`` shows, and the
+        row standing for any record.
+
+        A point evaluated again at the same ``theta`` (a scan point then
+        evaluated with its hypergradient) appears once, as its last, most
+        accurate evaluation: ``position[i]`` is the row of record ``i``.
+        """
+        last = {}
+        for i, record in enumerate(self.records):
+            last[np.asarray(record.theta, dtype=float).tobytes()] = i
+        rows = sorted(last.values())
+        row_of = {index: k for k, index in enumerate(rows)}
+        position = [
+            row_of[last[np.asarray(r.theta, dtype=float).tobytes()]]
+            for r in self.records
+        ]
+        return rows, position
 
     def _shown(self, theta):
         """``theta`` as a progress line shows it: ``name=value(s)``."""

@@ -183,7 +183,8 @@ class BilevelRidgeCV(SquaredErrorRegressorHooks, BaseBilevelCV):
         backend="dask")`` the folds run on the dask workers instead, unless
         ``n_jobs=1`` (see the user guide).
     verbose : int, default=0
-        Print one line per hypergradient evaluation when > 0.
+        1 prints one line per hypergradient evaluation, 2 per evaluation
+        (scan points too); "eval N" is ``cv_results_["iter"]`` N.
     warm_start : bool, default=False
         Start from the previous ``alpha_`` when refitting.
     solver : {"auto", "deterministic", "stochastic"}, default="auto"

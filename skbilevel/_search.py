@@ -427,22 +427,24 @@ class _Candidate:
             label=f"candidate {self.params!r}",
         )
         objective = outcome.objective
+        kept, position = objective.reported_rows()
         rows = []
-        for i, record in enumerate(objective.records):
+        for i in kept:  # a point evaluated twice: its last evaluation
+            record = objective.records[i]
             times = record.split_times or [0.0] * len(splits)
             tuned = tuner._search_params(record.theta, objective)
             row = self._new_row(
                 {**self.params, **{prefix + k: v for k, v in tuned.items()}},
                 # The preprocessing time counts once, in the first row.
                 fit_time=[
-                    t + (split["time"] if i == 0 else 0.0)
+                    t + (split["time"] if i == kept[0] else 0.0)
                     for t, split in zip(times, splits, strict=True)
                 ],
                 iter=i,
                 n_iter=outcome.result.n_iter,
                 hypergradient_norm=record.hypergradient_norm,
                 accurate=record.accurate,
-                objective_best=i == outcome.best_index,
+                objective_best=kept.index(i) == position[outcome.best_index],
             )
             view = tuner._scoring_view(objective, i, info, self.scorers.values())
             if view is None:  # a stochastic estimate: no model was kept
@@ -603,7 +605,8 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
         them over a dask cluster); with one, its folds run in threads.
     verbose : int, default=0
         > 0 prints one line per candidate and per hypergradient evaluation
-        (hyperparameter, CV loss, hypergradient norm, elapsed time).
+        (hyperparameter, the CV loss the search minimizes, hypergradient
+        norm, elapsed time); 2 also prints the scan points.
     max_iter : int, default=100
         Maximum number of outer iterations of each hypergradient search.
     tol : float, default=1e-4
@@ -918,7 +921,10 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
         self.multimetric_ = multimetric
         self.scorer_ = scorers if multimetric else scorers["score"]
         self.n_splits_ = len(folds)
-        self.n_iter_ = int(sum(r["n_iter"] for r in rows if r["iter"] == 0))
+        per_candidate_iter = {}
+        for row in rows:
+            per_candidate_iter.setdefault(row["candidate"], row["n_iter"])
+        self.n_iter_ = int(sum(per_candidate_iter.values()))
         self.cv_results_ = _build_results(rows, list(scorers), len(folds))
         if self.refit is False:
             if context is not None:

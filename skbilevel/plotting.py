@@ -127,7 +127,11 @@ class OptimizationPathDisplay:
         params = np.array(
             [np.atleast_1d(np.asarray(v, dtype=float)) for v in column.filled(np.nan)]
         )
-        candidate = np.cumsum(np.asarray(results["iter"]) == 0) - 1
+        # A candidate's rows follow its evaluations in order: the next
+        # candidate starts where the evaluation number does not increase
+        # (its first evaluation may be shown later, evaluated again).
+        iteration = np.asarray(results["iter"])
+        candidate = np.cumsum(np.r_[True, np.diff(iteration) <= 0]) - 1
         display = cls(
             scores=np.asarray(results[key], dtype=float),
             params=params,

@@ -227,10 +227,22 @@ def test_in_a_pipeline_with_feature_names():
 
 
 def test_verbose_prints_progress(capsys):
+    """Level 1 prints the evaluations with a hypergradient, level 2 every
+    evaluation; "eval N" is cv_results_'s iter N."""
     X, y = load_diabetes(return_X_y=True)
-    BilevelRidgeCV(verbose=1).fit(X, y)
+    model = BilevelRidgeCV(verbose=1).fit(X, y)
     out = capsys.readouterr().out
     assert "cv_loss=" in out and "|hypergradient|=" in out
+    assert "scan point" not in out
+    printed = [int(line.split()[2]) for line in out.splitlines()]
+    assert set(printed) <= set(model.cv_results_["iter"]) | set(
+        range(model.n_iter_ + 50)
+    )
+    BilevelRidgeCV(verbose=2).fit(X, y)
+    every = capsys.readouterr().out.splitlines()
+    assert len(every) > len(printed) and any("scan point" in line for line in every)
+    numbers = [int(line.split()[2]) for line in every]
+    assert numbers == list(range(len(numbers)))  # 0, 1, 2, ... as iter
 
 
 def test_max_iter_reached_warns_and_gives_a_usable_model():

@@ -504,16 +504,19 @@ def test_callbacks_follow_the_outer_iterations():
     assert events[-1] == ("teardown", "BilevelLogisticCV")
     n_eval = events.count(("begin", "evaluation"))
     assert n_eval == events.count(("end", "evaluation"))
-    assert n_eval == len(model.cv_results_["params"])
+    # One callback subtask per evaluation; cv_results_ shows a point
+    # evaluated twice once, and "iter" numbers the evaluations.
+    assert n_eval == model.cv_results_["iter"].max() + 1
     assert not hasattr(model, "_callback_fit_ctx")
 
     recorder = Recorder()
     space = {"scale": [StandardScaler(), RobustScaler()], "clf__C": (1e-2, 1e2)}
     search = HypergradientSearchCV(_pipe(), space).set_callbacks(recorder).fit(X, y)
     assert recorder.events.count(("begin", "candidate")) == 2
-    assert recorder.events.count(("end", "evaluation")) == len(
-        search.cv_results_["params"]
-    )
+    iteration = search.cv_results_["iter"]
+    candidate = np.cumsum(np.r_[True, np.diff(iteration) <= 0])
+    evaluations = sum(iteration[candidate == k].max() + 1 for k in set(candidate))
+    assert recorder.events.count(("end", "evaluation")) == evaluations
     # scikit-learn's own progress bar runs on top of them.
     bar = sklearn_callback.ProgressBar(max_propagation_depth=None)
     BilevelRidgeCV().set_callbacks(bar).fit(*load_diabetes(return_X_y=True))
@@ -562,7 +565,8 @@ def test_optimization_path_display():
     assert len(display.score_lines_) == 2  # one per candidate
     assert display.ax_[1].get_ylabel() == "clf__C"
     assert display.ax_[1].get_yscale() == "log"
-    first = np.cumsum(search.cv_results_["iter"] == 0) == 1  # candidate 0's rows
+    iteration = search.cv_results_["iter"]
+    first = np.cumsum(np.r_[True, np.diff(iteration) <= 0]) == 1  # candidate 0's
     np.testing.assert_allclose(
         display.score_lines_[0].get_ydata(),
         search.cv_results_["mean_test_score"][first],
@@ -927,3 +931,24 @@ def test_scoring_that_disagrees_with_the_search_warns_and_refit_by_objective():
     # Scan points come back as the numbers they were (1.0, not
     # 1.0000000000000009).
     assert 1.0 in list(by_score.cv_results_["param_logisticregression__C"])
+
+
+def test_a_point_evaluated_twice_is_one_row():
+    """A scan point evaluated again with its hypergradient appears once in
+    cv_results_ (its last evaluation), rows numbered by evaluation, and the
+    best row is still the chosen point (estimator and search alike)."""
+    X, y = make_classification(600, 20, weights=[0.9], random_state=0)
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced"))
+    search = HypergradientSearchCV(
+        pipe, {"logisticregression__C": (1e-4, 1e2)}, refit_by="objective"
+    ).fit(X, y)
+    model = make_pipeline(StandardScaler(), BilevelLogisticCV()).fit(X, y)[-1]
+    for results, key in (
+        (search.cv_results_, "param_logisticregression__C"),
+        (model.cv_results_, "param_C"),
+    ):
+        values = [float(v) for v in results[key]]
+        assert len(set(values)) == len(values)
+        assert np.all(np.diff(results["iter"]) > 0)
+    assert model.cv_results_["param_C"][model.best_index_] == model.C_
+    assert search.cv_results_["params"][search.best_index_] == search.best_params_
