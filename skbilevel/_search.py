@@ -166,9 +166,28 @@ def _check_space(param_space, keys, bilevel_final):
                         f"{name!r} of a skbilevel estimator is always tuned by "
                         "hypergradient: give it a (low, high) tuple, not a list."
                     )
+                if name in keys and _looks_like_a_range(values):
+                    warn_user(
+                        f"param_space[{name!r}] = {values!r} is a list: its two "
+                        "values are searched as a grid of two points. For a "
+                        "range tuned by hypergradient give a tuple: "
+                        f"({values[0]!r}, {values[1]!r}).",
+                        UserWarning,
+                    )
                 grid[name] = values
         out.append((grid, bounds or None))
     return out
+
+
+def _looks_like_a_range(values):
+    """Two positive numbers more than a decade apart: probably meant as a
+    ``(low, high)`` range, written as a list."""
+    if len(values) != 2 or not all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values
+    ):
+        return False
+    low, high = sorted(float(v) for v in values)
+    return low > 0 and high > 10 * low
 
 
 def _as_float_data(X):

@@ -952,3 +952,17 @@ def test_a_point_evaluated_twice_is_one_row():
         assert np.all(np.diff(results["iter"]) > 0)
     assert model.cv_results_["param_C"][model.best_index_] == model.C_
     assert search.cv_results_["params"][search.best_index_] == search.best_params_
+
+
+def test_a_two_value_list_that_looks_like_a_range_warns():
+    """{"alpha": [1e-3, 1e3]} is a grid of two points, as in GridSearchCV,
+    but probably meant as a range: the warning says how to write one. Lists
+    of listed values (close, or more than two) stay silent."""
+    X, y = load_diabetes(return_X_y=True)
+    with pytest.warns(UserWarning, match=r"give a tuple: \(0\.001, 1000\.0\)"):
+        search = HypergradientSearchCV(Ridge(), {"alpha": [1e-3, 1e3]}, cv=3).fit(X, y)
+    assert sorted(search.cv_results_["param_alpha"]) == [1e-3, 1e3]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        HypergradientSearchCV(Ridge(), {"alpha": [0.5, 1.0]}, cv=3).fit(X, y)
+        HypergradientSearchCV(Ridge(), {"alpha": [1e-3, 1.0, 1e3]}, cv=3).fit(X, y)
