@@ -267,10 +267,11 @@ class BilevelLassoCV(SquaredErrorRegressorHooks, BaseBilevelCV):
         )  # fmt: skip
 
     def _folds_objective(self, splits, info, layouts, method, problems=None):
-        """Tall dense data split by index: every fold's Gram from moments
-        shared by the folds (see :func:`fold_gram_sums`), no copy of its
-        training rows; the moments of all the rows serve the refit
-        (``objective.precomputed``)."""
+        """Dense data split by index: K-fold folds of wide data solve on one
+        shared copy of X (see :meth:`_weighted_folds`); tall data's folds on
+        Gram matrices from moments shared by the folds (see
+        :func:`fold_gram_sums`), no copy of their training rows. Either way
+        the refit reuses what the folds formed (``objective.precomputed``)."""
         if problems is not None:
             return super()._folds_objective(splits, info, layouts, method, problems)
         shared = self._weighted_folds(splits, layouts)
@@ -360,7 +361,7 @@ class BilevelLassoCV(SquaredErrorRegressorHooks, BaseBilevelCV):
                     X_val=X[test],
                     Y_val=targets[test],
                     sw_val=sw[test],
-                )  # fmt: skip
+                )
             )
         return design, problems
 
