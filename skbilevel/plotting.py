@@ -3,7 +3,7 @@
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["OptimizationPathDisplay", "StrengthsDisplay"]
+__all__ = ["OptimizationPathDisplay", "StrengthsDisplay", "ValidationCurveDisplay"]
 
 # Past this many hyperparameters, their median and range are drawn instead
 # of one line each.
@@ -334,6 +334,218 @@ class StrengthsDisplay:
             title += f" ({hidden} middle ones not shown)"
         ax.set_title(title)
         self.shown_ = self.names[order]
+        self.ax_ = ax
+        self.figure_ = ax.figure
+        return self
+
+
+def _fitted_search(estimator):
+    """The fitted skbilevel estimator or search inside ``estimator`` (a
+    Pipeline's last step), checked."""
+    from sklearn.pipeline import Pipeline
+
+    from ._base import BaseBilevelCV
+    from ._kernel_ridge import BilevelKernelRidgeCV
+    from ._search import HypergradientSearchCV
+
+    if isinstance(estimator, Pipeline):
+        estimator = estimator[-1]
+    if not isinstance(
+        estimator, (BaseBilevelCV, BilevelKernelRidgeCV, HypergradientSearchCV)
+    ):
+        raise TypeError(
+            "ValidationCurveDisplay plots skbilevel estimators (or a Pipeline "
+            "ending with one) and HypergradientSearchCV; got "
+            f"{type(estimator).__name__}."
+        )
+    check_is_fitted(estimator, "cv_results_")
+    return estimator
+
+
+class ValidationCurveDisplay:
+    """Mean CV score against the strength, as a validation curve.
+
+    Every evaluated point of the search with one common strength is placed
+    at that strength (log scale), with its mean CV score and a band of one
+    standard deviation over the folds; the chosen point is starred and the
+    ends of the range searched are dashed. Points with different strengths
+    per feature or group have no place on one axis and are left out. A
+    HypergradientSearchCV over several candidates draws one curve each,
+    labelled by its listed values.
+
+    Use :meth:`from_estimator` to build it from a fitted estimator.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n_points,)
+        Strength of each point.
+    scores, stds : ndarrays of shape (n_points,)
+        Mean CV score and its standard deviation over the folds (NaN:
+        no band, e.g. leave-one-out).
+    candidate : ndarray of shape (n_points,), dtype=int
+        Candidate of each point.
+    labels : list of str
+        Label of each candidate (empty strings: no legend).
+    best : int or None
+        Point to star.
+    bounds : (float, float) or None
+        Range searched.
+    param_name, score_name : str
+
+    Attributes
+    ----------
+    ax_ : matplotlib Axes
+    figure_ : matplotlib Figure
+    lines_ : list of matplotlib Line2D
+        One curve per candidate.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from sklearn.datasets import load_diabetes
+    >>> from skbilevel import BilevelRidgeCV
+    >>> from skbilevel.plotting import ValidationCurveDisplay
+    >>> X, y = load_diabetes(return_X_y=True)
+    >>> display = ValidationCurveDisplay.from_estimator(BilevelRidgeCV().fit(X, y))
+    >>> display.ax_.get_xscale(), display.ax_.get_xlabel()
+    ('log', 'alpha')
+    """
+
+    def __init__(self, *, values, scores, stds, candidate, labels, best, bounds,
+                 param_name, score_name="mean CV score"):  # fmt: skip
+        self.values = np.asarray(values, dtype=float)
+        self.scores = np.asarray(scores, dtype=float)
+        self.stds = np.asarray(stds, dtype=float)
+        self.candidate = np.asarray(candidate, dtype=int)
+        self.labels = list(labels)
+        self.best = best
+        self.bounds = bounds
+        self.param_name = param_name
+        self.score_name = score_name
+
+    @classmethod
+    def from_estimator(cls, estimator, *, ax=None, metric=None):
+        """Plot the validation curve of a fitted skbilevel estimator, a
+        Pipeline ending with one, or a HypergradientSearchCV.
+
+        Parameters
+        ----------
+        estimator : estimator
+            Fitted.
+        ax : matplotlib Axes, default=None
+        metric : str, default=None
+            With several metrics, which one to draw (default: the refit one).
+
+        Returns
+        -------
+        display : ValidationCurveDisplay
+        """
+        from ._search import HypergradientSearchCV, _final_step, _tunable
+
+        estimator = _fitted_search(estimator)
+        results = estimator.cv_results_
+        if metric is None:
+            metric = "score"
+            if getattr(estimator, "multimetric_", False):
+                metric = estimator.refit if isinstance(estimator.refit, str) else None
+                if metric is None:
+                    raise ValueError("With several metrics, name the one to plot.")
+        key = f"mean_test_{metric}"
+        if key not in results:
+            raise ValueError(f"cv_results_ has no {key!r}.")
+        bounds = None
+        if isinstance(estimator, HypergradientSearchCV):
+            prefix, final = _final_step(estimator.estimator)
+            name = prefix + _tunable(final)[0][0]
+        else:
+            name = getattr(estimator, "_param_name", "alpha")
+            bounds = getattr(estimator, f"{name}_bounds_", None)
+            if bounds is not None and np.ndim(bounds[0]) > 0:
+                bounds = None  # one range per strength: no single pair of ends
+        column = results["param_" + name].filled(np.nan)
+        values = np.full(len(column), np.nan)
+        for i, value in enumerate(column):
+            value = np.atleast_1d(np.asarray(value, dtype=float))
+            if np.all(value == value[0]):
+                values[i] = value[0]  # one common strength
+        iteration = np.asarray(results["iter"])
+        candidate = np.cumsum(np.r_[True, np.diff(iteration) <= 0]) - 1
+        labels = [""] * (candidate.max() + 1)
+        if candidate.max() > 0:
+            for c in range(candidate.max() + 1):
+                params = results["params"][int(np.flatnonzero(candidate == c)[0])]
+                listed = {k: v for k, v in params.items() if k != name}
+                labels[c] = ", ".join(f"{k}={v!r}" for k, v in listed.items())
+        std_key = f"std_test_{metric}"
+        stds = results[std_key] if std_key in results else np.full(len(values), np.nan)
+        display = cls(
+            values=values,
+            scores=results[key],
+            stds=stds,
+            candidate=candidate,
+            labels=labels,
+            best=getattr(estimator, "best_index_", None),
+            bounds=bounds,
+            param_name=name,
+            score_name="mean CV score" if metric == "score" else f"mean CV {metric}",
+        )
+        return display.plot(ax=ax)
+
+    def plot(self, ax=None):
+        """Draw the curve(s).
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, default=None
+
+        Returns
+        -------
+        display : ValidationCurveDisplay
+        """
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6.4, 4.2))
+        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        self.lines_ = []
+        shown = np.isfinite(self.values) & np.isfinite(self.scores)
+        for c in np.unique(self.candidate):
+            rows = np.flatnonzero(shown & (self.candidate == c))
+            if rows.size == 0:
+                continue
+            order = rows[np.argsort(self.values[rows])]
+            color = colors[int(c) % len(colors)]
+            x, y, spread = self.values[order], self.scores[order], self.stds[order]
+            (line,) = ax.plot(x, y, "o-", ms=3, lw=1, color=color,
+                              label=self.labels[c] or None)  # fmt: skip
+            self.lines_.append(line)
+            if np.isfinite(spread).any():
+                ax.fill_between(x, y - spread, y + spread, color=color, alpha=0.15)
+        if self.best is not None and shown[self.best]:
+            ax.plot(self.values[self.best], self.scores[self.best], "*", ms=14,
+                    color="k", label="chosen", zorder=3)  # fmt: skip
+        if self.bounds is not None:
+            for end in self.bounds:
+                ax.axvline(end, ls="--", lw=1, color="0.5")
+        ax.set_xscale("log")
+        ax.set_xlabel(self.param_name)
+        ax.set_ylabel(self.score_name)
+        # The curve around its best part: the weakest scan points (a model
+        # that predicts nothing) would squash the axis.
+        finite = self.scores[shown]
+        if finite.size > 2:
+            top = finite.max()
+            spread = (
+                np.nanmax(self.stds[shown])
+                if np.isfinite(self.stds[shown]).any()
+                else 0.0
+            )
+            low = np.percentile(finite, 25)
+            margin = 0.1 * (top - low) + spread
+            ax.set_ylim(low - margin, top + margin)
+        if any(self.labels) or self.best is not None:
+            ax.legend(loc="best", fontsize="small")
         self.ax_ = ax
         self.figure_ = ax.figure
         return self

@@ -966,3 +966,52 @@ def test_a_two_value_list_that_looks_like_a_range_warns():
         warnings.simplefilter("error")
         HypergradientSearchCV(Ridge(), {"alpha": [0.5, 1.0]}, cv=3).fit(X, y)
         HypergradientSearchCV(Ridge(), {"alpha": [1e-3, 1.0, 1e3]}, cv=3).fit(X, y)
+
+
+def test_validation_curve_display():
+    """The CV score against the strength: one curve per candidate (labelled
+    by its listed values), a fold band, the chosen point starred at its
+    strength, the range's ends dashed; a Pipeline ending with a skbilevel
+    estimator is accepted, per-feature points are left out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from skbilevel.plotting import ValidationCurveDisplay
+
+    X, y = load_diabetes(return_X_y=True)
+    model = make_pipeline(StandardScaler(), BilevelRidgeCV()).fit(X, y)
+    display = ValidationCurveDisplay.from_estimator(model)
+    ax, reg = display.ax_, model[-1]
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "alpha"
+    assert ax.get_ylabel() == "mean CV score" and len(display.lines_) == 1
+    star = [line for line in ax.get_lines() if line.get_marker() == "*"][0]
+    assert star.get_xdata()[0] == pytest.approx(reg.alpha_)
+    assert star.get_ydata()[0] == pytest.approx(reg.best_score_)
+    dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert sorted(line.get_xdata()[0] for line in dashed) == list(reg.alpha_bounds_)
+    assert len(ax.collections) == 1  # the fold band
+    curve = display.lines_[0]
+    assert np.all(np.diff(curve.get_xdata()) > 0)  # sorted by strength
+
+    X, y = _cancer()
+    space = {"scale": [StandardScaler(), RobustScaler()], "clf__C": (1e-2, 1e2)}
+    search = HypergradientSearchCV(_pipe(), space).fit(X, y)
+    display = ValidationCurveDisplay.from_estimator(search)
+    assert len(display.lines_) == 2
+    texts = [t.get_text() for t in display.ax_.get_legend().get_texts()]
+    assert texts[:2] == ["scale=StandardScaler()", "scale=RobustScaler()"]
+    assert "chosen" in texts
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        per_feature = BilevelRidgeCV(
+            penalty="per_feature", max_iter=5, early_stopping=False
+        ).fit(X, y)
+    display = ValidationCurveDisplay.from_estimator(per_feature)
+    common = [
+        np.all(np.asarray(v) == np.ravel(v)[0])
+        for v in per_feature.cv_results_["param_alpha"]
+    ]
+    assert len(display.lines_[0].get_xdata()) == sum(common) < len(common)
+    with pytest.raises(TypeError, match="ValidationCurveDisplay plots skbilevel"):
+        ValidationCurveDisplay.from_estimator(Ridge().fit(X, y))
