@@ -283,8 +283,9 @@ class _Candidate:
         except Exception as error:
             if self.error_score == "raise":
                 raise
+            who = f"Candidate {self.params!r}" if self.params else "The fit"
             warn_user(
-                f"Candidate {self.params!r} failed and scores error_score="
+                f"{who} failed and scores error_score="
                 f"{self.error_score!r}: {type(error).__name__}: {error}",
                 FitFailedWarning,
             )
@@ -443,7 +444,8 @@ class _Candidate:
             info,
             start,
             callback=self.callback,
-            label=f"candidate {self.params!r}",
+            # One candidate, no list: the warnings need not name it.
+            label=f"candidate {self.params!r}" if self.params else "",
         )
         objective = outcome.objective
         kept, position = objective.reported_rows()

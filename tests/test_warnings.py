@@ -60,7 +60,13 @@ def test_search_fit_warns_at_the_callers_line():
         max_iter=1,
     )
     found = _caught(ConvergenceWarning, lambda: search.fit(X_CLF, Y_CLF))
-    assert "candidate" in str(found[0].message)
+    # One candidate (no list in the space): the message need not name it.
+    assert str(found[0].message).startswith("The outer loop did not converge")
+    _assert_here(found)
+    search.set_params(param_space={**search.param_space, "standardscaler": [
+        StandardScaler(), StandardScaler(with_mean=False)]})  # fmt: skip
+    found = _caught(ConvergenceWarning, lambda: search.fit(X_CLF, Y_CLF))
+    assert "of candidate {'standardscaler': StandardScaler()}" in str(found[0].message)
     _assert_here(found)
 
 
