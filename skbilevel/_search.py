@@ -450,7 +450,8 @@ class _Candidate:
         objective = outcome.objective
         kept, position = objective.reported_rows()
         rows = []
-        for i in kept:  # a point evaluated twice: its last evaluation
+        best_row = position[outcome.best_index]
+        for row_index, i in enumerate(kept):  # a repeated point: its last one
             record = objective.records[i]
             times = record.split_times or [0.0] * len(splits)
             tuned = tuner._search_params(record.theta, objective)
@@ -465,7 +466,7 @@ class _Candidate:
                 n_iter=outcome.result.n_iter,
                 hypergradient_norm=record.hypergradient_norm,
                 accurate=record.accurate,
-                objective_best=kept.index(i) == position[outcome.best_index],
+                objective_best=row_index == best_row,
             )
             view = tuner._scoring_view(objective, i, info, self.scorers.values())
             if view is None:  # a stochastic estimate: no model was kept

@@ -98,7 +98,7 @@ class OptimizationPathDisplay:
         display : OptimizationPathDisplay
         """
         from ._base import BaseBilevelCV
-        from ._search import HypergradientSearchCV, _final_step, _tunable
+        from ._search import HypergradientSearchCV
 
         if not isinstance(estimator, (BaseBilevelCV, HypergradientSearchCV)):
             raise TypeError(
@@ -107,39 +107,22 @@ class OptimizationPathDisplay:
             )
         check_is_fitted(estimator, "cv_results_")
         results = estimator.cv_results_
-        if metric is None:
-            metric = "score"
-            if getattr(estimator, "multimetric_", False):
-                metric = estimator.refit if isinstance(estimator.refit, str) else None
-                if metric is None:
-                    raise ValueError("With several metrics, name the one to plot.")
-        key = f"mean_test_{metric}"
-        if key not in results:
-            raise ValueError(f"cv_results_ has no {key!r}.")
-        if isinstance(estimator, HypergradientSearchCV):
-            prefix, final = _final_step(estimator.estimator)
-            name = "param_" + prefix + _tunable(final)[0][0]  # the strength
-        else:
-            name = "param_" + estimator._param_name
+        metric, key = _metric_key(estimator, metric)
+        name = "param_" + _strength_name(estimator)
         if name not in results:
             raise ValueError(f"cv_results_ has no {name!r} column to plot.")
         column = results[name]
         params = np.array(
             [np.atleast_1d(np.asarray(v, dtype=float)) for v in column.filled(np.nan)]
         )
-        # A candidate's rows follow its evaluations in order: the next
-        # candidate starts where the evaluation number does not increase
-        # (its first evaluation may be shown later, evaluated again).
-        iteration = np.asarray(results["iter"])
-        candidate = np.cumsum(np.r_[True, np.diff(iteration) <= 0]) - 1
         display = cls(
             scores=np.asarray(results[key], dtype=float),
             params=params,
             with_gradient=np.isfinite(results["hypergradient_norm"]),
-            candidate=np.maximum(candidate, 0),
+            candidate=_candidates(results),
             best_index=getattr(estimator, "best_index_", None),
             param_name=name[len("param_") :],
-            score_name="mean CV score" if metric == "score" else f"mean CV {metric}",
+            score_name=_score_name(metric),
         )
         return display.plot(ax=ax)
 
@@ -339,6 +322,44 @@ class StrengthsDisplay:
         return self
 
 
+def _metric_key(estimator, metric):
+    """``(metric, "mean_test_<metric>")`` to draw: the given one, else the
+    single score or the one a multi-metric search refits on."""
+    if metric is None:
+        metric = "score"
+        if getattr(estimator, "multimetric_", False):
+            metric = estimator.refit if isinstance(estimator.refit, str) else None
+            if metric is None:
+                raise ValueError("With several metrics, name the one to plot.")
+    key = f"mean_test_{metric}"
+    if key not in estimator.cv_results_:
+        raise ValueError(f"cv_results_ has no {key!r}.")
+    return metric, key
+
+
+def _score_name(metric):
+    return "mean CV score" if metric == "score" else f"mean CV {metric}"
+
+
+def _strength_name(estimator):
+    """The tuned strength's name in ``cv_results_`` (``param_<name>``)."""
+    from ._search import HypergradientSearchCV, _final_step, _tunable
+
+    if isinstance(estimator, HypergradientSearchCV):
+        prefix, final = _final_step(estimator.estimator)
+        return prefix + _tunable(final)[0][0]
+    return getattr(estimator, "_param_name", "alpha")
+
+
+def _candidates(results):
+    """The candidate of every row of ``cv_results_``: a candidate's rows
+    follow its evaluations in order, and the next one starts where the
+    evaluation number does not increase (its first evaluation may be shown
+    later, evaluated again)."""
+    iteration = np.asarray(results["iter"])
+    return np.cumsum(np.r_[True, np.diff(iteration) <= 0]) - 1
+
+
 def _fitted_search(estimator):
     """The fitted skbilevel estimator or search inside ``estimator`` (a
     Pipeline's last step), checked."""
@@ -441,36 +462,21 @@ class ValidationCurveDisplay:
         -------
         display : ValidationCurveDisplay
         """
-        from ._search import HypergradientSearchCV, _final_step, _tunable
-
         estimator = _fitted_search(estimator)
         results = estimator.cv_results_
-        if metric is None:
-            metric = "score"
-            if getattr(estimator, "multimetric_", False):
-                metric = estimator.refit if isinstance(estimator.refit, str) else None
-                if metric is None:
-                    raise ValueError("With several metrics, name the one to plot.")
-        key = f"mean_test_{metric}"
-        if key not in results:
-            raise ValueError(f"cv_results_ has no {key!r}.")
-        bounds = None
-        if isinstance(estimator, HypergradientSearchCV):
-            prefix, final = _final_step(estimator.estimator)
-            name = prefix + _tunable(final)[0][0]
-        else:
-            name = getattr(estimator, "_param_name", "alpha")
-            bounds = getattr(estimator, f"{name}_bounds_", None)
-            if bounds is not None and np.ndim(bounds[0]) > 0:
-                bounds = None  # one range per strength: no single pair of ends
+        metric, key = _metric_key(estimator, metric)
+        name = _strength_name(estimator)
+        # The range of a fitted estimator (a search has one per candidate).
+        bounds = getattr(estimator, f"{name}_bounds_", None)
+        if bounds is not None and np.ndim(bounds[0]) > 0:
+            bounds = None  # one range per strength: no single pair of ends
         column = results["param_" + name].filled(np.nan)
         values = np.full(len(column), np.nan)
         for i, value in enumerate(column):
             value = np.atleast_1d(np.asarray(value, dtype=float))
             if np.all(value == value[0]):
                 values[i] = value[0]  # one common strength
-        iteration = np.asarray(results["iter"])
-        candidate = np.cumsum(np.r_[True, np.diff(iteration) <= 0]) - 1
+        candidate = _candidates(results)
         labels = [""] * (candidate.max() + 1)
         if candidate.max() > 0:
             for c in range(candidate.max() + 1):
@@ -488,7 +494,7 @@ class ValidationCurveDisplay:
             best=getattr(estimator, "best_index_", None),
             bounds=bounds,
             param_name=name,
-            score_name="mean CV score" if metric == "score" else f"mean CV {metric}",
+            score_name=_score_name(metric),
         )
         return display.plot(ax=ax)
 
