@@ -843,6 +843,7 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
         exactly (``exp(log(1e3))`` is 999.9999999999998)."""
         shape = np.shape(theta)
         value = self._to_param(theta)
+        one = np.ndim(value) == 0  # one strength: reported as a float
         ends = [self._to_param(np.broadcast_to(side, shape)) for side in (lo, hi)]
         low, high = np.minimum(*ends), np.maximum(*ends)
         given = getattr(self, f"{name}_bounds", None)
@@ -863,9 +864,7 @@ class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
             low, high = float(np.ravel(low)[0]), float(np.ravel(high)[0])
         else:
             low, high = np.array(low), np.array(high)
-        value = (
-            float(np.ravel(value)[0]) if np.ndim(self._to_param(theta)) == 0 else value
-        )
+        value = float(np.ravel(value)[0]) if one else value
         return value, low, high
 
     def _warn_at_range_edges(self, outcome, label=""):
