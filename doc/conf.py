@@ -21,12 +21,17 @@ extensions = [
     "sphinx.ext.mathjax",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
+    # Figures in the user guide, drawn from their code at build time.
+    "matplotlib.sphinxext.plot_directive",
 ]
 autosummary_generate = True
 numpydoc_show_class_members = False  # autosummary lists them
 numpydoc_validation_checks = set()
 exclude_patterns = ["_build"]
 html_theme = "alabaster"
+plot_include_source = True
+plot_html_show_formats = False
+plot_html_show_source_link = False
 
 sphinx_gallery_conf = {
     "examples_dirs": str(ROOT / "examples"),

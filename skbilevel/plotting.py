@@ -13,12 +13,15 @@ _MAX_LINES = 20
 class OptimizationPathDisplay:
     """CV score and hyperparameters along the evaluations of a search.
 
-    The upper axes show the mean cross-validated score of every evaluated
-    point (scan points hollow, points with a hypergradient filled, the best
-    point starred); the lower axes show the hyperparameter values (log
-    scale): one line each, or their median and range when there are many.
-    Searches over several candidates (HypergradientSearchCV with lists)
-    draw each candidate in its own colour.
+    The x-axis is the evaluation number, ``cv_results_["iter"]`` (what
+    ``verbose`` prints as "eval N"). The upper axes show the mean
+    cross-validated score of every evaluated point (scan points hollow,
+    points with a hypergradient filled, the chosen point starred), focused
+    on the curve's best part; the lower axes show the hyperparameter values
+    (log scale): one line each, or, past 20 strengths, their median and
+    their 10th and 90th percentiles. Searches over several candidates
+    (HypergradientSearchCV with lists) draw each candidate in its own
+    colour, labelled in the legend by its listed values.
 
     Use :meth:`from_estimator` to build it from a fitted estimator.
 
@@ -37,6 +40,11 @@ class OptimizationPathDisplay:
     param_name : str
         Name of the hyperparameter (axis label).
     score_name : str, default="mean CV score"
+    iteration : ndarray of shape (n_evaluations,), default=None
+        Evaluation number of each row (x-axis); None numbers the rows of
+        each candidate from 1.
+    labels : list of str, default=None
+        Legend label of each candidate; None or empty strings: unlabelled.
 
     Attributes
     ----------
@@ -44,7 +52,10 @@ class OptimizationPathDisplay:
         Score axes, then hyperparameter axes.
     figure_ : matplotlib Figure
     score_lines_ : list of matplotlib Line2D
+        One per candidate.
     param_lines_ : list of matplotlib Line2D
+        One per strength and candidate, or three (median and percentiles)
+        per candidate past 20 strengths.
 
     Examples
     --------
@@ -70,6 +81,8 @@ class OptimizationPathDisplay:
         best_index,
         param_name,
         score_name="mean CV score",
+        iteration=None,
+        labels=None,
     ):
         self.scores = scores
         self.params = params
@@ -78,14 +91,17 @@ class OptimizationPathDisplay:
         self.best_index = best_index
         self.param_name = param_name
         self.score_name = score_name
+        self.iteration = iteration
+        self.labels = labels
 
     @classmethod
     def from_estimator(cls, estimator, *, ax=None, metric=None):
-        """Plot the search of a fitted skbilevel estimator or HypergradientSearchCV.
+        """Plot the search of a fitted skbilevel estimator, a Pipeline ending
+        with one, or a HypergradientSearchCV.
 
         Parameters
         ----------
-        estimator : BilevelRidgeCV, BilevelLogisticCV or HypergradientSearchCV
+        estimator : estimator
             Fitted.
         ax : array-like of two matplotlib Axes, default=None
             Where to draw the score and the hyperparameters; None makes a
@@ -97,32 +113,23 @@ class OptimizationPathDisplay:
         -------
         display : OptimizationPathDisplay
         """
-        from ._base import BaseBilevelCV
-        from ._search import HypergradientSearchCV
-
-        if not isinstance(estimator, (BaseBilevelCV, HypergradientSearchCV)):
-            raise TypeError(
-                "OptimizationPathDisplay plots skbilevel estimators and "
-                f"HypergradientSearchCV; got {type(estimator).__name__}."
-            )
-        check_is_fitted(estimator, "cv_results_")
+        estimator = _fitted_search(estimator, cls.__name__)
         results = estimator.cv_results_
         metric, key = _metric_key(estimator, metric)
-        name = "param_" + _strength_name(estimator)
-        if name not in results:
-            raise ValueError(f"cv_results_ has no {name!r} column to plot.")
-        column = results[name]
-        params = np.array(
-            [np.atleast_1d(np.asarray(v, dtype=float)) for v in column.filled(np.nan)]
-        )
+        name = _strength_name(estimator)
+        column = results["param_" + name].filled(np.nan)
+        params = np.array([np.atleast_1d(np.asarray(v, dtype=float)) for v in column])
+        candidate = _candidates(results)
         display = cls(
             scores=np.asarray(results[key], dtype=float),
             params=params,
             with_gradient=np.isfinite(results["hypergradient_norm"]),
-            candidate=_candidates(results),
+            candidate=candidate,
             best_index=getattr(estimator, "best_index_", None),
-            param_name=name[len("param_") :],
+            param_name=name,
             score_name=_score_name(metric),
+            iteration=np.asarray(results["iter"]),
+            labels=_candidate_labels(results, candidate, name),
         )
         return display.plot(ax=ax)
 
@@ -139,47 +146,89 @@ class OptimizationPathDisplay:
         display : OptimizationPathDisplay
         """
         import matplotlib.pyplot as plt
+        from matplotlib.lines import Line2D
+        from matplotlib.ticker import MaxNLocator
 
         if ax is None:
-            figure, ax = plt.subplots(2, 1, sharex=True, figsize=(6.4, 5.6))
+            figure, ax = plt.subplots(
+                2, 1, sharex=True, figsize=(6.4, 5.6), layout="constrained"
+            )
         ax = np.asarray(ax).ravel()
         if ax.size != 2:
             raise ValueError(f"ax must hold two Axes; got {ax.size}.")
         score_ax, param_ax = ax
-        evaluations = np.arange(len(self.scores))
+        scores = np.asarray(self.scores, dtype=float)
+        candidate = np.asarray(self.candidate, dtype=int)
+        with_gradient = np.asarray(self.with_gradient, dtype=bool)
+        params = np.asarray(self.params, dtype=float).reshape(len(scores), -1)
+        x = self.iteration
+        if x is None:  # each candidate's rows numbered from 1
+            x = np.empty(len(scores), dtype=int)
+            for c in np.unique(candidate):
+                x[candidate == c] = np.arange(1, np.sum(candidate == c) + 1)
+        x = np.asarray(x)
+        labels = list(self.labels) if self.labels is not None else []
         colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        many = params.shape[1] > _MAX_LINES
         self.score_lines_, self.param_lines_ = [], []
-        for c in np.unique(self.candidate):
+        for c in np.unique(candidate):
             color = colors[int(c) % len(colors)]
-            rows = self.candidate == c
-            x = evaluations[rows]
-            (line,) = score_ax.plot(x, self.scores[rows], "-", color=color, lw=1)
+            rows = np.flatnonzero(candidate == c)
+            rows = rows[np.argsort(x[rows], kind="stable")]
+            label = labels[c] if c < len(labels) and labels[c] else None
+            (line,) = score_ax.plot(x[rows], scores[rows], "-", color=color,
+                                    lw=1, label=label)  # fmt: skip
             self.score_lines_.append(line)
-            filled = rows & self.with_gradient
-            hollow = rows & ~self.with_gradient
-            score_ax.plot(evaluations[filled], self.scores[filled], "o", color=color)
-            score_ax.plot(
-                evaluations[hollow], self.scores[hollow], "o", mfc="none", color=color
-            )
-            values = self.params[rows]
-            if values.shape[1] <= _MAX_LINES:
+            filled = rows[with_gradient[rows]]
+            hollow = rows[~with_gradient[rows]]
+            score_ax.plot(x[filled], scores[filled], "o", ms=4, color=color)
+            score_ax.plot(x[hollow], scores[hollow], "o", ms=4, mfc="none",
+                          color=color)  # fmt: skip
+            values = params[rows]
+            if not many:
                 for j in range(values.shape[1]):
-                    (line,) = param_ax.plot(x, values[:, j], "-", color=color, lw=1)
+                    (line,) = param_ax.plot(x[rows], values[:, j], "-",
+                                            color=color, lw=1)  # fmt: skip
                     self.param_lines_.append(line)
             else:
-                (line,) = param_ax.plot(x, np.median(values, axis=1), color=color)
-                param_ax.fill_between(
-                    x, values.min(axis=1), values.max(axis=1), color=color, alpha=0.2
-                )
+                # The min-max band of thousands of strengths spans the whole
+                # box from the first step on; percentiles show where most are.
+                low, mid, high = np.nanpercentile(values, [10, 50, 90], axis=1)
+                (line,) = param_ax.plot(x[rows], mid, "-", color=color, lw=1.5)
                 self.param_lines_.append(line)
-        if self.best_index is not None:
-            score_ax.plot(
-                self.best_index, self.scores[self.best_index], "*", ms=14, color="k"
-            )
+                for edge in (low, high):
+                    (line,) = param_ax.plot(x[rows], edge, "--", color=color,
+                                            lw=0.8)  # fmt: skip
+                    self.param_lines_.append(line)
+        best = self.best_index
+        if best is not None:
+            score_ax.plot(x[best], scores[best], "*", ms=14, color="k", zorder=3)
+        _focus_scores(score_ax, scores, np.full(len(scores), np.nan))
         score_ax.set_ylabel(self.score_name)
         param_ax.set_yscale("log")
         param_ax.set_ylabel(self.param_name)
-        param_ax.set_xlabel("evaluation")
+        param_ax.set_xlabel("evaluation (cv_results_['iter'])")
+        param_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        # One legend: the candidates' colours, then what the markers mean.
+        handles, names = score_ax.get_legend_handles_labels()
+        markers = [
+            (Line2D([], [], ls="", marker="o", mfc="none", color="0.3"), "scan point"),
+            (Line2D([], [], ls="", marker="o", color="0.3"), "with hypergradient"),
+        ]
+        if best is not None:
+            markers.append((Line2D([], [], ls="", marker="*", ms=10, color="k"),
+                            "chosen"))  # fmt: skip
+        for handle, name in markers:
+            handles.append(handle)
+            names.append(name)
+        score_ax.legend(handles, names, loc="best", fontsize="small")
+        if many:
+            param_ax.legend(
+                [Line2D([], [], color="0.3", lw=1.5),
+                 Line2D([], [], color="0.3", ls="--", lw=0.8)],
+                [f"median of {params.shape[1]}", "10th and 90th percentiles"],
+                loc="best", fontsize="small",
+            )  # fmt: skip
         self.ax_ = ax
         self.figure_ = score_ax.figure
         return self
@@ -305,7 +354,9 @@ class StrengthsDisplay:
             half = max_display // 2
             order = np.r_[order[: max_display - half], order[len(order) - half :]]
         if ax is None:
-            _, ax = plt.subplots(figsize=(6.4, 1.0 + 0.25 * len(order)))
+            _, ax = plt.subplots(
+                figsize=(6.4, 1.0 + 0.25 * len(order)), layout="constrained"
+            )
         rows = np.arange(len(order))[::-1]  # least penalized on top
         self.bars_ = ax.barh(rows, self.values[order], color="C0")
         ax.set_yticks(rows, self.names[order])
@@ -360,9 +411,9 @@ def _candidates(results):
     return np.cumsum(np.r_[True, np.diff(iteration) <= 0]) - 1
 
 
-def _fitted_search(estimator):
+def _fitted_search(estimator, display):
     """The fitted skbilevel estimator or search inside ``estimator`` (a
-    Pipeline's last step), checked."""
+    Pipeline's last step), checked; ``display`` names the plot in errors."""
     from sklearn.pipeline import Pipeline
 
     from ._base import BaseBilevelCV
@@ -375,12 +426,63 @@ def _fitted_search(estimator):
         estimator, (BaseBilevelCV, BilevelKernelRidgeCV, HypergradientSearchCV)
     ):
         raise TypeError(
-            "ValidationCurveDisplay plots skbilevel estimators (or a Pipeline "
-            "ending with one) and HypergradientSearchCV; got "
-            f"{type(estimator).__name__}."
+            f"{display} plots skbilevel estimators (or a Pipeline ending with "
+            f"one) and HypergradientSearchCV; got {type(estimator).__name__}."
         )
     check_is_fitted(estimator, "cv_results_")
     return estimator
+
+
+def _candidate_labels(results, candidate, name):
+    """Legend label of each candidate: its listed values (the parameters
+    other than the tuned strength ``name``); empty for a single candidate."""
+    n_candidates = candidate.max() + 1
+    if n_candidates == 1:
+        return [""]
+    labels = []
+    for c in range(n_candidates):
+        params = results["params"][int(np.flatnonzero(candidate == c)[0])]
+        listed = {k: v for k, v in params.items() if k != name}
+        labels.append(", ".join(f"{k}={v!r}" for k, v in listed.items()))
+    return labels
+
+
+def _range_searched(estimator, name):
+    """The ``(low, high)`` range of the strength ``name``: a fitted
+    estimator's ``<name>_bounds_``, or the tuple a search's every space gave
+    it; None where there is no single pair of ends (one range per strength,
+    different ranges per space, or a search's default ranges)."""
+    from collections.abc import Mapping
+
+    from ._search import HypergradientSearchCV
+
+    if isinstance(estimator, HypergradientSearchCV):
+        spaces = estimator.param_space
+        spaces = [spaces] if isinstance(spaces, Mapping) else list(spaces)
+        ranges = {
+            tuple(map(float, space[name])) if isinstance(space.get(name), tuple)
+            else None
+            for space in spaces
+        }  # fmt: skip
+        return ranges.pop() if len(ranges) == 1 else None
+    bounds = getattr(estimator, f"{name}_bounds_", None)
+    if bounds is not None and np.ndim(bounds[0]) > 0:
+        return None
+    return bounds
+
+
+def _focus_scores(ax, scores, stds):
+    """Limit the score axis to the curve's best part: the weakest scan
+    points (a model that predicts nothing) would squash the rest."""
+    finite = scores[np.isfinite(scores)]
+    if finite.size <= 2:
+        return
+    top = finite.max()
+    spread = np.nanmax(stds) if np.isfinite(stds).any() else 0.0
+    low = np.percentile(finite, 25)
+    margin = 0.1 * (top - low) + spread
+    if margin > 0:
+        ax.set_ylim(low - margin, top + margin)
 
 
 class ValidationCurveDisplay:
@@ -462,14 +564,11 @@ class ValidationCurveDisplay:
         -------
         display : ValidationCurveDisplay
         """
-        estimator = _fitted_search(estimator)
+        estimator = _fitted_search(estimator, cls.__name__)
         results = estimator.cv_results_
         metric, key = _metric_key(estimator, metric)
         name = _strength_name(estimator)
-        # The range of a fitted estimator (a search has one per candidate).
-        bounds = getattr(estimator, f"{name}_bounds_", None)
-        if bounds is not None and np.ndim(bounds[0]) > 0:
-            bounds = None  # one range per strength: no single pair of ends
+        bounds = _range_searched(estimator, name)
         column = results["param_" + name].filled(np.nan)
         values = np.full(len(column), np.nan)
         for i, value in enumerate(column):
@@ -477,12 +576,7 @@ class ValidationCurveDisplay:
             if np.all(value == value[0]):
                 values[i] = value[0]  # one common strength
         candidate = _candidates(results)
-        labels = [""] * (candidate.max() + 1)
-        if candidate.max() > 0:
-            for c in range(candidate.max() + 1):
-                params = results["params"][int(np.flatnonzero(candidate == c)[0])]
-                listed = {k: v for k, v in params.items() if k != name}
-                labels[c] = ", ".join(f"{k}={v!r}" for k, v in listed.items())
+        labels = _candidate_labels(results, candidate, name)
         std_key = f"std_test_{metric}"
         stds = results[std_key] if std_key in results else np.full(len(values), np.nan)
         display = cls(
@@ -512,7 +606,7 @@ class ValidationCurveDisplay:
         import matplotlib.pyplot as plt
 
         if ax is None:
-            _, ax = plt.subplots(figsize=(6.4, 4.2))
+            _, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
         colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
         self.lines_ = []
         shown = np.isfinite(self.values) & np.isfinite(self.scores)
@@ -528,7 +622,8 @@ class ValidationCurveDisplay:
             self.lines_.append(line)
             if np.isfinite(spread).any():
                 ax.fill_between(x, y - spread, y + spread, color=color, alpha=0.15)
-        if self.best is not None and shown[self.best]:
+        starred = self.best is not None and bool(shown[self.best])
+        if starred:
             ax.plot(self.values[self.best], self.scores[self.best], "*", ms=14,
                     color="k", label="chosen", zorder=3)  # fmt: skip
         if self.bounds is not None:
@@ -537,20 +632,8 @@ class ValidationCurveDisplay:
         ax.set_xscale("log")
         ax.set_xlabel(self.param_name)
         ax.set_ylabel(self.score_name)
-        # The curve around its best part: the weakest scan points (a model
-        # that predicts nothing) would squash the axis.
-        finite = self.scores[shown]
-        if finite.size > 2:
-            top = finite.max()
-            spread = (
-                np.nanmax(self.stds[shown])
-                if np.isfinite(self.stds[shown]).any()
-                else 0.0
-            )
-            low = np.percentile(finite, 25)
-            margin = 0.1 * (top - low) + spread
-            ax.set_ylim(low - margin, top + margin)
-        if any(self.labels) or self.best is not None:
+        _focus_scores(ax, self.scores[shown], self.stds[shown])
+        if any(self.labels) or starred:
             ax.legend(loc="best", fontsize="small")
         self.ax_ = ax
         self.figure_ = ax.figure

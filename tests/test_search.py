@@ -551,6 +551,10 @@ def test_dask_cluster_matches_local():
 
 
 def test_optimization_path_display():
+    """x is the evaluation number of cv_results_ (verbose's "eval N"), one
+    labelled line per candidate overlaid, markers explained in the legend,
+    the score axis not squashed by the weakest scan points, percentiles
+    (not a min-max band) past 20 strengths, and a Pipeline accepted."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -565,24 +569,53 @@ def test_optimization_path_display():
     assert len(display.score_lines_) == 2  # one per candidate
     assert display.ax_[1].get_ylabel() == "clf__C"
     assert display.ax_[1].get_yscale() == "log"
-    iteration = search.cv_results_["iter"]
+    assert display.ax_[1].get_xlabel() == "evaluation (cv_results_['iter'])"
+    results = search.cv_results_
+    iteration = results["iter"]
     first = np.cumsum(np.r_[True, np.diff(iteration) <= 0]) == 1  # candidate 0's
+    order = np.argsort(iteration[first], kind="stable")
     np.testing.assert_allclose(
         display.score_lines_[0].get_ydata(),
-        search.cv_results_["mean_test_score"][first],
+        results["mean_test_score"][first][order],
     )
-    n_rows = len(search.cv_results_["params"])
+    np.testing.assert_array_equal(
+        display.score_lines_[0].get_xdata(), iteration[first][order]
+    )
+    n_rows = len(results["params"])
     assert sum(len(line.get_xdata()) for line in display.score_lines_) == n_rows
+    texts = [t.get_text() for t in display.ax_[0].get_legend().get_texts()]
+    assert texts == [
+        "scale=StandardScaler()",
+        "scale=RobustScaler()",
+        "scan point",
+        "with hypergradient",
+        "chosen",
+    ]
+    low, high = display.ax_[0].get_ylim()
+    scores = results["mean_test_score"]
+    assert high > scores.max() and low > scores.min()  # focused on the best part
 
-    model = BilevelLogisticCV(penalty="per_feature", max_iter=3)
+    model = make_pipeline(
+        StandardScaler(), BilevelLogisticCV(penalty="per_feature", max_iter=3)
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model.fit(StandardScaler().fit_transform(X), y)
+        model.fit(X, y)
     fig, axes = plt.subplots(2, 1)
     display = OptimizationPathDisplay.from_estimator(model, ax=axes)
     assert display.figure_ is fig
-    assert len(display.param_lines_) == 1  # 30 strengths: median and range
-    with pytest.raises(TypeError, match="skbilevel"):
+    # 30 strengths: median, 10th and 90th percentiles.
+    assert len(display.param_lines_) == 3
+    C = np.vstack(model[-1].cv_results_["param_C"])
+    np.testing.assert_allclose(
+        display.param_lines_[0].get_ydata(), np.median(C, axis=1)
+    )
+    np.testing.assert_allclose(
+        display.param_lines_[2].get_ydata(), np.percentile(C, 90, axis=1)
+    )
+    texts = [t.get_text() for t in display.ax_[1].get_legend().get_texts()]
+    assert texts == ["median of 30", "10th and 90th percentiles"]
+    with pytest.raises(TypeError, match="OptimizationPathDisplay plots skbilevel"):
         OptimizationPathDisplay.from_estimator(LogisticRegression().fit(X, y))
     with pytest.raises(sklearn.exceptions.NotFittedError):
         OptimizationPathDisplay.from_estimator(BilevelRidgeCV())
@@ -1001,6 +1034,9 @@ def test_validation_curve_display():
     texts = [t.get_text() for t in display.ax_.get_legend().get_texts()]
     assert texts[:2] == ["scale=StandardScaler()", "scale=RobustScaler()"]
     assert "chosen" in texts
+    lines = display.ax_.get_lines()
+    dashed = [line for line in lines if line.get_linestyle() == "--"]
+    assert sorted(line.get_xdata()[0] for line in dashed) == [1e-2, 1e2]
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
