@@ -23,17 +23,26 @@ from joblib import Parallel, delayed
 from sklearn.base import (
     BaseEstimator,
     MetaEstimatorMixin,
+    RegressorMixin,
     _fit_context,
     clone,
     is_classifier,
 )
+from sklearn.compose import TransformedTargetRegressor
 from sklearn.exceptions import FitFailedWarning
 from sklearn.kernel_ridge import KernelRidge
-from sklearn.linear_model import ElasticNet, Lasso, LogisticRegression, Ridge
+from sklearn.linear_model import (
+    ElasticNet,
+    Lasso,
+    LinearRegression,
+    LogisticRegression,
+    Ridge,
+)
 from sklearn.metrics import check_scoring, get_scorer_names
 from sklearn.metrics._scorer import _check_multimetric_scoring
 from sklearn.model_selection import ParameterGrid, check_cv
 from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils import Bunch, _safe_indexing
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils._tags import get_tags
@@ -97,11 +106,76 @@ _BILEVEL = (
 
 
 def _final_step(estimator):
-    """``(prefix, final estimator)``: ``"name__"`` for a Pipeline's last step."""
+    """``(prefix, final estimator)``: ``"name__"`` for a Pipeline's last step,
+    ``"regressor__"`` before it inside a TransformedTargetRegressor."""
+    target, estimator = _target_wrapper(estimator)
+    prefix = "" if target is None else "regressor__"
     if isinstance(estimator, Pipeline):
         name, final = estimator.steps[-1]
-        return f"{name}__", final
-    return "", estimator
+        return f"{prefix}{name}__", final
+    return prefix, estimator
+
+
+def _target_wrapper(estimator):
+    """``(TransformedTargetRegressor or None, the estimator it trains)``."""
+    if isinstance(estimator, TransformedTargetRegressor):
+        inner = estimator.regressor
+        return estimator, LinearRegression() if inner is None else inner
+    return None, estimator
+
+
+def _target_transform(wrapper):
+    """The (unfitted) target transform of a TransformedTargetRegressor, as
+    its ``fit`` makes it: ``transformer`` cloned, or ``func`` and
+    ``inverse_func`` in a FunctionTransformer."""
+    if wrapper.transformer is not None:
+        if wrapper.func is not None or wrapper.inverse_func is not None:
+            raise ValueError(
+                "'transformer' and functions 'func'/'inverse_func' cannot both be set."
+            )
+        transform = clone(wrapper.transformer)
+    else:
+        if (wrapper.func is None) != (wrapper.inverse_func is None):
+            raise ValueError(
+                "TransformedTargetRegressor needs both func and inverse_func (or "
+                "neither); give the identity explicitly for the one meant as such."
+            )
+        transform = FunctionTransformer(
+            func=wrapper.func, inverse_func=wrapper.inverse_func, validate=True
+        ).set_output(transform="default")
+    return transform
+
+
+def _fit_target_transform(wrapper, y):
+    """The target transform of a TransformedTargetRegressor, fitted on ``y``."""
+    y = np.asarray(y)
+    return _target_transform(wrapper).fit(y.reshape(-1, 1) if y.ndim == 1 else y)
+
+
+def _transform_target(transform, y):
+    """``y`` on the scale the regressor is trained on (1-D stays 1-D)."""
+    y = np.asarray(y)
+    out = np.asarray(transform.transform(y.reshape(-1, 1) if y.ndim == 1 else y))
+    return out[:, 0] if y.ndim == 1 and out.ndim == 2 else out
+
+
+class _OnTargetScale(RegressorMixin, BaseEstimator):
+    """A fold model whose predictions are mapped back to the target's own
+    scale (``inverse_transform``), as TransformedTargetRegressor predicts:
+    what the scorers read, so that scores are those GridSearchCV reports."""
+
+    def __init__(self, model, transform, ndim):
+        self.model = model
+        self.transform = transform
+        self.ndim = ndim
+
+    def predict(self, X):
+        pred = np.asarray(self.model.predict(X))
+        back = self.transform.inverse_transform(
+            pred.reshape(-1, 1) if pred.ndim == 1 else pred
+        )
+        back = np.asarray(back)
+        return back[:, 0] if self.ndim == 1 and back.ndim == 2 else back
 
 
 def _tunable(final):
@@ -195,13 +269,14 @@ def _as_float_data(X):
     return as_float64_data(X)
 
 
-def _transform_fold(estimator, X, y, train, test, fit_params):
-    """Fit the preprocessing on ``train``; transform both parts.
+def _transform_fold(estimator, X, y_train, train, test, fit_params):
+    """Fit the preprocessing on ``train`` (targets ``y_train``); transform
+    both parts.
 
     ``fit_params`` are the (full-length) parameters routed to the estimator's
     ``fit``. Returns ``X_train, X_test`` and the fitted preprocessing steps.
     """
-    X_train, y_train = _safe_indexing(X, train), _safe_indexing(y, train)
+    X_train = _safe_indexing(X, train)
     X_test = _safe_indexing(X, test)
     fitted = []
     if isinstance(estimator, Pipeline):
@@ -274,6 +349,9 @@ class _Candidate:
         self.return_train_score = search.return_train_score
         self.error_score = search.error_score
         self.callback = None  # (sklearn.callback context, search), sequential runs
+        # A TransformedTargetRegressor: its regressor is what the folds
+        # train, on the transformed targets.
+        self.target, self.inner = _target_wrapper(self.estimator)
         final = _final_step(self.estimator)[1]
         self.per_column = _is_per_column(final)
 
@@ -328,15 +406,25 @@ class _Candidate:
         out = []
         for train, test in self.folds:
             start = time.perf_counter()
+            y_train, y_test = _safe_indexing(y, train), _safe_indexing(y, test)
+            # The scorers read the targets as given; the folds train (and
+            # the hypergradient validates) on the transformed ones.
+            scored = dict(score_y_train=y_train, score_y_test=y_test, target=None)
+            if self.target is not None:
+                transform = _fit_target_transform(self.target, y_train)
+                scored["target"] = (transform, np.ndim(y))
+                y_train = _transform_target(transform, y_train)
+                y_test = _transform_target(transform, y_test)
             X_train, X_test, fitted = _transform_fold(
-                self.estimator, X, y, train, test, self.fit_params
+                self.inner, X, y_train, train, test, self.fit_params
             )
             out.append(
                 dict(
                     X_train=X_train,
                     X_test=X_test,
-                    y_train=_safe_indexing(y, train),
-                    y_test=_safe_indexing(y, test),
+                    y_train=y_train,
+                    y_test=y_test,
+                    **scored,
                     sw_train=None if weight is None else weight[train],
                     sw_test=None if weight is None else weight[test],
                     score_test=_check_method_params(X, self.score_params, test),
@@ -350,11 +438,13 @@ class _Candidate:
     def _run(self, X, y, n_jobs):
         prefix, final = _final_step(self.estimator)
         spec = _tunable(final)
-        weight = _final_sample_weight(self.estimator, self.fit_params)
+        weight = _final_sample_weight(self.inner, self.fit_params)
         splits = self._split_data(X, y, weight)
         bilevel_final = isinstance(final, _BILEVEL)
         if self.bounds is None and not bilevel_final:
             return [self._plain_row(final, splits)]
+        if self.target is not None:  # the scale the final step is trained on
+            y = _transform_target(_fit_target_transform(self.target, y), y)
         return self._bilevel_rows(prefix, final, spec, splits, n_jobs, y, weight)
 
     def _plain_row(self, final, splits):
@@ -373,16 +463,22 @@ class _Candidate:
     def _score_row(self, row, model, split, X_test=None, X_train=None):
         """Score ``model`` on the split; ``X_test``/``X_train`` replace its parts
         (decision values read by a stand-in model)."""
+        if split["target"] is not None:
+            model = _OnTargetScale(model, *split["target"])
         X_test = split["X_test"] if X_test is None else X_test
         scores, seconds = _score(
-            self.scorers, model, X_test, split["y_test"], split["score_test"]
+            self.scorers, model, X_test, split["score_y_test"], split["score_test"]
         )
         row["test"].append(scores)
         row["score_time"].append(seconds)
         if row["train"] is not None:
             X_train = split["X_train"] if X_train is None else X_train
             train_scores, _ = _score(
-                self.scorers, model, X_train, split["y_train"], split["score_train"]
+                self.scorers,
+                model,
+                X_train,
+                split["score_y_train"],
+                split["score_train"],
             )
             row["train"].append(train_scores)
 
@@ -588,7 +684,11 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
         KernelRidge (rbf, laplacian, poly or linear kernel), BilevelRidgeCV,
         BilevelLogisticCV, BilevelLassoCV, BilevelElasticNetCV,
         BilevelKernelRidgeCV, or a Pipeline ending with one (``positive=True``
-        is not supported). A skbilevel final step is always tuned (with its
+        is not supported); either may be wrapped in a
+        :class:`~sklearn.compose.TransformedTargetRegressor` (parameters
+        ``regressor__...``): the strength is then tuned on the transformed
+        targets (the scale the regressor is trained on, e.g. ``log(y)``) and
+        every row is scored on ``y``'s own scale, as GridSearchCV scores it. A skbilevel final step is always tuned (with its
         own ``penalty``, one strength per feature for instance); a tuple then
         sets its ``alpha_bounds`` / ``C_bounds`` / ``l1_ratio_bounds`` /
         ``gamma_bounds``.
@@ -775,11 +875,21 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
             raise TypeError(
                 "HypergradientSearchCV tunes Ridge, LogisticRegression, Lasso, "
                 "ElasticNet, BilevelRidgeCV, BilevelLogisticCV, BilevelLassoCV or "
-                "BilevelElasticNetCV, or a Pipeline ending with one; "
-                f"got a final step of type {type(final).__name__}."
+                "BilevelElasticNetCV, or a Pipeline ending with one (either "
+                "may be wrapped in a TransformedTargetRegressor); got a final "
+                f"step of type {type(final).__name__}."
+                + (
+                    " Wrap the whole Pipeline in the TransformedTargetRegressor "
+                    "instead."
+                    if isinstance(final, TransformedTargetRegressor)
+                    else ""
+                )
             )
         if isinstance(final, (Ridge, LogisticRegression, ElasticNet)):
             _translate(final)
+        target = _target_wrapper(self.estimator)[0]
+        if target is not None:
+            _target_transform(target)  # its settings, before any fit
         bilevel_final = isinstance(final, _BILEVEL)
         keys = tuple(prefix + name for name in spec[0])
         return _check_space(self.param_space, keys, bilevel_final)
@@ -890,7 +1000,9 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
         if is_classifier(self.estimator):
             check_classification_targets(y)
         routed = self._routed_params(params, scorers)
-        final_weight = _final_sample_weight(self.estimator, routed.estimator.fit)
+        final_weight = _final_sample_weight(
+            _target_wrapper(self.estimator)[1], routed.estimator.fit
+        )
         if final_weight is not None:
             _check_sample_weight(final_weight, X)  # the length, before any work
         cv = self._cv(y)
@@ -1036,8 +1148,9 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
             # The groups of the preprocessing fitted on all the rows (their
             # labels, the input columns, are those the folds tuned).
             fitted = []
-            if isinstance(estimator, Pipeline):
-                preprocessing = clone(estimator[:-1]).fit(X, y)
+            inner = _target_wrapper(estimator)[1]
+            if isinstance(inner, Pipeline):
+                preprocessing = clone(inner[:-1]).fit(X, y)
                 fitted = preprocessing.steps
             groups = _per_column_groups(fitted, X)
             estimator.set_params(**{f"{prefix}penalty": groups})

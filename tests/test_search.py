@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 import sklearn
 from sklearn.base import clone
+from sklearn.compose import TransformedTargetRegressor
 from sklearn.datasets import (
     load_breast_cancer,
     load_diabetes,
     load_iris,
     make_classification,
+    make_regression,
 )
 from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
 from sklearn.kernel_ridge import KernelRidge
@@ -1051,3 +1053,95 @@ def test_validation_curve_display():
     assert len(display.lines_[0].get_xdata()) == sum(common) < len(common)
     with pytest.raises(TypeError, match="ValidationCurveDisplay plots skbilevel"):
         ValidationCurveDisplay.from_estimator(Ridge().fit(X, y))
+
+
+def _log_price_data():
+    """Positive, right-skewed targets: the usual log-price pattern."""
+    X, y = make_regression(
+        n_samples=240, n_features=8, n_informative=5, noise=15.0, random_state=3
+    )
+    return X, np.exp((y - y.mean()) / y.std())
+
+
+def test_transformed_target_regressor_lists_match_gridsearch():
+    """TransformedTargetRegressor(pipeline, func=np.log, inverse_func=np.exp)
+    with lists: the same cv_results_ scores as GridSearchCV, which trains on
+    log(y) and scores the exponentiated predictions against y; train scores
+    and a sample weight included."""
+    X, y = _log_price_data()
+    ttr = TransformedTargetRegressor(
+        make_pipeline(StandardScaler(), Ridge()), func=np.log, inverse_func=np.exp
+    )
+    grid = {"regressor__ridge__alpha": [0.1, 3.0, 100.0]}
+    weight = np.random.default_rng(0).uniform(0.5, 2.0, len(y))
+    options = dict(cv=KFold(4), return_train_score=True)
+    ours = HypergradientSearchCV(ttr, grid, **options).fit(X, y)
+    theirs = GridSearchCV(ttr, grid, **options).fit(X, y)
+    for key in ("mean_test_score", "split0_test_score", "mean_train_score"):
+        np.testing.assert_allclose(ours.cv_results_[key], theirs.cv_results_[key])
+    assert ours.best_params_ == theirs.best_params_
+    assert isinstance(ours.best_estimator_, TransformedTargetRegressor)
+    np.testing.assert_allclose(ours.predict(X), theirs.predict(X))
+
+    scoring = "neg_mean_absolute_error"
+    weighted = dict(cv=KFold(4), scoring=scoring)
+    ours = HypergradientSearchCV(ttr, grid, **weighted)
+    theirs = GridSearchCV(ttr, grid, **weighted)
+    ours.fit(X, y, ridge__sample_weight=weight)
+    theirs.fit(X, y, ridge__sample_weight=weight)
+    np.testing.assert_allclose(
+        ours.cv_results_["mean_test_score"], theirs.cv_results_["mean_test_score"]
+    )
+
+
+def test_transformed_target_regressor_range():
+    """A range inside a TransformedTargetRegressor is tuned on the scale the
+    regressor is trained on (the CV MSE of log(y) at the chosen alpha is the
+    best of a fine grid's), and its rows are scored as GridSearchCV scores
+    them, on y's own scale; a transformer works as func/inverse_func do."""
+    X, y = _log_price_data()
+    pipe = make_pipeline(StandardScaler(), Ridge())
+    ttr = TransformedTargetRegressor(pipe, func=np.log, inverse_func=np.exp)
+    space = {"regressor__ridge__alpha": (1e-2, 1e4)}
+    cv = KFold(5)
+    search = HypergradientSearchCV(ttr, space, cv=cv, refit_by="objective").fit(X, y)
+    alpha = search.best_params_["regressor__ridge__alpha"]
+    check = GridSearchCV(ttr, {"regressor__ridge__alpha": [alpha]}, cv=cv).fit(X, y)
+    assert search.best_score_ == pytest.approx(check.best_score_, rel=1e-9)
+    # The search minimized the CV MSE of log(y).
+    log_mse = GridSearchCV(
+        pipe,
+        {"ridge__alpha": np.r_[np.logspace(-2, 4, 49), alpha]},
+        cv=cv,
+        scoring="neg_mean_squared_error",
+    ).fit(X, np.log(y))
+    scores = log_mse.cv_results_["mean_test_score"]
+    assert scores[-1] >= scores[:-1].max() - 1e-6 * abs(scores[:-1].max())
+
+    quantile = TransformedTargetRegressor(
+        Ridge(), transformer=StandardScaler()
+    )  # a fitted transform: learned on each fold's training targets
+    ours = HypergradientSearchCV(quantile, {"regressor__alpha": (1e-2, 1e3)}, cv=cv)
+    ours.fit(X, y)
+    alpha = ours.best_params_["regressor__alpha"]
+    check = GridSearchCV(quantile, {"regressor__alpha": [alpha]}, cv=cv).fit(X, y)
+    assert ours.best_score_ == pytest.approx(check.best_score_, rel=1e-9)
+
+
+def test_transformed_target_regressor_errors():
+    X, y = _log_price_data()
+    nested = make_pipeline(
+        StandardScaler(),
+        TransformedTargetRegressor(Ridge(), func=np.log, inverse_func=np.exp),
+    )
+    with pytest.raises(TypeError, match="Wrap the whole Pipeline"):
+        HypergradientSearchCV(nested, {"transformedtargetregressor__regressor__alpha": (
+            1e-2, 1e2)}).fit(X, y)  # fmt: skip
+    half = TransformedTargetRegressor(Ridge(), func=np.log)
+    with pytest.raises(ValueError, match="both func and inverse_func"):
+        HypergradientSearchCV(half, {"regressor__alpha": (1e-2, 1e2)}).fit(X, y)
+    both = TransformedTargetRegressor(
+        Ridge(), transformer=StandardScaler(), func=np.log, inverse_func=np.exp
+    )
+    with pytest.raises(ValueError, match="cannot both be set"):
+        HypergradientSearchCV(both, {"regressor__alpha": (1e-2, 1e2)}).fit(X, y)
