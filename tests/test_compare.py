@@ -1,5 +1,7 @@
 """``python -m skbilevel compare`` from the command line's entry point."""
 
+import re
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_diabetes
@@ -11,13 +13,17 @@ METHODS = ["skbilevel (scalar)", "GridSearchCV (20)", "RandomizedSearchCV (20)"]
 
 
 def _table(out):
-    """method -> (seconds, best CV score, held-out score, fits)."""
+    """method -> (chosen, seconds, best CV score, CV std, held-out score, fits).
+
+    Cells are separated by two spaces or more (a cell holds single ones).
+    """
     rows = {}
     for line in out.splitlines():
         for method in METHODS + ["Optuna TPE (20 trials)"]:
             if line.startswith(method):
-                values = line[len(method) :].split()
-                rows[method] = (*map(float, values[:3]), int(values[3]))
+                cells = re.split(r"\s{2,}", line[len(method) :].strip())
+                chosen, numbers, fits = cells[0], cells[1:5], cells[5]
+                rows[method] = (chosen, *map(float, numbers), int(fits.split()[0]))
     return rows
 
 
@@ -30,10 +36,11 @@ def test_compare_bundled_datasets(dataset, capsys):
     assert "Optuna TPE (20 trials)" in rows  # optuna is a test dependency
     grid = rows["GridSearchCV (20)"]
     ours = rows["skbilevel (scalar)"]
-    assert grid[3] == 20 * 3 + 1
+    assert grid[5] == 20 * 3 + 1
     # The hypergradient search scores at least as well as the 20-point grid.
-    assert ours[1] >= grid[1] - 1e-6 * abs(grid[1])
+    assert ours[2] >= grid[2] - 1e-6 * abs(grid[2])
     assert "[compare] running GridSearchCV" in captured.err  # progress lines
+    assert "[compare] warm-up" in captured.err  # compile time not counted
     scoring = "neg_log_loss" if dataset == "breast_cancer" else "neg_mean_squared"
     assert scoring in captured.out
 
@@ -65,8 +72,8 @@ def test_compare_csv_and_npy_files(tmp_path, capsys):
     assert main(["compare", str(npy), "--cv", "3"]) == 0
     from_npy = _table(capsys.readouterr().out)
     # Same data, same folds: the same best CV score.
-    assert from_csv["GridSearchCV (20)"][1] == pytest.approx(
-        from_npy["GridSearchCV (20)"][1]
+    assert from_csv["GridSearchCV (20)"][2] == pytest.approx(
+        from_npy["GridSearchCV (20)"][2]
     )
 
 
@@ -81,8 +88,8 @@ def test_load_dataset_errors(tmp_path):
         ValueError, match=r"Column 'c' is not in .*\['a', 'b', 'label'\]"
     ):
         load_dataset(str(csv), "c")
-    csv.write_text("a,colour,label\n1,red,0\n3,blue,1\n")
-    with pytest.raises(ValueError, match=r"Non-numeric feature columns \['colour'\]"):
+    csv.write_text("a,colour,label\n1,,0\n3,,1\n")
+    with pytest.raises(ValueError, match=r"columns \['colour'\] .* entirely blank"):
         load_dataset(str(csv), "label")
     npy = tmp_path / "data.npy"
     np.save(npy, np.zeros((5, 3)))
@@ -127,3 +134,89 @@ def test_integer_target_with_many_values_is_a_regression():
     assert len(np.unique(y)) > 20
     runs = compare(X, y, cv=3)
     assert runs[0]["scoring"] == "neg_mean_squared_error"
+
+
+def _messy_csv(path, n=240, seed=0):
+    """A table as it comes: text categories, blanks in numeric and text
+    columns, a boolean, an integer count; the target depends on them all."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(seed)
+    size = rng.normal(size=n)
+    rooms = rng.integers(1, 6, size=n)
+    city = rng.choice(["Lyon", "Oslo", "Quito"], size=n)
+    garden = rng.random(n) < 0.4
+    price = (
+        3 * size + rooms + np.select([city == "Oslo", city == "Quito"], [4, -2], 0)
+        + 2 * garden + rng.normal(scale=0.5, size=n)
+    )  # fmt: skip
+    frame = pd.DataFrame(
+        {"size": size, "rooms": rooms, "city": city, "garden": garden, "price": price}
+    )
+    frame.loc[rng.random(n) < 0.1, "size"] = np.nan
+    frame.loc[rng.random(n) < 0.05, "city"] = np.nan
+    frame.to_csv(path, index=False)
+    return frame
+
+
+def test_compare_a_csv_with_categories_and_blanks(tmp_path, capsys):
+    """The default preprocessing (imputation, scaling, one-hot encoding) is
+    applied and said; the table shows the chosen strength and the CV standard
+    deviation, counts fold fits honestly, and its columns line up."""
+    from skbilevel._compare import compare, format_table, make_preprocessing
+
+    csv = tmp_path / "houses.csv"
+    frame = _messy_csv(csv)
+    assert main(["compare", str(csv), "--target", "price", "--cv", "3"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "features: 2 numeric columns: median imputation (1 with missing values), "
+        "standardized; 2 categorical columns: most frequent imputation (1 with "
+        "missing values), one-hot encoded into 5 columns (fitted in every fold)"
+    ) in out
+    rows = _table(out)
+    assert set(METHODS) <= set(rows)
+    ours, grid = rows["skbilevel (scalar)"], rows["GridSearchCV (20)"]
+    assert float(ours[0]) > 0 and ours[3] > 0  # the chosen alpha, the CV std
+    assert ours[2] >= grid[2] - 1e-6 * abs(grid[2])
+    # The columns line up: every right-aligned cell ends under its header.
+    lines = out.splitlines()
+    header = next(line for line in lines if line.startswith("method"))
+    for name in ("alpha", "time (s)", "best CV", "CV std", "held-out"):
+        end = header.index(name) + len(name)
+        for line in lines[lines.index(header) + 2 :]:
+            assert line[end - 1] != " " and line[end] == " ", (name, line)
+
+    X, y = frame.drop(columns="price"), frame["price"].to_numpy()
+    preprocessing, _ = make_preprocessing(X)
+    assert preprocessing.fit_transform(X).shape == (len(X), 2 + 5)
+    runs = compare(X, y, cv=3)
+    ours = runs[0]
+    n_evaluations = ours["n_evaluations"]
+    assert ours["n_fits"] == n_evaluations * 3 + 1
+    assert 0 < ours["n_hypergradients"] <= n_evaluations
+    assert runs[1]["n_fits"] == 20 * 3 + 1 and runs[1]["n_hypergradients"] == 0
+    fits_cell = format_table(runs, "neg_mean_squared_error")[5].split("  ")[-1]
+    assert (
+        fits_cell == f"{ours['n_fits']} ({ours['n_hypergradients']} with hypergradient)"
+    )
+
+
+def test_compare_plot_has_readable_time_ticks():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from skbilevel._compare import curves_figure
+
+    runs = [
+        dict(method="a", curve=(np.array([0.003, 0.02, 0.4]), np.array([-3, -2, -1]))),
+    ]
+    fig = curves_figure(runs, "neg_log_loss")
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    shown = [label for label in labels if 0.003 <= float(label) <= 0.4]
+    assert {"0.01", "0.02", "0.05", "0.1"} <= set(shown)
+    assert not any("$" in label for label in labels)  # no 10^k mathtext
+    plt.close(fig)
