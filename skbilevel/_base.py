@@ -41,6 +41,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._docs import DocLinkMixin
 from ._folds import Splits, check_folds
 from ._hypergradient import HYPERGRADIENT_METHODS
 from ._objectives import FoldsObjective
@@ -253,7 +254,7 @@ def stochastic_pays(n_samples, deterministic_passes, pass_flops):
     )
 
 
-class BaseBilevelCV(CallbackSupportMixin, BaseEstimator):
+class BaseBilevelCV(DocLinkMixin, CallbackSupportMixin, BaseEstimator):
     """Shared fit pipeline; subclasses supply the hooks listed in the module doc.
 
     ``_param_name``: user-facing name of the hyperparameter (``"alpha"``,

@@ -23,6 +23,7 @@ from ._base import (
     Targets,
     round_trip,
 )
+from ._docs import DocLinkMixin
 from ._folds import Splits, check_folds, held_out_samples
 from ._objectives import CVObjective, map_folds
 from ._outer import OuterResult, minimize_box, minimize_scalar
@@ -359,7 +360,7 @@ class _KernelFoldModel(RegressorMixin, BaseEstimator):
         return out[:, 0] if self.single_output else out
 
 
-class BilevelKernelRidgeCV(RegressorMixin, BaseEstimator):
+class BilevelKernelRidgeCV(DocLinkMixin, RegressorMixin, BaseEstimator):
     """Kernel ridge regression with its strength and kernel widths tuned by
     hypergradient descent on the cross-validated error.
 

@@ -64,6 +64,7 @@ from sklearn.utils.validation import (
 
 from ._base import CallbackSupportMixin, with_callbacks
 from ._columns import column_groups
+from ._docs import DocLinkMixin
 from ._elastic_net import BilevelElasticNetCV, check_ratio_bounds
 from ._folds import Splits
 from ._kernel_ridge import BilevelKernelRidgeCV
@@ -656,7 +657,9 @@ def _delegate(name, summary, returned):
     return available_if(_search_estimator_has(name))(method)
 
 
-class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstimator):
+class HypergradientSearchCV(
+    DocLinkMixin, CallbackSupportMixin, MetaEstimatorMixin, BaseEstimator
+):
     """GridSearchCV's interface, with regularization tuned by hypergradient.
 
     The estimator is a scikit-learn :class:`~sklearn.linear_model.Ridge`,
@@ -688,8 +691,9 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
         :class:`~sklearn.compose.TransformedTargetRegressor` (parameters
         ``regressor__...``): the strength is then tuned on the transformed
         targets (the scale the regressor is trained on, e.g. ``log(y)``) and
-        every row is scored on ``y``'s own scale, as GridSearchCV scores it. A skbilevel final step is always tuned (with its
-        own ``penalty``, one strength per feature for instance); a tuple then
+        every row is scored on ``y``'s own scale, as GridSearchCV scores it.
+        A skbilevel final step is always tuned (with its own ``penalty``, one
+        strength per feature for instance); a tuple then
         sets its ``alpha_bounds`` / ``C_bounds`` / ``l1_ratio_bounds`` /
         ``gamma_bounds``.
     param_space : dict or list of dict
@@ -1157,6 +1161,25 @@ class HypergradientSearchCV(CallbackSupportMixin, MetaEstimatorMixin, BaseEstima
         estimator.fit(X, y, **routed.estimator.fit)
         self.refit_time_ = time.perf_counter() - start
         self.best_estimator_ = estimator
+
+    def _sk_visual_block_(self):
+        """The diagram's content, as GridSearchCV's: the refit best
+        estimator once fitted, the estimator to tune before."""
+        try:
+            from sklearn.utils._repr_html.estimator import _VisualBlock
+        except ImportError:  # scikit-learn < 1.7
+            from sklearn.utils._estimator_html_repr import _VisualBlock
+
+        if hasattr(self, "best_estimator_"):
+            key, estimator = "best_estimator_", self.best_estimator_
+        else:
+            key, estimator = "estimator", self.estimator
+        return _VisualBlock(
+            "parallel",
+            [estimator],
+            names=[f"{key}: {type(estimator).__name__}"],
+            name_details=[str(estimator)],
+        )
 
     # ---------------------------------------------------- delegated methods
     @property
