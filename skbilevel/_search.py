@@ -22,7 +22,6 @@ import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import (
     BaseEstimator,
-    MetaEstimatorMixin,
     RegressorMixin,
     _fit_context,
     clone,
@@ -38,31 +37,28 @@ from sklearn.linear_model import (
     LogisticRegression,
     Ridge,
 )
-from sklearn.metrics import check_scoring, get_scorer_names
+from sklearn.metrics import check_scoring
 from sklearn.metrics._scorer import _check_multimetric_scoring
-from sklearn.model_selection import ParameterGrid, check_cv
+from sklearn.model_selection import GridSearchCV, ParameterGrid, check_cv
+from sklearn.model_selection._search import BaseSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils import Bunch, _safe_indexing
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils._tags import get_tags
 from sklearn.utils.metadata_routing import (
-    MetadataRouter,
-    MethodMapping,
     _routing_enabled,
     process_routing,
 )
-from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     _check_method_params,
     _check_sample_weight,
     check_array,
-    check_is_fitted,
     indexable,
 )
 
-from ._base import CallbackSupportMixin, with_callbacks
+from ._base import with_callbacks
 from ._columns import column_groups
 from ._docs import DocLinkMixin
 from ._elastic_net import BilevelElasticNetCV, check_ratio_bounds
@@ -187,11 +183,15 @@ def _tunable(final):
     return None
 
 
-def _check_space(param_space, keys, bilevel_final):
+def _check_space(param_space, keys, bilevel_final, hint=""):
     """Split the space into ``[(grid, bounds)]``: lists, and the tuned boxes.
 
     ``keys`` are the differentiable parameters (``step__name``); ``bounds``
-    maps those given a ``(low, high)`` tuple to it, or is None.
+    maps those given a range (a ``(low, high)`` tuple, or a
+    ``scipy.stats.loguniform(low, high)``) to it, or is None. Everything
+    else is left to :class:`~sklearn.model_selection.ParameterGrid`, whose
+    checks and messages are GridSearchCV's. ``hint`` ends the message of a
+    range given to a parameter without a hypergradient.
     """
     spaces = [param_space] if isinstance(param_space, Mapping) else param_space
     if not isinstance(spaces, Sequence) or isinstance(spaces, str) or not spaces:
@@ -202,56 +202,92 @@ def _check_space(param_space, keys, bilevel_final):
     out = []
     for space in spaces:
         if not isinstance(space, Mapping):
-            raise TypeError(f"param_space entries must be dicts; got {space!r}.")
+            ParameterGrid(space)  # GridSearchCV's error for a non-dict
         grid, bounds = {}, {}
         for name, value in space.items():
-            if not isinstance(name, str):
-                raise TypeError(f"param_space keys must be strings; got {name!r}.")
-            if isinstance(value, tuple):
-                if name not in keys:
-                    raise ValueError(
-                        f"param_space[{name!r}] is a (low, high) tuple, which asks "
-                        "for tuning by hypergradient; only the final step's "
-                        f"{' and '.join(map(repr, keys))} are differentiable. "
-                        f"Give {name!r} a list of values to search it "
-                        "exhaustively."
-                    )
-                if name.endswith("l1_ratio"):  # a fraction, not a strength
-                    check_ratio_bounds(value, f"param_space[{name!r}]")
-                else:
-                    check_bounds(value, f"param_space[{name!r}]")
-                if np.ndim(value[0]) or np.ndim(value[1]):
-                    raise ValueError(
-                        f"param_space[{name!r}] must be a (low, high) pair of "
-                        "numbers; one box per hyperparameter goes in a skbilevel "
-                        "final step's own alpha_bounds / C_bounds / l1_ratio_bounds."
-                    )
-                bounds[name] = (float(value[0]), float(value[1]))
-            elif isinstance(value, (str, Mapping)) or not hasattr(value, "__iter__"):
-                raise TypeError(
-                    f"param_space[{name!r}] must be a (low, high) tuple or a list of "
-                    f"values; got {value!r}."
+            value = _as_range(name, value)
+            # A differentiable parameter's pair is a range (checked, with
+            # its own messages); elsewhere only a pair of numbers is.
+            pair = isinstance(value, tuple) and len(value) == 2
+            if _is_range(value) or (pair and name in keys):
+                bounds[name] = _checked_range(name, value, keys, hint)
+                continue
+            if name in keys and bilevel_final:
+                raise ValueError(
+                    f"{name!r} of a skbilevel estimator is always tuned by "
+                    "hypergradient: give it a (low, high) tuple, not a list."
                 )
-            else:
-                values = list(value)
-                if not values:
-                    raise ValueError(f"param_space[{name!r}] is an empty list.")
-                if name in keys and bilevel_final:
-                    raise ValueError(
-                        f"{name!r} of a skbilevel estimator is always tuned by "
-                        "hypergradient: give it a (low, high) tuple, not a list."
-                    )
-                if name in keys and _looks_like_a_range(values):
-                    warn_user(
-                        f"param_space[{name!r}] = {values!r} is a list: its two "
-                        "values are searched as a grid of two points. For a "
-                        "range tuned by hypergradient give a tuple: "
-                        f"({values[0]!r}, {values[1]!r}).",
-                        UserWarning,
-                    )
-                grid[name] = values
+            grid[name] = value
+        ParameterGrid(grid)  # lists: GridSearchCV's checks and messages
+        for name, values in grid.items():
+            if name in keys and _looks_like_a_range(list(values)):
+                values = list(values)
+                warn_user(
+                    f"param_space[{name!r}] = {values!r} is a list: its two "
+                    "values are searched as a grid of two points. For a "
+                    "range tuned by hypergradient give a tuple: "
+                    f"({values[0]!r}, {values[1]!r}).",
+                    UserWarning,
+                )
         out.append((grid, bounds or None))
     return out
+
+
+def _is_range(value):
+    """A tuple of two numbers: a range. Any other tuple (of strings, of three
+    numbers) is a sequence of values, as in GridSearchCV."""
+    return (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)
+    )
+
+
+def _as_range(name, value):
+    """A ``scipy.stats.loguniform(a, b)`` (RandomizedSearchCV's usual way to
+    ask for a strength between ``a`` and ``b``) as the range ``(a, b)``;
+    other distributions are refused; anything else is returned as is."""
+    if not (hasattr(value, "rvs") and hasattr(value, "support")):
+        return value
+    family = getattr(getattr(value, "dist", None), "name", type(value).__name__)
+    if family in ("loguniform", "reciprocal"):
+        low, high = value.support()
+        return (float(low), float(high))
+    raise TypeError(
+        f"param_space[{name!r}] is a scipy.stats {family} distribution. "
+        "HypergradientSearchCV tunes a range by hypergradient and searches a "
+        "list exhaustively; it takes scipy.stats.loguniform(low, high) as the "
+        "range (low, high); give a (low, high) tuple or a list of values."
+    )
+
+
+def _checked_range(name, value, keys, hint=""):
+    """``(low, high)`` as floats, for a parameter that has a hypergradient."""
+    if name not in keys:
+        supported = (
+            f"this estimator's are {' and '.join(map(repr, keys))}"
+            if keys
+            else "this final step has none (ranges apply to the strengths of "
+            "Ridge, LogisticRegression, Lasso, ElasticNet, KernelRidge and "
+            "skbilevel estimators)"
+        )
+        raise ValueError(
+            f"param_space[{name!r}] is a range, which asks for tuning by "
+            f"hypergradient; only differentiable parameters take one, and "
+            f"{supported}. Give {name!r} a list of values to search it "
+            f"exhaustively, as GridSearchCV does.{hint}"
+        )
+    if name.endswith("l1_ratio"):  # a fraction, not a strength
+        check_ratio_bounds(value, f"param_space[{name!r}]")
+    else:
+        check_bounds(value, f"param_space[{name!r}]")
+    if np.ndim(value[0]) or np.ndim(value[1]):
+        raise ValueError(
+            f"param_space[{name!r}] must be a (low, high) pair of "
+            "numbers; one box per hyperparameter goes in a skbilevel "
+            "final step's own alpha_bounds / C_bounds / l1_ratio_bounds."
+        )
+    return (float(value[0]), float(value[1]))
 
 
 def _looks_like_a_range(values):
@@ -623,52 +659,22 @@ def _translate(final):
     return dict(fit_intercept=final.fit_intercept, class_weight=final.class_weight)
 
 
-def _search_estimator_has(attr):
-    """``available_if`` check: the fitted (or, before fit, the given) estimator."""
-
-    def check(self):
-        if hasattr(self, "best_estimator_"):
-            getattr(self.best_estimator_, attr)
-        else:
-            getattr(self.estimator, attr)
-        return True
-
-    return check
-
-
-def _delegate(name, summary, returned):
-    """A method that calls ``best_estimator_.<name>``, where the estimator has it."""
-
-    def method(self, X):
-        check_is_fitted(self, "best_estimator_")
-        return getattr(self.best_estimator_, name)(X)
-
-    method.__name__ = method.__qualname__ = name
-    method.__doc__ = f"""{summary}
-
-        Parameters
-        ----------
-        X : indexable of shape (n_samples, n_features)
-
-        Returns
-        -------
-        {returned} : ndarray
-        """
-    return available_if(_search_estimator_has(name))(method)
-
-
-class HypergradientSearchCV(
-    DocLinkMixin, CallbackSupportMixin, MetaEstimatorMixin, BaseEstimator
-):
+class HypergradientSearchCV(DocLinkMixin, BaseSearchCV):
     """GridSearchCV's interface, with regularization tuned by hypergradient.
 
-    The estimator is a scikit-learn :class:`~sklearn.linear_model.Ridge`,
+    A drop-in for :class:`~sklearn.model_selection.GridSearchCV`: a space of
+    lists is searched exactly as GridSearchCV searches it (its own search,
+    the same ``cv_results_``, warnings and errors), over any estimator. A
+    range adds hypergradient speed where the final step has a hypergradient:
+    a scikit-learn :class:`~sklearn.linear_model.Ridge`,
     :class:`~sklearn.linear_model.LogisticRegression`,
-    :class:`~sklearn.linear_model.Lasso` or
-    :class:`~sklearn.linear_model.ElasticNet`, a
+    :class:`~sklearn.linear_model.Lasso`,
+    :class:`~sklearn.linear_model.ElasticNet` or
+    :class:`~sklearn.kernel_ridge.KernelRidge`, a
     :class:`~skbilevel.BilevelRidgeCV`, :class:`~skbilevel.BilevelLogisticCV`,
-    :class:`~skbilevel.BilevelLassoCV` or :class:`~skbilevel.BilevelElasticNetCV`,
-    or a :class:`~sklearn.pipeline.Pipeline` that ends with one of them. In
+    :class:`~skbilevel.BilevelLassoCV`, :class:`~skbilevel.BilevelElasticNetCV`
+    or :class:`~skbilevel.BilevelKernelRidgeCV`, or a
+    :class:`~sklearn.pipeline.Pipeline` that ends with one of them. In
     ``param_space``, a ``(low, high)`` tuple on the final step's strength
     (``alpha``, ``C``; e.g. ``"clf__C": (1e-4, 1e4)``), or on an elastic
     net's ``l1_ratio`` (a range within ``(0, 1]``), is tuned by
@@ -683,7 +689,8 @@ class HypergradientSearchCV(
     Parameters
     ----------
     estimator : estimator object
-        Ridge, LogisticRegression (L2 penalty), Lasso, ElasticNet,
+        Any estimator, for a space of lists. For ranges: Ridge,
+        LogisticRegression (L2 penalty), Lasso, ElasticNet,
         KernelRidge (rbf, laplacian, poly or linear kernel), BilevelRidgeCV,
         BilevelLogisticCV, BilevelLassoCV, BilevelElasticNetCV,
         BilevelKernelRidgeCV, or a Pipeline ending with one (``positive=True``
@@ -698,8 +705,13 @@ class HypergradientSearchCV(
         ``gamma_bounds``.
     param_space : dict or list of dict
         Parameter names (``step__param`` inside a Pipeline) mapped to a
-        ``(low, high)`` tuple (the final step's strength, an elastic net's
-        ``l1_ratio``, a kernel ridge's ``gamma``) or to a list of values.
+        range or to a list of values. A range is a tuple of two numbers
+        ``(low, high)`` or ``scipy.stats.loguniform(low, high)``, and only
+        the parameters with a hypergradient take one (the final step's
+        strength, an elastic net's ``l1_ratio``, a kernel ridge's ``gamma``);
+        elsewhere it is an error that suggests a list. Unlike GridSearchCV,
+        where any sequence is a list of values, a tuple of two numbers is a
+        range here; other tuples (``("linear", "rbf")``) are lists of values.
         Of an ElasticNet's two (a KernelRidge's too), one without a tuple
         keeps its value (a list's, or the step's own):
         ``{"en__alpha": (1e-3, 10), "en__l1_ratio": [0.5, 0.9]}`` tunes
@@ -747,6 +759,9 @@ class HypergradientSearchCV(
         "raise" raises the error.
     return_train_score : bool, default=False
         Also score every evaluated point on the training parts.
+    pre_dispatch : int or str, default="2*n_jobs"
+        As in GridSearchCV: the jobs dispatched at once by the search of a
+        space of lists.
 
     Attributes
     ----------
@@ -758,7 +773,9 @@ class HypergradientSearchCV(
         ``mean_score_time``, ``std_score_time``, train scores when asked;
         ``<metric>`` is ``score`` for a single metric) and ``iter`` (the
         evaluation's index within its candidate's search) and
-        ``hypergradient_norm`` (NaN where no hypergradient was computed).
+        ``hypergradient_norm`` (NaN where no hypergradient was computed)
+        when a range was tuned; a space of lists gives GridSearchCV's
+        ``cv_results_``, key for key.
     best_estimator_ : estimator
         The user's estimator refit on all the data with ``best_params_``. A
         skbilevel final step is refit at exactly the chosen strengths (its
@@ -774,7 +791,8 @@ class HypergradientSearchCV(
     scorer_ : callable or dict
     n_splits_ : int
     n_iter_ : int
-        Outer iterations (scans excluded), summed over the candidates.
+        Outer iterations (scans excluded), summed over the candidates;
+        only where a range was tuned (GridSearchCV has no such attribute).
     refit_time_ : float
     multimetric_ : bool
     classes_ : ndarray of shape (n_classes,)
@@ -807,25 +825,11 @@ class HypergradientSearchCV(
     """
 
     _parameter_constraints = {
-        "estimator": [HasMethods(["fit"])],
+        **BaseSearchCV._parameter_constraints,
         "param_space": [dict, list],
-        "scoring": [
-            StrOptions(set(get_scorer_names())),
-            callable,
-            list,
-            tuple,
-            dict,
-            None,
-        ],
-        "cv": ["cv_object"],
-        "refit": ["boolean", str, callable],
-        "n_jobs": [numbers.Integral, None],
-        "verbose": ["verbose"],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "tol": [Interval(numbers.Real, 0, None, closed="neither")],
         "random_state": ["random_state"],
-        "error_score": [StrOptions({"raise"}), numbers.Real],
-        "return_train_score": ["boolean"],
         "refit_by": [StrOptions({"scoring", "objective"})],
     }
 
@@ -845,6 +849,7 @@ class HypergradientSearchCV(
         error_score=np.nan,
         return_train_score=False,
         refit_by="scoring",
+        pre_dispatch="2*n_jobs",
     ):
         self.estimator = estimator
         self.param_space = param_space
@@ -859,6 +864,22 @@ class HypergradientSearchCV(
         self.error_score = error_score
         self.return_train_score = return_train_score
         self.refit_by = refit_by
+        self.pre_dispatch = pre_dispatch
+
+    @property
+    def param_grid(self):
+        """``param_space``, under GridSearchCV's name (read only)."""
+        return self.param_space
+
+    @property
+    def n_features_in_(self):
+        """Number of features seen by ``fit`` (``refit=True`` only)."""
+        # BaseSearchCV's, under a docstring this documentation can resolve.
+        return BaseSearchCV.n_features_in_.fget(self)
+
+    # A space of lists only is GridSearchCV's: BaseSearchCV.fit runs it
+    # through this, GridSearchCV's own search of every combination.
+    _run_search = GridSearchCV._run_search
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -869,36 +890,37 @@ class HypergradientSearchCV(
         tags.input_tags.sparse = sub.input_tags.sparse
         tags.input_tags.pairwise = sub.input_tags.pairwise
         tags.target_tags.multi_output = sub.target_tags.multi_output
+        # The search of ranges works on NumPy arrays (the list-only search,
+        # GridSearchCV's, would follow the estimator).
+        tags.array_api_support = False
         return tags
 
     # ------------------------------------------------------------ validation
     def _check_params(self):
+        """``(spaces, exhaustive)``: the checked spaces (see
+        ``_check_space``), and whether they hold lists only, for a final
+        step that is not a skbilevel estimator: GridSearchCV's search."""
         prefix, final = _final_step(self.estimator)
         spec = _tunable(final)
-        if spec is None:
-            raise TypeError(
-                "HypergradientSearchCV tunes Ridge, LogisticRegression, Lasso, "
-                "ElasticNet, BilevelRidgeCV, BilevelLogisticCV, BilevelLassoCV or "
-                "BilevelElasticNetCV, or a Pipeline ending with one (either "
-                "may be wrapped in a TransformedTargetRegressor); got a final "
-                f"step of type {type(final).__name__}."
-                + (
-                    " Wrap the whole Pipeline in the TransformedTargetRegressor "
-                    "instead."
-                    if isinstance(final, TransformedTargetRegressor)
-                    else ""
-                )
+        keys = () if spec is None else tuple(prefix + name for name in spec[0])
+        bilevel_final = isinstance(final, _BILEVEL)
+        hint = ""
+        if isinstance(final, TransformedTargetRegressor):
+            hint = (
+                " A TransformedTargetRegressor inside a Pipeline hides its "
+                "regressor's strength: wrap the whole Pipeline in it instead."
             )
+        spaces = _check_space(self.param_space, keys, bilevel_final, hint)
+        if not bilevel_final and all(bounds is None for _, bounds in spaces):
+            return spaces, True
         if isinstance(final, (Ridge, LogisticRegression, ElasticNet)):
             _translate(final)
         target = _target_wrapper(self.estimator)[0]
         if target is not None:
             _target_transform(target)  # its settings, before any fit
-        bilevel_final = isinstance(final, _BILEVEL)
-        keys = tuple(prefix + name for name in spec[0])
-        return _check_space(self.param_space, keys, bilevel_final)
+        return spaces, False
 
-    def _get_scorers(self):
+    def _search_scorers(self):
         """``(scorers dict, refit metric name or None, multimetric)``."""
         _, final = _final_step(self.estimator)
         if (
@@ -927,31 +949,6 @@ class HypergradientSearchCV(
             # An int gives a (Stratified)KFold: shuffle it with the seed.
             cv = type(cv)(cv.n_splits, shuffle=True, random_state=self.random_state)
         return cv
-
-    def get_metadata_routing(self):
-        """Metadata routing of this object (see scikit-learn's user guide).
-
-        Returns
-        -------
-        routing : MetadataRouter
-        """
-        router = MetadataRouter(owner=self)
-        router.add(
-            estimator=self.estimator,
-            method_mapping=MethodMapping().add(caller="fit", callee="fit"),
-        )
-        scorers, _, multimetric = self._get_scorers()
-        router.add(
-            scorer=_RoutingScorers(scorers),
-            method_mapping=MethodMapping()
-            .add(caller="score", callee="score")
-            .add(caller="fit", callee="score"),
-        )
-        router.add(
-            splitter=self.cv,
-            method_mapping=MethodMapping().add(caller="fit", callee="split"),
-        )
-        return router
 
     def _routed_params(self, params, scorers):
         if _routing_enabled():
@@ -994,8 +991,10 @@ class HypergradientSearchCV(
             a for a in vars(self) if a.endswith("_") and not a.startswith("_")
         ]:
             delattr(self, attr)  # fit starts from scratch (clone-safe)
-        spaces = self._check_params()
-        scorers, refit_metric, multimetric = self._get_scorers()
+        spaces, exhaustive = self._check_params()
+        if exhaustive:
+            return self._fit_exhaustive(X, y, params)
+        scorers, refit_metric, multimetric = self._search_scorers()
         if y is None:
             raise ValueError(
                 "HypergradientSearchCV tunes supervised final steps: fit needs y."
@@ -1099,6 +1098,19 @@ class HypergradientSearchCV(
             )
         return self
 
+    def _fit_exhaustive(self, X, y, params):
+        """Lists only: GridSearchCV's own search (BaseSearchCV.fit), whatever
+        the estimator, so that its results, warnings and errors are
+        GridSearchCV's exactly."""
+        cv = self.cv
+        if self.random_state is not None:
+            # A seed shuffles an int's folds, as in the search of ranges.
+            self.cv = self._cv(y)
+        try:
+            return super().fit(X, y, **params)
+        finally:
+            self.cv = cv
+
     def _warn_if_scoring_disagrees(self, rows, best, metric):
         """A warning when the scorer ranks first another point of a
         candidate's search than the one that search chose (the validation
@@ -1161,86 +1173,8 @@ class HypergradientSearchCV(
         estimator.fit(X, y, **routed.estimator.fit)
         self.refit_time_ = time.perf_counter() - start
         self.best_estimator_ = estimator
-
-    def _sk_visual_block_(self):
-        """The diagram's content, as GridSearchCV's: the refit best
-        estimator once fitted, the estimator to tune before."""
-        try:
-            from sklearn.utils._repr_html.estimator import _VisualBlock
-        except ImportError:  # scikit-learn < 1.7
-            from sklearn.utils._estimator_html_repr import _VisualBlock
-
-        if hasattr(self, "best_estimator_"):
-            key, estimator = "best_estimator_", self.best_estimator_
-        else:
-            key, estimator = "estimator", self.estimator
-        return _VisualBlock(
-            "parallel",
-            [estimator],
-            names=[f"{key}: {type(estimator).__name__}"],
-            name_details=[str(estimator)],
-        )
-
-    # ---------------------------------------------------- delegated methods
-    @property
-    def classes_(self):
-        """Class labels of the refit estimator (classifiers)."""
-        check_is_fitted(self, "best_estimator_")
-        return self.best_estimator_.classes_
-
-    @property
-    def feature_names_in_(self):
-        """Feature names seen by the refit estimator (string column names)."""
-        check_is_fitted(self, "best_estimator_")
-        return self.best_estimator_.feature_names_in_
-
-    @property
-    def n_features_in_(self):
-        """Number of features seen by the refit estimator."""
-        check_is_fitted(self, "best_estimator_")
-        return self.best_estimator_.n_features_in_
-
-    predict = _delegate("predict", "Predict with the refit estimator.", "y_pred")
-    predict_proba = _delegate(
-        "predict_proba", "Class probabilities of the refit estimator.", "proba"
-    )
-    predict_log_proba = _delegate(
-        "predict_log_proba", "Log class probabilities of the refit estimator.",
-        "log_proba",
-    )  # fmt: skip
-    decision_function = _delegate(
-        "decision_function", "Decision function of the refit estimator.", "scores"
-    )
-    transform = _delegate(
-        "transform", "Transform with the refit estimator (a Pipeline).", "Xt"
-    )
-
-    def score(self, X, y=None, **params):
-        """Score of the refit estimator with ``scorer_`` (the refit metric).
-
-        Parameters
-        ----------
-        X : indexable of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-        **params : dict
-            Passed to the scorer (e.g. ``sample_weight``).
-
-        Returns
-        -------
-        score : float
-        """
-        check_is_fitted(self, "best_estimator_")
-        if self.multimetric_:
-            if not isinstance(self.refit, str):
-                raise AttributeError(
-                    "score needs refit to name the metric when several are used."
-                )
-            scorer = self.scorer_[self.refit]
-        else:
-            scorer = self.scorer_
-        if scorer is check_scoring(_final_step(self.estimator)[1], None):
-            return self.best_estimator_.score(X, y, **params)
-        return scorer(self.best_estimator_, X, y, **params)
+        if hasattr(estimator, "feature_names_in_"):  # as GridSearchCV sets it
+            self.feature_names_in_ = estimator.feature_names_in_
 
 
 def _shown_params(params):
@@ -1267,22 +1201,6 @@ def _accepts_sample_weight(scorer):
     if func is None:
         return False
     return "sample_weight" in signature(func).parameters
-
-
-class _RoutingScorers:
-    """The scorers seen by the metadata router as one consumer of ``score``."""
-
-    def __init__(self, scorers):
-        self.scorers = scorers
-
-    def get_metadata_routing(self):
-        router = MetadataRouter(owner=self)
-        for name, scorer in self.scorers.items():
-            router.add(
-                **{name: scorer},
-                method_mapping=MethodMapping().add(caller="score", callee="score"),
-            )
-        return router
 
 
 def _build_results(rows, metrics, n_splits):

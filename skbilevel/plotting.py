@@ -430,6 +430,12 @@ def _fitted_search(estimator, display):
             f"one) and HypergradientSearchCV; got {type(estimator).__name__}."
         )
     check_is_fitted(estimator, "cv_results_")
+    if "iter" not in estimator.cv_results_:
+        raise ValueError(
+            f"{display} plots a search of ranges by hypergradient; this "
+            "search had lists only (GridSearchCV's search), so there is no "
+            "path to plot."
+        )
     return estimator
 
 

@@ -10,6 +10,7 @@ that depend on each other, combinations of parameters) follow in the table.
 
 import numpy as np
 import pytest
+from scipy.stats import uniform
 from sklearn.datasets import load_breast_cancer, load_diabetes
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
@@ -157,11 +158,22 @@ SPACE_CASES = [
     # --- HypergradientSearchCV: the space and the final step
     ({"standardscaler__with_mean": (0, 1)}, _pipe(), ValueError, "differentiable"),
     ({"logisticregression__C": (0.0, 1.0)}, _pipe(), ValueError, "low <= high"),
-    ({"logisticregression__C": []}, _pipe(), ValueError, "empty"),
-    ({"logisticregression__C": "abc"}, _pipe(), TypeError, "tuple or a list"),
+    ({"logisticregression__C": []}, _pipe(), ValueError, "non-empty sequence"),
+    ({"logisticregression__C": "abc"}, _pipe(), TypeError, "a list or a numpy"),
     ([], _pipe(), TypeError, "param_space"),
     ("abc", _pipe(), INVALID, "'param_space' parameter"),
-    ({"svc__C": (1, 2)}, make_pipeline(StandardScaler(), SVC()), TypeError, "SVC"),
+    (
+        {"svc__C": (1, 2)},
+        make_pipeline(StandardScaler(), SVC()),
+        ValueError,
+        "this final step has none .*Give 'svc__C' a list",
+    ),
+    (
+        {"logisticregression__C": uniform(1, 2)},
+        _pipe(),
+        TypeError,
+        "uniform distribution.*loguniform",
+    ),
     (
         {"logisticregression__C": (1, 2)},
         _pipe(l1_ratio=1.0, solver="saga"),

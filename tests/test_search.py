@@ -14,6 +14,7 @@ from sklearn.datasets import (
     make_classification,
     make_regression,
 )
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
 from sklearn.kernel_ridge import KernelRidge
 from sklearn.linear_model import ElasticNet, Lasso, LogisticRegression, Ridge
@@ -26,8 +27,10 @@ from sklearn.model_selection import (
     StratifiedKFold,
     cross_validate,
 )
+from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import RobustScaler, StandardScaler
+from sklearn.svm import SVC
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skbilevel import (
@@ -1053,6 +1056,9 @@ def test_validation_curve_display():
     assert len(display.lines_[0].get_xdata()) == sum(common) < len(common)
     with pytest.raises(TypeError, match="ValidationCurveDisplay plots skbilevel"):
         ValidationCurveDisplay.from_estimator(Ridge().fit(X, y))
+    lists = HypergradientSearchCV(Ridge(), {"alpha": [0.1, 1.0]}, cv=3).fit(X, y)
+    with pytest.raises(ValueError, match="had lists only"):
+        ValidationCurveDisplay.from_estimator(lists)
 
 
 def _log_price_data():
@@ -1134,7 +1140,7 @@ def test_transformed_target_regressor_errors():
         StandardScaler(),
         TransformedTargetRegressor(Ridge(), func=np.log, inverse_func=np.exp),
     )
-    with pytest.raises(TypeError, match="Wrap the whole Pipeline"):
+    with pytest.raises(ValueError, match="wrap the whole Pipeline"):
         HypergradientSearchCV(nested, {"transformedtargetregressor__regressor__alpha": (
             1e-2, 1e2)}).fit(X, y)  # fmt: skip
     half = TransformedTargetRegressor(Ridge(), func=np.log)
@@ -1145,3 +1151,58 @@ def test_transformed_target_regressor_errors():
     )
     with pytest.raises(ValueError, match="cannot both be set"):
         HypergradientSearchCV(both, {"regressor__alpha": (1e-2, 1e2)}).fit(X, y)
+
+
+def _same_results(ours, theirs):
+    """cv_results_ equal key for key (times aside), and the same choice."""
+    assert set(ours.cv_results_) == set(theirs.cv_results_)
+    for key, value in theirs.cv_results_.items():
+        if key.endswith("_time"):
+            continue
+        if key == "params":
+            assert ours.cv_results_[key] == value
+        elif np.asarray(value).dtype.kind == "f":
+            np.testing.assert_allclose(ours.cv_results_[key], value)
+        else:
+            np.testing.assert_array_equal(ours.cv_results_[key], value)
+    assert ours.best_params_ == theirs.best_params_
+    assert ours.best_index_ == theirs.best_index_
+
+
+@pytest.mark.parametrize(
+    "final, grid",
+    [
+        (SVC(), {"svc__C": [0.1, 1, 10], "svc__kernel": ("linear", "rbf")}),
+        (
+            HistGradientBoostingClassifier(max_iter=20, random_state=0),
+            {"histgradientboostingclassifier__learning_rate": [0.05, 0.2]},
+        ),
+        (KNeighborsClassifier(), [{"kneighborsclassifier__n_neighbors": [3, 9]}]),
+        # Lists only over a final step that has a hypergradient: a grid too.
+        (LogisticRegression(), {"logisticregression__C": [0.1, 1.0]}),
+    ],
+    ids=["svc", "hist_gradient_boosting", "knn", "logistic_lists"],
+)
+def test_lists_over_any_estimator_are_gridsearch(final, grid):
+    """A space of lists searches any estimator exactly as GridSearchCV does
+    (a tuple of strings is a list of values there too)."""
+    X, y = _cancer(200)
+    pipe = make_pipeline(StandardScaler(), final)
+    options = dict(cv=3, scoring=["accuracy", "roc_auc"], refit="roc_auc")
+    options["return_train_score"] = True
+    ours = HypergradientSearchCV(pipe, grid, **options).fit(X, y)
+    theirs = GridSearchCV(pipe, grid, **options).fit(X, y)
+    _same_results(ours, theirs)
+    np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
+    assert ours.score(X, y) == theirs.score(X, y)
+
+
+def test_loguniform_is_a_range():
+    """RandomizedSearchCV's loguniform(a, b) is the range (a, b)."""
+    from scipy.stats import loguniform
+
+    X, y = _cancer()
+    as_tuple = HypergradientSearchCV(_pipe(), {"clf__C": (1e-2, 1e2)}).fit(X, y)
+    as_law = HypergradientSearchCV(_pipe(), {"clf__C": loguniform(1e-2, 1e2)})
+    as_law.fit(X, y)
+    _same_results(as_law, as_tuple)
