@@ -15,6 +15,14 @@ read by columns (Fortran order), sparse X as CSC arrays.
 Sweeps run over a working set (the support and the coordinates the
 optimality condition wants in), with a pass over all the columns for the
 duality gap, which bounds ``P(w) - min P``, whenever the set has settled.
+For a pure Lasso, every gap also screens columns out (gap-safe rules,
+Fercoq, Gramfort and Salmon 2015; Ndiaye et al. 2017): the dual of ``P`` is
+1-strongly concave in ``theta = k sqrt(s / W) r``, so the optimal dual point
+lies within ``sqrt(2 gap)`` of the current one, and a column with
+``k |z_j| + sqrt(2 gap * curvature_j) < alpha_j`` has ``w_j = 0`` at the
+optimum. Screened columns are skipped by every later sweep and pass (the
+caller keeps the mask across calls at the same strengths); the gap is then
+the reduced problem's, whose optimum is the full problem's.
 """
 
 import numpy as np
@@ -75,8 +83,9 @@ def _column_dot_sparse(data, indices, indptr, j, s, u):
 
 
 @jit
-def _gap(z, w, u, c, yc, s, total, alpha, beta):
-    """Duality gap from ``z_j = X_cj^T (s r) / W`` and the residual ``u + c``."""
+def _gap(z, w, u, c, yc, s, total, alpha, beta, screened):
+    """Duality gap from ``z_j = X_cj^T (s r) / W`` and the residual ``u + c``
+    (screened columns left out)."""
     n = u.shape[0]
     rr = 0.0
     yr = 0.0
@@ -84,27 +93,37 @@ def _gap(z, w, u, c, yc, s, total, alpha, beta):
         r = u[i] + c
         rr += s[i] * r * r
         yr += s[i] * yc[i] * r
-    return _gap_from_sums(z, w, rr / total, yr / total, alpha, beta)
+    return _gap_from_sums(z, w, rr / total, yr / total, alpha, beta, screened)
 
 
 @jit
-def _gap_from_sums(z, w, rr, yr, alpha, beta):
+def _dual_scale(z, alpha, beta, screened):
+    """The largest ``k <= 1`` that keeps ``|k z_j| <= alpha_j`` on the
+    pure-L1 coordinates that are not screened."""
+    k = 1.0
+    for j in range(z.shape[0]):
+        if not screened[j] and beta[j] == 0.0 and abs(z[j]) > alpha[j]:
+            k = min(k, alpha[j] / abs(z[j]))
+    return k
+
+
+@jit
+def _gap_from_sums(z, w, rr, yr, alpha, beta, screened):
     """Duality gap from ``z_j = X_cj^T (s r) / W``, ``rr = r^T S r / W`` and
     ``yr = y_c^T S r / W`` (``r`` the residual).
 
     The dual point is ``nu = k r / W``, with ``k <= 1`` the largest scale that
-    keeps ``|X_cj^T s nu| <= alpha_j`` on the pure-L1 coordinates.
+    keeps ``|X_cj^T s nu| <= alpha_j`` on the pure-L1 coordinates that are not
+    screened (those are zero: they add nothing to the penalty).
     """
-    k = 1.0
+    k = _dual_scale(z, alpha, beta, screened)
     penalty = 0.0
     for j in range(w.shape[0]):
         penalty += alpha[j] * abs(w[j]) + 0.5 * beta[j] * w[j] * w[j]
-        if beta[j] == 0.0 and abs(z[j]) > alpha[j]:
-            k = min(k, alpha[j] / abs(z[j]))
     primal = 0.5 * rr + penalty
     dual = k * yr - 0.5 * k * k * rr
     for j in range(w.shape[0]):
-        if beta[j] > 0.0:
+        if beta[j] > 0.0 and not screened[j]:
             excess = abs(k * z[j]) - alpha[j]
             if excess > 0.0:
                 dual -= 0.5 * excess * excess / beta[j]
@@ -112,11 +131,30 @@ def _gap_from_sums(z, w, rr, yr, alpha, beta):
 
 
 @jit
-def _mark_violators(z, w, alpha, beta, working):
+def _screen(z, w, curvature, alpha, beta, gap, screened):
+    """Gap-safe screening of a pure Lasso's zero coefficients (see the
+    module's docstring); marks them in ``screened``."""
+    for j in range(w.shape[0]):
+        if beta[j] != 0.0:
+            return  # an L2 part: another dual, no screening
+    radius = np.sqrt(2.0 * max(gap, 0.0))
+    k = _dual_scale(z, alpha, beta, screened)
+    for j in range(w.shape[0]):
+        if screened[j] or w[j] != 0.0:
+            continue
+        # A relative margin against the rounding of the stale sums.
+        if k * abs(z[j]) + radius * np.sqrt(curvature[j]) < alpha[j] * (1.0 - 1e-9):
+            screened[j] = True
+
+
+@jit
+def _mark_violators(z, w, alpha, beta, working, screened):
     """Add to the working set the zero coefficients that the optimality
     condition wants in (``|z_j| > alpha_j``); returns how many were added."""
     added = 0
     for j in range(w.shape[0]):
+        if screened[j]:
+            continue
         if not working[j] and w[j] == 0.0 and abs(z[j]) > alpha[j]:
             working[j] = True
             added += 1
@@ -124,21 +162,25 @@ def _mark_violators(z, w, alpha, beta, working):
 
 
 @jit
-def _scores_dense(X, xbar, s, u, c, total, z):
-    """``z_j = X_cj^T (s r) / W`` for every column (one pass over X)."""
+def _scores_dense(X, xbar, s, u, c, total, z, screened):
+    """``z_j = X_cj^T (s r) / W`` for every column not screened (one pass
+    over those columns of X)."""
     for j in range(X.shape[1]):
-        z[j] = (_column_dot_dense(X, j, s, u) + c * total * xbar[j]) / total
+        if not screened[j]:
+            z[j] = (_column_dot_dense(X, j, s, u) + c * total * xbar[j]) / total
 
 
 @jit
-def _scores_sparse(data, indices, indptr, xbar, s, u, c, total, z):
+def _scores_sparse(data, indices, indptr, xbar, s, u, c, total, z, screened):
     for j in range(xbar.shape[0]):
+        if screened[j]:
+            continue
         dot = _column_dot_sparse(data, indices, indptr, j, s, u)
         z[j] = (dot + c * total * xbar[j]) / total
 
 
 @jit
-def cd_dense(X, xbar, curvature, yc, s, w, alpha, beta, tol, max_sweeps):
+def cd_dense(X, xbar, curvature, yc, s, w, alpha, beta, tol, max_sweeps, screened):
     """Coordinate descent on dense X (Fortran order), warm-started at ``w``.
 
     Sweeps run over a working set: the support of ``w`` and the coordinates
@@ -164,6 +206,10 @@ def cd_dense(X, xbar, curvature, yc, s, w, alpha, beta, tol, max_sweeps):
     tol : float
         Stop once the duality gap is at most ``tol``.
     max_sweeps : int
+    screened : ndarray of shape (n_features,), dtype=bool
+        Columns known to be zero at the optimum (gap-safe screening), skipped;
+        updated in place by every gap of a pure Lasso. Valid for these
+        ``alpha`` and ``beta`` only.
 
     Returns
     -------
@@ -197,7 +243,7 @@ def cd_dense(X, xbar, curvature, yc, s, w, alpha, beta, tol, max_sweeps):
             if curvature[j] <= 0.0:
                 w[j] = 0.0
                 continue
-            if not (full or working[j]):
+            if screened[j] or not (full or working[j]):
                 continue
             dot = (_column_dot_dense(X, j, s, u) + c * total * xbar[j]) / total
             new = _soft(dot + curvature[j] * w[j], alpha[j]) / (curvature[j] + beta[j])
@@ -212,11 +258,12 @@ def cd_dense(X, xbar, curvature, yc, s, w, alpha, beta, tol, max_sweeps):
         full = False
         if largest * largest > settle:
             continue  # the working set has not settled
-        _scores_dense(X, xbar, s, u, c, total, z)
-        gap = _gap(z, w, u, c, yc, s, total, alpha, beta)
+        _scores_dense(X, xbar, s, u, c, total, z, screened)
+        gap = _gap(z, w, u, c, yc, s, total, alpha, beta, screened)
         if gap <= tol:
             return gap, sweep + 1
-        if _mark_violators(z, w, alpha, beta, working) == 0:
+        _screen(z, w, curvature, alpha, beta, gap, screened)
+        if _mark_violators(z, w, alpha, beta, working, screened) == 0:
             settle *= 0.01
             full = largest == 0.0  # nothing moves, nothing to add: sweep all
     return gap, max_sweeps
@@ -224,7 +271,7 @@ def cd_dense(X, xbar, curvature, yc, s, w, alpha, beta, tol, max_sweeps):
 
 @jit
 def cd_sparse(data, indices, indptr, xbar, curvature, yc, s, w, alpha, beta, tol,
-              max_sweeps):  # fmt: skip
+              max_sweeps, screened):  # fmt: skip
     """Coordinate descent on CSC arrays of X; see :func:`cd_dense`."""
     d = w.shape[0]
     total = s.sum()
@@ -252,7 +299,7 @@ def cd_sparse(data, indices, indptr, xbar, curvature, yc, s, w, alpha, beta, tol
             if curvature[j] <= 0.0:
                 w[j] = 0.0
                 continue
-            if not (full or working[j]):
+            if screened[j] or not (full or working[j]):
                 continue
             dot = _column_dot_sparse(data, indices, indptr, j, s, u)
             dot = (dot + c * total * xbar[j]) / total
@@ -268,11 +315,12 @@ def cd_sparse(data, indices, indptr, xbar, curvature, yc, s, w, alpha, beta, tol
         full = False
         if largest * largest > settle:
             continue
-        _scores_sparse(data, indices, indptr, xbar, s, u, c, total, z)
-        gap = _gap(z, w, u, c, yc, s, total, alpha, beta)
+        _scores_sparse(data, indices, indptr, xbar, s, u, c, total, z, screened)
+        gap = _gap(z, w, u, c, yc, s, total, alpha, beta, screened)
         if gap <= tol:
             return gap, sweep + 1
-        if _mark_violators(z, w, alpha, beta, working) == 0:
+        _screen(z, w, curvature, alpha, beta, gap, screened)
+        if _mark_violators(z, w, alpha, beta, working, screened) == 0:
             settle *= 0.01
             full = largest == 0.0
     return gap, max_sweeps
@@ -356,6 +404,7 @@ def cd_gram(G, b, yy, w, alpha, beta, tol, max_sweeps):
     d = G.shape[0]
     q = G @ w
     z = np.empty(d)
+    none = np.zeros(d, dtype=np.bool_)  # no screening: a sweep costs d ** 2
     gap = np.inf
     for sweep in range(max_sweeps):
         for j in range(d):
@@ -377,7 +426,7 @@ def cd_gram(G, b, yy, w, alpha, beta, tol, max_sweeps):
             z[j] = b[j] - q[j]
             bw += b[j] * w[j]
             wq += w[j] * q[j]
-        gap = _gap_from_sums(z, w, yy - 2.0 * bw + wq, yy - bw, alpha, beta)
+        gap = _gap_from_sums(z, w, yy - 2.0 * bw + wq, yy - bw, alpha, beta, none)
         if gap <= tol:
             return gap, sweep + 1
     return gap, max_sweeps

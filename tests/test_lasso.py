@@ -570,3 +570,33 @@ def test_hessian_solve_reuses_only_a_matching_factor():
             fresh.hessian_solve(w, theta, rhs),
             rtol=1e-10,
         )
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_gap_safe_screening_is_safe_and_screens(sparse, fit_intercept, monkeypatch):
+    """Columns screened by the gap (wide data, weights) are zero in the exact
+    solution; most columns are screened near the optimum; the solve with
+    screening is scikit-learn's Lasso."""
+    monkeypatch.setattr(_lasso_problem, "GRAM_ROWS_PER_FEATURE", 10**9)
+    X, Y, sw = _data(sparse, True, n_samples=80, n_features=400, seed=3)
+    alpha = 0.2 * lasso_alpha_max(X, Y, sw, fit_intercept)[0]
+    groups = np.zeros((X.shape[1], 1), np.int64)
+    problem = LassoProblem(X, Y, sw, groups, 1, fit_intercept)
+    theta = np.array([np.log(alpha)])
+    reference = Lasso(alpha=alpha, fit_intercept=fit_intercept, tol=1e-14,
+                      max_iter=100_000).fit(X, Y[:, 0], sample_weight=sw)  # fmt: skip
+    coef = np.zeros(X.shape[1])
+    alpha_t = np.ascontiguousarray(problem._alpha(theta)[:, 0])
+    beta_t = np.ascontiguousarray(problem._beta(theta)[:, 0])
+    screened = np.zeros(X.shape[1], dtype=bool)
+    for tol in (1e-2, 1e-4, 1e-8):  # the mask grows as the gap shrinks
+        problem._coordinate_descent(
+            0, coef, alpha_t, beta_t, tol * problem.null_loss[0], 10_000, screened
+        )
+        assert np.all(reference.coef_[screened] == 0.0)
+    assert screened.sum() > 0.8 * (reference.coef_ == 0.0).sum()
+    np.testing.assert_allclose(coef, reference.coef_, atol=1e-6)
+    w, converged = problem.solve(theta, tol=1e-8)
+    assert converged
+    np.testing.assert_allclose(w[:, 0], reference.coef_, atol=1e-6)

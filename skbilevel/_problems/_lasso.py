@@ -610,10 +610,13 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
             beta_t = np.ascontiguousarray(beta[:, t])
             spent, gap = 0, np.inf
             polished = not for_adjoint
+            # Columns found zero at the optimum (gap-safe screening): kept
+            # across the calls below, which share these strengths.
+            screened = np.zeros(self.n_features, dtype=bool)
             while spent < budget:
                 sweeps = min(_SWEEPS_BEFORE_NEWTON, budget - spent)
                 gap, used = self._coordinate_descent(
-                    t, coef, alpha_t, beta_t, target_tol, sweeps
+                    t, coef, alpha_t, beta_t, target_tol, sweeps, screened
                 )
                 spent += used
                 if gap <= target_tol and polished:
@@ -631,8 +634,11 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
             converged = converged and gap <= target_tol
         return w, converged
 
-    def _coordinate_descent(self, t, coef, alpha, beta, tol, sweeps):
-        """Sweeps on target ``t`` from ``coef`` (updated in place): (gap, sweeps)."""
+    def _coordinate_descent(self, t, coef, alpha, beta, tol, sweeps, screened):
+        """Sweeps on target ``t`` from ``coef`` (updated in place): (gap, sweeps).
+
+        ``screened`` marks the columns known to be zero at these strengths
+        (gap-safe screening, dense and sparse X); updated in place."""
         if self.gram:
             b = np.ascontiguousarray(self.b[:, t])
             return cd_gram(self.G, b, self.yy[t], coef, alpha, beta, tol, sweeps)
@@ -640,11 +646,11 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
         if self.sparse:
             return cd_sparse(
                 *self._csc, self.xbar, self.curvature, yc, self.sw, coef, alpha,
-                beta, tol, sweeps,
+                beta, tol, sweeps, screened,
             )  # fmt: skip
         return cd_dense(
             self.X, self.xbar, self.curvature, yc, self.sw, coef, alpha, beta, tol,
-            sweeps,
+            sweeps, screened,
         )  # fmt: skip
 
     def _support_newton(self, t, coef, alpha, beta):
