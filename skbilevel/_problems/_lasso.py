@@ -63,6 +63,11 @@ SUPPORT_FACTORIZE_MAX = 2000
 # steps on the support.
 _MAX_SWEEPS = 10_000
 _SWEEPS_BEFORE_NEWTON = 20
+# On the Gram matrix a sweep costs ``n_features ** 2``, well below a Newton
+# step's factorization: more sweeps first (measured on the correlated
+# 2000 x 200 elastic net: 0.45 s with 20, 0.34 s with 50, 0.36 s with 100;
+# on 1000 x 5000 columns, 50 took 0.75 s against 0.64 s).
+_SWEEPS_BEFORE_NEWTON_GRAM = 50
 # Relative duality gap under which round-off dominates: the gap is a
 # difference of sums of the objective's size (measured: 2e-13 of P(0) at the
 # exact solution of an 80 x 2 problem).
@@ -614,7 +619,10 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
             # across the calls below, which share these strengths.
             screened = np.zeros(self.n_features, dtype=bool)
             while spent < budget:
-                sweeps = min(_SWEEPS_BEFORE_NEWTON, budget - spent)
+                between = (
+                    _SWEEPS_BEFORE_NEWTON_GRAM if self.gram else _SWEEPS_BEFORE_NEWTON
+                )
+                sweeps = min(between, budget - spent)
                 gap, used = self._coordinate_descent(
                     t, coef, alpha_t, beta_t, target_tol, sweeps, screened
                 )
