@@ -113,23 +113,18 @@ class OptimizationPathDisplay:
         -------
         display : OptimizationPathDisplay
         """
-        estimator = _fitted_search(estimator, cls.__name__)
-        results = estimator.cv_results_
-        metric, key = _metric_key(estimator, metric)
-        name = _strength_name(estimator)
-        column = results["param_" + name].filled(np.nan)
-        params = np.array([np.atleast_1d(np.asarray(v, dtype=float)) for v in column])
-        candidate = _candidates(results)
+        view = _search_view(estimator, cls.__name__, metric)
+        results = view.results
         display = cls(
-            scores=np.asarray(results[key], dtype=float),
-            params=params,
+            scores=np.asarray(results[view.key], dtype=float),
+            params=np.array(view.strengths),
             with_gradient=np.isfinite(results["hypergradient_norm"]),
-            candidate=candidate,
-            best_index=getattr(estimator, "best_index_", None),
-            param_name=name,
-            score_name=_score_name(metric),
+            candidate=view.candidate,
+            best_index=view.best,
+            param_name=view.name,
+            score_name=_score_name(view.metric),
             iteration=np.asarray(results["iter"]),
-            labels=_candidate_labels(results, candidate, name),
+            labels=view.labels,
         )
         return display.plot(ax=ax)
 
@@ -439,6 +434,33 @@ def _fitted_search(estimator, display):
     return estimator
 
 
+def _search_view(estimator, display, metric):
+    """What both search plots read from a fitted estimator: the search
+    itself (``estimator``), its ``results``, the ``metric`` and its ``key``,
+    the strength's ``name``, every row's ``strengths`` (1-D arrays), each
+    row's ``candidate`` and the candidates' legend ``labels``, and the
+    ``best`` row."""
+    from sklearn.utils import Bunch
+
+    estimator = _fitted_search(estimator, display)
+    results = estimator.cv_results_
+    metric, key = _metric_key(estimator, metric)
+    name = _strength_name(estimator)
+    column = results["param_" + name].filled(np.nan)
+    candidate = _candidates(results)
+    return Bunch(
+        estimator=estimator,
+        results=results,
+        metric=metric,
+        key=key,
+        name=name,
+        strengths=[np.atleast_1d(np.asarray(v, dtype=float)) for v in column],
+        candidate=candidate,
+        labels=_candidate_labels(results, candidate, name),
+        best=getattr(estimator, "best_index_", None),
+    )
+
+
 def _candidate_labels(results, candidate, name):
     """Legend label of each candidate: its listed values (the parameters
     other than the tuned strength ``name``); empty for a single candidate."""
@@ -570,31 +592,24 @@ class ValidationCurveDisplay:
         -------
         display : ValidationCurveDisplay
         """
-        estimator = _fitted_search(estimator, cls.__name__)
-        results = estimator.cv_results_
-        metric, key = _metric_key(estimator, metric)
-        name = _strength_name(estimator)
-        bounds = _range_searched(estimator, name)
-        column = results["param_" + name].filled(np.nan)
-        values = np.full(len(column), np.nan)
-        for i, value in enumerate(column):
-            value = np.atleast_1d(np.asarray(value, dtype=float))
+        view = _search_view(estimator, cls.__name__, metric)
+        results = view.results
+        values = np.full(len(view.strengths), np.nan)
+        for i, value in enumerate(view.strengths):
             if np.all(value == value[0]):
                 values[i] = value[0]  # one common strength
-        candidate = _candidates(results)
-        labels = _candidate_labels(results, candidate, name)
-        std_key = f"std_test_{metric}"
+        std_key = f"std_test_{view.metric}"
         stds = results[std_key] if std_key in results else np.full(len(values), np.nan)
         display = cls(
             values=values,
-            scores=results[key],
+            scores=results[view.key],
             stds=stds,
-            candidate=candidate,
-            labels=labels,
-            best=getattr(estimator, "best_index_", None),
-            bounds=bounds,
-            param_name=name,
-            score_name=_score_name(metric),
+            candidate=view.candidate,
+            labels=view.labels,
+            best=view.best,
+            bounds=_range_searched(view.estimator, view.name),
+            param_name=view.name,
+            score_name=_score_name(view.metric),
         )
         return display.plot(ax=ax)
 
