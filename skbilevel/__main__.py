@@ -70,7 +70,7 @@ def _demo():
     )
 
     X, y, coef = make_regression(
-        600, 60, n_informative=6, noise=15.0, coef=True, random_state=0
+        600, 60, n_informative=6, noise=50.0, coef=True, random_state=0
     )
     X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
     scalar = BilevelRidgeCV().fit(X_train, y_train)
