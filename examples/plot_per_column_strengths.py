@@ -61,6 +61,5 @@ for penalty in ["scalar", "per_column"]:
     print(f"{penalty:10s}  test R2 {score:.4f}")
 
 print(search.best_estimator_[-1].strengths_.sort_values())
-StrengthsDisplay.from_estimator(search)
-plt.tight_layout()
+StrengthsDisplay.from_estimator(search)  # lays its figure out itself
 plt.show()
