@@ -40,7 +40,7 @@ from sklearn.linear_model import (
 from sklearn.metrics import check_scoring
 from sklearn.metrics._scorer import _check_multimetric_scoring
 from sklearn.model_selection import GridSearchCV, ParameterGrid, check_cv
-from sklearn.model_selection._search import BaseSearchCV
+from sklearn.model_selection._search import BaseSearchCV, _search_estimator_has
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils import Bunch, _safe_indexing
@@ -50,6 +50,7 @@ from sklearn.utils.metadata_routing import (
     _routing_enabled,
     process_routing,
 )
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     _check_method_params,
@@ -871,11 +872,134 @@ class HypergradientSearchCV(DocLinkMixin, BaseSearchCV):
         """``param_space``, under GridSearchCV's name (read only)."""
         return self.param_space
 
+    # ----------------------------------------------- the refit estimator's
+    # BaseSearchCV's attributes and methods, available where its own are
+    # (the same check, so the same errors), under docstrings that this API
+    # reference shows (an inherited method would not be listed).
     @property
     def n_features_in_(self):
         """Number of features seen by ``fit`` (``refit=True`` only)."""
-        # BaseSearchCV's, under a docstring this documentation can resolve.
         return BaseSearchCV.n_features_in_.fget(self)
+
+    @property
+    def classes_(self):
+        """Class labels of the refit estimator (classifiers, ``refit=True``)."""
+        return BaseSearchCV.classes_.fget(self)
+
+    @available_if(_search_estimator_has("predict"))
+    def predict(self, X):
+        """Predict with the refit ``best_estimator_``.
+
+        Parameters
+        ----------
+        X : indexable of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        """
+        return BaseSearchCV.predict(self, X)
+
+    @available_if(_search_estimator_has("predict_proba"))
+    def predict_proba(self, X):
+        """Class probabilities of the refit ``best_estimator_``.
+
+        Parameters
+        ----------
+        X : indexable of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+        """
+        return BaseSearchCV.predict_proba(self, X)
+
+    @available_if(_search_estimator_has("predict_log_proba"))
+    def predict_log_proba(self, X):
+        """Log class probabilities of the refit ``best_estimator_``.
+
+        Parameters
+        ----------
+        X : indexable of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+        """
+        return BaseSearchCV.predict_log_proba(self, X)
+
+    @available_if(_search_estimator_has("decision_function"))
+    def decision_function(self, X):
+        """Decision function of the refit ``best_estimator_``.
+
+        Parameters
+        ----------
+        X : indexable of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+        """
+        return BaseSearchCV.decision_function(self, X)
+
+    @available_if(_search_estimator_has("score_samples"))
+    def score_samples(self, X):
+        """``score_samples`` of the refit ``best_estimator_``.
+
+        Parameters
+        ----------
+        X : indexable of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+        """
+        return BaseSearchCV.score_samples(self, X)
+
+    @available_if(_search_estimator_has("transform"))
+    def transform(self, X):
+        """Transform with the refit ``best_estimator_`` (a Pipeline, say).
+
+        Parameters
+        ----------
+        X : indexable of shape (n_samples, n_features)
+
+        Returns
+        -------
+        Xt : ndarray or sparse matrix
+        """
+        return BaseSearchCV.transform(self, X)
+
+    @available_if(_search_estimator_has("inverse_transform"))
+    def inverse_transform(self, X):
+        """Inverse transform with the refit ``best_estimator_``.
+
+        Parameters
+        ----------
+        X : indexable of shape (n_samples, n_transformed_features)
+
+        Returns
+        -------
+        X_original : ndarray or sparse matrix
+        """
+        return BaseSearchCV.inverse_transform(self, X)
+
+    def score(self, X, y=None, **params):
+        """Score of the refit ``best_estimator_`` with ``scorer_`` (the refit
+        metric's), as GridSearchCV scores.
+
+        Parameters
+        ----------
+        X : indexable of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        **params : dict
+            Passed to the scorer with metadata routing enabled.
+
+        Returns
+        -------
+        score : float
+        """
+        return super().score(X, y, **params)
 
     # A space of lists only is GridSearchCV's: BaseSearchCV.fit runs it
     # through this, GridSearchCV's own search of every combination.
