@@ -223,6 +223,57 @@ def _named_values(names, values, name):
     return pd.Series(values, index=pd.Index(names, name="strength of"), name=name)
 
 
+def search_results(estimator, objective, splits, info, params_of, test_rows):
+    """``(cv_results_, kept, position)`` of a model's own search, shared by
+    every estimator: one row per reported evaluation (``kept``, their
+    evaluation numbers; ``position``, each evaluation's row), scored by
+    the estimator's ``scoring`` (None: minus the validation losses the
+    search computed) on the validation rows.
+
+    ``params_of(record)`` gives a row's parameters; ``test_rows()`` every
+    split's validation design, read once and only when a fitted split model
+    needs the rows (scikit-learn's scorers read decision values instead).
+    """
+    kept, position = objective.reported_rows()
+    records = [objective.records[i] for i in kept]
+    if estimator.scoring is None:
+        scores = np.array([-r.split_losses for r in records])
+    else:
+        scorer = check_scoring(estimator, scoring=estimator.scoring)
+        scores = np.full((len(records), splits.n_splits), np.nan)
+        weights = splits.score_weight or [None] * splits.n_splits
+        rows = None
+        for row, i in enumerate(kept):
+            view = estimator._scoring_view(objective, i, info, [scorer])
+            if view is None:
+                continue  # stochastic estimates: no model kept
+            models, inputs = view
+            if inputs is None:  # fitted split models read the rows
+                rows = test_rows() if rows is None else rows
+                inputs = rows
+            for k, (model, X, y_true, weight) in enumerate(
+                zip(models, inputs, splits.y_test, weights, strict=True)
+            ):
+                kwargs = {} if weight is None else {"sample_weight": weight}
+                scores[row, k] = scorer(model, X, y_true, **kwargs)
+    extra = [
+        # The evaluation's number (as verbose prints it).
+        ("iter", np.array(kept)),
+        ("time", np.array([r.elapsed for r in records])),
+        ("hypergradient_norm", np.array([r.hypergradient_norm for r in records])),
+    ]
+    params = [params_of(r) for r in records]
+    results = build_cv_results(params, {"score": scores}, extra=extra)
+    if splits.leave_one_out:  # one split: no spread
+        for key in [k for k in results if k.startswith("split")]:
+            del results[key]
+        results["std_test_score"] = np.full(len(records), np.nan)
+    # Every row holds a value: no masked entries in its param_<name>.
+    for key in [k for k in results if k.startswith("param_")]:
+        results[key].mask = False
+    return results, kept, position
+
+
 def round_trip(values):
     """Values rounded to 14 significant digits, so that a strength read back
     from its logarithm is the number it was (``exp(log(1.0))`` is
@@ -961,40 +1012,11 @@ class BaseBilevelCV(DocLinkMixin, CallbackSupportMixin, BaseEstimator):
     # -------------------------------------------------------------- results
     def _store_search(self, outcome, splits, info):
         """The search's fitted attributes: results, best point, diagnostics."""
-        kept, position = outcome.objective.reported_rows()
-        records = [outcome.objective.records[i] for i in kept]
-        if self.scoring is None:
-            scores = np.array([-r.split_losses for r in records])
-        else:
-            scorer = check_scoring(self, scoring=self.scoring)
-            scores = np.full((len(records), splits.n_splits), np.nan)
-            weights = splits.score_weight or [None] * splits.n_splits
-            for row, i in enumerate(kept):
-                view = self._scoring_view(outcome.objective, i, info, [scorer])
-                if view is None:
-                    continue  # stochastic estimates: no model kept
-                models, inputs = view
-                if inputs is None:
-                    inputs = [splits.test_design(k) for k in range(splits.n_splits)]
-                for k, (model, X, y_true, weight) in enumerate(
-                    zip(models, inputs, splits.y_test, weights, strict=True)
-                ):
-                    kwargs = {} if weight is None else {"sample_weight": weight}
-                    scores[row, k] = scorer(model, X, y_true, **kwargs)
-        extra = [
-            # The evaluation's number (as verbose prints it).
-            ("iter", np.array(kept)),
-            ("time", np.array([r.elapsed for r in records])),
-            ("hypergradient_norm", np.array([r.hypergradient_norm for r in records])),
-        ]
-        params = [{self._param_name: self._to_param(r.theta)} for r in records]
-        results = build_cv_results(params, {"score": scores}, extra=extra)
-        if splits.leave_one_out:
-            for key in [k for k in results if k.startswith("split")]:
-                del results[key]
-            results["std_test_score"] = np.full(len(records), np.nan)
-        # Every row holds a value: no masked entries in param_<name>.
-        results[f"param_{self._param_name}"].mask = False
+        results, _, position = search_results(
+            self, outcome.objective, splits, info,
+            lambda r: {self._param_name: self._to_param(r.theta)},
+            lambda: [splits.test_design(k) for k in range(splits.n_splits)],
+        )  # fmt: skip
         self.cv_results_ = results
         self.best_index_ = position[outcome.best_index]
         self.best_score_ = float(results["mean_test_score"][self.best_index_])

@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import check_scoring, get_scorer_names
+from sklearn.metrics import get_scorer_names
 from sklearn.metrics._scorer import _BaseScorer, _PassthroughScorer
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -22,6 +22,7 @@ from ._base import (
     GUARD_STANDARD_ERRORS,
     Targets,
     round_trip,
+    search_results,
 )
 from ._docs import DocLinkMixin
 from ._folds import Splits, check_folds, held_out_samples
@@ -37,7 +38,7 @@ from ._problems._kernel import (
     kernel_dual,
     nystroem_dual,
 )
-from ._results import RegressorPredictionsAsInput, build_cv_results
+from ._results import RegressorPredictionsAsInput
 from ._validation import check_bounds, check_sample_weight, warn_user
 
 __all__ = ["BilevelKernelRidgeCV"]
@@ -938,45 +939,19 @@ class BilevelKernelRidgeCV(DocLinkMixin, RegressorMixin, BaseEstimator):
     # ------------------------------------------------------------- results
     def _store_results(self, outcome, splits, info):
         objective = outcome.objective
-        kept, position = objective.reported_rows()
+        results, kept, position = search_results(
+            self, objective, splits, info,
+            lambda r: self._search_params(r.theta, objective),
+            lambda: [fold.X_val for fold in objective.folds],
+        )  # fmt: skip
         best = position[outcome.best_index]
-        records = [objective.records[i] for i in kept]
-        if self.scoring is None:
-            scores = np.array([-r.split_losses for r in records])
-        else:
-            scorer = check_scoring(self, scoring=self.scoring)
-            scores = np.empty((len(records), splits.n_splits))
-            weights = splits.score_weight or [None] * splits.n_splits
-            for row, i in enumerate(kept):
-                models, inputs = self._scoring_view(objective, i, info, [scorer])
-                if inputs is None:  # fitted split models read the rows
-                    inputs = [fold.X_val for fold in objective.folds]
-                for k, (model, X, y_true, weight) in enumerate(
-                    zip(models, inputs, splits.y_test, weights, strict=True)
-                ):
-                    kwargs = {} if weight is None else {"sample_weight": weight}
-                    scores[row, k] = scorer(model, X, y_true, **kwargs)
-        params = [self._search_params(r.theta, objective) for r in records]
-        extra = [
-            ("iter", np.array(kept)),
-            ("time", np.array([r.elapsed for r in records])),
-            ("hypergradient_norm", np.array([r.hypergradient_norm for r in records])),
-        ]
-        results = build_cv_results(params, {"score": scores}, extra=extra)
-        if splits.leave_one_out:  # one split, no spread
-            for key in [k for k in results if k.startswith("split")]:
-                del results[key]
-            results["std_test_score"] = np.full(len(records), np.nan)
-        for key in ("param_alpha", "param_gamma"):
-            if key in results:
-                results[key].mask = False
         self.cv_results_ = results
         self.best_index_ = best
         self.best_score_ = float(results["mean_test_score"][best])
-        self.n_iter_ = len(records)
+        self.n_iter_ = len(kept)
         self.n_splits_ = splits.n_splits
         self.held_out_path_ = outcome.held_out_path
-        tuned = params[best]
+        tuned = self._search_params(objective.records[kept[best]].theta, objective)
         self.alpha_ = tuned["alpha"]
         self.gamma_ = tuned.get("gamma")
         # The ranges searched (a user's as given); a width that was not
