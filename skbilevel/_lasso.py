@@ -289,7 +289,7 @@ class BilevelLassoCV(SquaredErrorRegressorHooks, BaseBilevelCV):
         ):
             return super()._folds_objective(splits, info, layouts, method)
         X, targets, sw, folds = splits.whole
-        sums, whole = fold_gram_sums(X, targets, sw, folds, self.fit_intercept)
+        sums, whole, held = fold_gram_sums(X, targets, sw, folds, self.fit_intercept)
         problems = [
             self._problem(
                 None,
@@ -297,11 +297,16 @@ class BilevelLassoCV(SquaredErrorRegressorHooks, BaseBilevelCV):
                 None,
                 layout,
                 gram=gram,
-                X_val=X[test],
+                val_source=(X, test),
                 Y_val=targets[test],
                 sw_val=sw[test],
+                # The validation loss from the moments costs d |S| instead
+                # of a pass over the n_val x d rows: where n_val >= d.
+                val_moments=moments if len(test) >= X.shape[1] else None,
             )  # fmt: skip
-            for gram, (_, test), layout in zip(sums, folds, layouts, strict=True)
+            for gram, moments, (_, test), layout in zip(
+                sums, held, folds, layouts, strict=True
+            )
         ]
         objective = super()._folds_objective(splits, info, layouts, method, problems)
         objective.precomputed = {"gram": whole}

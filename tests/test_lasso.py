@@ -449,6 +449,44 @@ def test_elastic_net_profile_ratios():
 
 
 @pytest.mark.parametrize("fit_intercept", [True, False])
+def test_validation_moments_match_the_rows(fit_intercept):
+    """The validation loss and gradient from a fold's validation moments
+    equal those from its rows: sparse and dense coefficients, two targets,
+    weights, a column mean 1e4 times its spread; once the validation weights
+    change (the early-stopping guard), the rows are gathered and read."""
+    rng = np.random.RandomState(1)
+    X = rng.randn(400, 8)
+    X[:, 3] = 1e4 + X[:, 3]
+    Y = X[:, :3] @ rng.randn(3, 2) + rng.randn(400, 2)
+    sw = rng.uniform(0.5, 2.0, 400)
+    folds = list(KFold(4, shuffle=True, random_state=0).split(X))
+    sums, _, held = fold_gram_sums(X, Y, sw, folds, fit_intercept)
+    assert all(moments is not None for moments in held)
+    group_idx = np.zeros((8, 2), dtype=np.int64)
+    for gram, moments, (_, test) in zip(sums, held, folds, strict=True):
+        validation = dict(Y_val=Y[test], sw_val=sw[test])
+        fast = LassoProblem(None, None, None, group_idx, 1, fit_intercept,
+                            gram=gram, val_moments=moments, val_source=(X, test),
+                            **validation)  # fmt: skip
+        rows = LassoProblem(None, None, None, group_idx, 1, fit_intercept,
+                            gram=gram, X_val=X[test], **validation)  # fmt: skip
+        for w in (
+            np.zeros((8, 2)),
+            rng.randn(8, 2),
+            np.r_[rng.randn(2, 2), np.zeros((6, 2))],
+        ):
+            loss, grad = fast.outer_loss_grad(w)
+            expected_loss, expected_grad = rows.outer_loss_grad(w)
+            assert loss == pytest.approx(expected_loss, rel=1e-9)
+            np.testing.assert_allclose(grad, expected_grad, rtol=1e-8, atol=1e-8)
+        assert fast._X_val is None  # the rows were never gathered
+        fast.sw_val = np.where(np.arange(len(test)) % 2 == 0, fast.sw_val, 0.0)
+        assert fast.val_moments is None
+        rows.sw_val = fast.sw_val
+        assert fast.outer_loss_grad(w)[0] == rows.outer_loss_grad(w)[0]
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize(
     "splitter",
     [KFold(4, shuffle=True, random_state=0), ShuffleSplit(3, random_state=0)],
@@ -464,10 +502,12 @@ def test_fold_gram_sums_match_each_folds_own(fit_intercept, splitter):
     Y = X[:, :2] @ [[1.0], [2.0]] + rng.randn(200, 1)
     sw = rng.uniform(0.5, 2.0, 200)
     folds = list(splitter.split(X))
-    per_fold, whole = fold_gram_sums(X, Y, sw, folds, fit_intercept)
+    per_fold, whole, _ = fold_gram_sums(X, Y, sw, folds, fit_intercept)
     every = gram_sums(X, Y, sw, fit_intercept)
     for name in ("G", "b", "yy", "xbar", "ybar"):  # all the rows: the refit's
-        np.testing.assert_array_equal(getattr(whole, name), getattr(every, name))
+        np.testing.assert_allclose(
+            getattr(whole, name), getattr(every, name), rtol=1e-10, atol=1e-10
+        )
     for sums, (train, _) in zip(per_fold, folds, strict=True):
         alone = gram_sums(X[train], Y[train], sw[train], fit_intercept)
         for name in ("G", "b", "yy", "xbar", "ybar"):

@@ -51,6 +51,7 @@ __all__ = [
     "GramSums",
     "LassoProblem",
     "SUPPORT_FACTORIZE_MAX",
+    "ValidationMoments",
     "fold_gram_sums",
     "lasso_alpha_max",
     "uses_gram",
@@ -109,8 +110,9 @@ class GramSums:
 
 
 def _shifted_moments(X, Y, sw, rows, x_shift, y_shift):
-    """Weighted moments of ``X[rows] - x_shift`` and ``Y[rows] - y_shift``,
-    block by block (``rows=None``: all of them)."""
+    """Weighted moments of ``X[rows] - x_shift`` and ``Y[rows] - y_shift``
+    (``rows=None``: all of them), block by block: ``(A, c, yy, xs, ys, W)``
+    as in :class:`ValidationMoments`."""
     n_rows = X.shape[0] if rows is None else len(rows)
     d, k = X.shape[1], Y.shape[1]
     A, c = np.zeros((d, d)), np.zeros((d, k))
@@ -153,32 +155,120 @@ def gram_sums(X, Y, sw, fit_intercept):
 
 def fold_gram_sums(X, Y, sw, folds, fit_intercept):
     """Every fold's :class:`GramSums` of its training rows, sharing work;
-    and those of all the rows.
+    those of all the rows; and every fold's validation moments.
 
-    The moments of all the rows, about their weighted means, are formed
-    once; a fold whose training rows are all the others (K-fold) subtracts
-    its validation rows' moments (a fifth of the rows for 5 folds) instead
-    of reading its training rows: ``2 n d^2`` operations for all the folds
-    instead of ``(K - 1) n d^2``, and no copy of the training rows. The
-    fold's own centering is then a correction by its mean's small offset
-    from the global one. All the rows' sums are :func:`gram_sums`'s.
+    The moments of the rows are formed about all the rows' weighted means.
+    A fold whose training rows are all the others (K-fold) subtracts its
+    validation rows' moments from all the rows' instead of reading its
+    training rows, and where the validation rows partition the data (every
+    row in one of them) all the rows' moments are the sum of theirs: ``n
+    d^2`` operations for all the folds instead of ``(K - 1) n d^2``, and no
+    copy of the training rows (measured on 400000 x 100, 5 folds: 0.22 s
+    against 0.38 s when all the rows' moments were formed apart). A fold's
+    own centering is then a correction by its mean's small offset from the
+    global one.
 
     Returns
     -------
     folds : list of GramSums
     whole : GramSums
+        All the rows' (the refit's); equal to :func:`gram_sums`'s up to
+        round-off.
+    held : list of ValidationMoments or None
+        Every fold's validation rows, where they were formed (K-fold).
     """
     x_shift, y_shift = weighted_means(X, Y, sw, fit_intercept)
-    whole = _shifted_moments(X, Y, sw, None, x_shift, y_shift)
+    n_samples = X.shape[0]
+    held = [
+        _shifted_moments(X, Y, sw, test, x_shift, y_shift)
+        if is_complement(train, test, n_samples)
+        else None
+        for train, test in folds
+    ]
+    if all(h is not None for h in held) and _partitions(folds, n_samples):
+        whole = tuple(sum(parts) for parts in zip(*held, strict=True))
+    else:
+        whole = _shifted_moments(X, Y, sw, None, x_shift, y_shift)
     out = []
-    for train, test in folds:
-        if is_complement(train, test, X.shape[0]):
-            held = _shifted_moments(X, Y, sw, test, x_shift, y_shift)
-            moments = tuple(a - h for a, h in zip(whole, held, strict=True))
+    for (train, _), moments in zip(folds, held, strict=True):
+        if moments is not None:
+            moments = tuple(a - h for a, h in zip(whole, moments, strict=True))
         else:  # shuffle-split, time series: the training rows themselves
             moments = _shifted_moments(X, Y, sw, train, x_shift, y_shift)
         out.append(_centered_sums(moments, x_shift, y_shift, len(train), fit_intercept))
-    return out, _centered_sums(whole, x_shift, y_shift, X.shape[0], fit_intercept)
+    validation = [
+        None if h is None else ValidationMoments(h, x_shift, y_shift) for h in held
+    ]
+    return (
+        out,
+        _centered_sums(whole, x_shift, y_shift, n_samples, fit_intercept),
+        validation,
+    )
+
+
+def _partitions(folds, n_samples):
+    """Whether every row is in exactly one fold's validation rows."""
+    counts = np.bincount(
+        np.concatenate([test for _, test in folds]), minlength=n_samples
+    )
+    return bool(np.all(counts == 1))
+
+
+class ValidationMoments:
+    """A fold's validation rows as weighted moments, for the squared error.
+
+    With ``a_i = x_i - x_shift``, ``e_i = y_i - y_shift`` and the moments
+    ``A = sum_i s_i a_i a_i^T``, ``c = sum_i s_i a_i e_i^T``, ``yy = sum_i
+    s_i e_i**2``, ``xs = sum_i s_i a_i``, ``ys = sum_i s_i e_i``, ``W =
+    sum_i s_i``, the residual of the model ``(x - xbar) w + ybar`` is ``r_i
+    = a_i w - e_i + delta`` with ``delta = (x_shift - xbar) w + ybar -
+    y_shift``, so that per target
+
+        sum_i s_i r_i**2 = w^T A w - 2 w^T c + yy + 2 delta (xs^T w - ys)
+                           + W delta**2,
+        sum_i s_i r_i (x_i - xbar) = A w - c + delta xs
+                                     + (x_shift - xbar) (xs^T w - ys + W delta):
+
+    ``d |S|`` operations for coefficients on a support ``S`` instead of a
+    pass over the rows (measured on 400000 x 100, 5 folds, 13 evaluations:
+    0.23 s of a 1.0 s fit). The sum is a difference of terms of the
+    targets' variance: it loses ``log10(var(y) / MSE)`` digits to round-off,
+    3 where the model explains 99.9% of the variance.
+
+    Parameters
+    ----------
+    moments : tuple
+        ``(A, c, yy, xs, ys, W)`` as above.
+    x_shift : ndarray of shape (n_features,)
+    y_shift : ndarray of shape (n_targets,)
+    """
+
+    def __init__(self, moments, x_shift, y_shift):
+        self.A, self.c, self.yy, self.xs, self.ys, self.total = moments
+        self.x_shift, self.y_shift = x_shift, y_shift
+
+    def squared_error(self, w, xbar, ybar):
+        """Weighted validation MSE (averaged over targets) and its gradient
+        in ``w``, for the model ``(x - xbar) w + ybar``."""
+        used = np.flatnonzero(np.any(w != 0.0, axis=1))
+        Aw = self.A[:, used] @ w[used]
+        offset = self.x_shift - xbar
+        delta = offset @ w + ybar - self.y_shift
+        linear = self.xs @ w - self.ys
+        sums = (
+            np.sum(w[used] * Aw[used], axis=0)
+            - 2.0 * np.sum(w[used] * self.c[used], axis=0)
+            + self.yy
+            + 2.0 * delta * linear
+            + self.total * delta**2
+        )
+        scale = 2.0 / (self.total * w.shape[1])
+        loss = 0.5 * scale * float(np.sum(np.maximum(sums, 0.0)))
+        grad = scale * (
+            Aw - self.c + np.outer(self.xs, delta)
+            + np.outer(offset, linear + self.total * delta)
+        )  # fmt: skip
+        return loss, grad
 
 
 def lasso_alpha_max(X, Y, sw, fit_intercept):
@@ -191,9 +281,9 @@ def lasso_alpha_max(X, Y, sw, fit_intercept):
     -------
     alpha_max : ndarray of shape (n_targets,)
     """
-    xbar, ybar = weighted_means(X, Y, sw, fit_intercept)
-    Yc = Y - ybar
-    # X_c^T S Y_c = X^T S Y_c: S Y_c sums to zero column-wise with an intercept.
+    # X_c^T S Y_c = X^T S Y_c: S Y_c sums to zero column-wise with an
+    # intercept (so X's means, a pass over X, are not needed).
+    Yc = Y - sw @ Y / sw.sum() if fit_intercept else Y
     correlations = np.asarray(X.T @ (sw[:, None] * Yc)) / sw.sum()
     return np.max(np.abs(correlations), axis=0)
 
@@ -279,6 +369,17 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
         Hyperparameter group of every coefficient's L2 strength: the elastic
         net's ``+ 1/2 sum_j beta_j w_j ** 2`` with ``beta = exp(theta)[l2]``
         (groups distinct from the L1 ones). None: the Lasso.
+    gram : GramSums, default=None
+        The training rows' sums, where the caller formed them (``X``, ``Y``
+        and ``sw`` are then None).
+    val_moments : ValidationMoments, default=None
+        The validation rows' moments: the validation loss and its gradient
+        are computed from them, without a pass over ``X_val``, while the
+        validation weights stay those they were formed with.
+    val_source : tuple (X, rows), default=None
+        In place of ``X_val``: the validation rows are ``X[rows]``, gathered
+        on first use (with ``val_moments``, a search scored by its loss
+        never reads them).
     """
 
     can_factorize = True
@@ -297,6 +398,8 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
         sw_val=None,
         l2_group_idx=None,
         gram=None,
+        val_moments=None,
+        val_source=None,
     ):
         self.l2_group_idx = l2_group_idx
         self.group_idx = group_idx
@@ -327,10 +430,38 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
             self.G[dead] = 0.0
             self.G[:, dead] = 0.0
             self.b[dead] = 0.0
-        if X_val is not None:
-            self.X_val = X_val
+        self._X_val, self._val_source = X_val, val_source
+        if X_val is not None or val_source is not None:
             self.Y_val = Y_val
             self.sw_val = sw_val
+        self.val_moments = val_moments
+
+    @property
+    def X_val(self):
+        """Validation rows (gathered from ``val_source`` on first use)."""
+        if self._X_val is None and self._val_source is not None:
+            X, rows = self._val_source
+            self._X_val, self._val_source = X[rows], None
+        return self._X_val
+
+    @property
+    def sw_val(self):
+        """Validation weights."""
+        return self._sw_val
+
+    @sw_val.setter
+    def sw_val(self, weights):
+        # Other weights (the early-stopping guard holds rows out): the
+        # moments no longer describe the validation rows.
+        self._sw_val = weights
+        self.val_moments = None
+
+    def outer_loss_grad(self, w):
+        """Weighted validation MSE and its gradient in ``w``, from the
+        validation moments where the problem has them."""
+        if self.val_moments is None:
+            return super().outer_loss_grad(w)
+        return self.val_moments.squared_error(w, self.xbar, self.ybar)
 
     def _init_rows(self, X, Y, sw, fit_intercept):
         """Keep the training rows (coordinate descent on the columns)."""
