@@ -301,8 +301,10 @@ class BilevelLassoCV(SquaredErrorRegressorHooks, BaseBilevelCV):
                 Y_val=targets[test],
                 sw_val=sw[test],
                 # The validation loss from the moments costs d |S| instead
-                # of a pass over the n_val x d rows: where n_val >= d.
-                val_moments=moments if len(test) >= X.shape[1] else None,
+                # of a pass over the n_val x d rows, but a dozen NumPy calls:
+                # where n_val >= 4 d (measured on 2000 x 200, 5 folds: 64
+                # against 38 us a call).
+                val_moments=moments if len(test) >= 4 * X.shape[1] else None,
             )  # fmt: skip
             for gram, moments, (_, test), layout in zip(
                 sums, held, folds, layouts, strict=True

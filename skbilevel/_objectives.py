@@ -374,7 +374,8 @@ class FoldsObjective(CVObjective):
             # Warm starts from the nearest evaluated point (the latest among
             # ties), not merely the last one: after a scan that went past the
             # minimum, the last solution is the farthest from the next point.
-            distances = [np.max(np.abs(r.theta - theta)) for r in self.records]
+            thetas = np.array([r.theta for r in self.records])
+            distances = np.max(np.abs(thetas - theta), axis=1)
             nearest = len(distances) - 1 - int(np.argmin(distances[::-1]))
             for state, w in zip(self.states, self.solutions[nearest], strict=True):
                 state.w = w

@@ -567,13 +567,19 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
             )
         return out
 
-    def _support_system(self, support, t):
-        """``H_SS`` (without the L2 part) and ``X_S^T S y_t / W`` (centered)."""
+    def _support_block(self, support):
+        """``H_SS`` without the L2 part."""
         if self.gram:
-            return self.G[np.ix_(support, support)], self.b[support, t]
+            return self.G[np.ix_(support, support)]
         if self._support_gram is None:
             self._support_gram = SupportGram(self._weighted_products)
-        return self._support_gram.block(support), self._correlations()[support, t]
+        return self._support_gram.block(support)
+
+    def _support_correlations(self, support, t):
+        """``X_S^T S y_t / W`` (centered)."""
+        if self.gram:
+            return self.b[support, t]
+        return self._correlations()[support, t]
 
     def _weighted_products(self, rows, cols):
         """``X_c[:, rows]^T S X_c[:, cols] / W`` (centered columns)."""
@@ -598,7 +604,7 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
             and np.array_equal(key[2], beta[support])
         ):
             return key[3]
-        H = self._support_system(support, t)[0].copy()
+        H = self._support_block(support)  # a new array (fancy indexing)
         H[np.diag_indices_from(H)] += beta[support]
         factor = robust_cho_factor(H)
         self._last_factor = (support.copy(), t, beta[support].copy(), factor)
@@ -802,7 +808,7 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
         support = np.flatnonzero(coef)
         if not 0 < support.size <= SUPPORT_FACTORIZE_MAX:
             return
-        rhs = self._support_system(support, t)[1] - alpha[support] * np.sign(
+        rhs = self._support_correlations(support, t) - alpha[support] * np.sign(
             coef[support]
         )
         values = scipy.linalg.cho_solve(
