@@ -35,6 +35,7 @@ __all__ = [
     "cd_sparse",
     "centered_column_curvature",
     "gram_jacobian_sweeps",
+    "solve_gram",
     "support_jacobian_sweeps",
 ]
 
@@ -430,6 +431,119 @@ def cd_gram(G, b, yy, w, alpha, beta, tol, max_sweeps):
         if gap <= tol:
             return gap, sweep + 1
     return gap, max_sweeps
+
+
+@jit
+def _support_cholesky(H):
+    """Lower Cholesky factor of ``H``, shifted by round-off where needed
+    (as :func:`~skbilevel._linalg.robust_cho_factor`); empty if none is
+    found."""
+    try:
+        return np.linalg.cholesky(H)
+    except Exception:  # noqa: BLE001 - Numba catches no narrower class
+        pass
+    k = H.shape[0]
+    scale = 0.0
+    for a in range(k):
+        scale = max(scale, abs(H[a, a]))
+    scale = max(scale, 1e-300)
+    for exponent in range(-15, -5):
+        shifted = H.copy()
+        for a in range(k):
+            shifted[a, a] += scale * 10.0**exponent * k
+        try:
+            return np.linalg.cholesky(shifted)
+        except Exception:  # noqa: BLE001
+            pass
+    return np.empty((0, 0))
+
+
+@jit
+def _gram_newton(G, b, w, alpha, beta, max_support):
+    """Newton step on the support of ``w`` with its signs fixed, cut where a
+    coefficient first reaches zero (see ``LassoProblem._support_newton``);
+    ``w`` is updated in place. Returns the support and the lower Cholesky
+    factor of its ``H_SS`` (empty arrays when no step was taken)."""
+    support = np.flatnonzero(w)
+    k = support.size
+    if k == 0 or k > max_support:
+        return np.empty(0, dtype=np.int64), np.empty((0, 0))
+    H = np.empty((k, k))
+    rhs = np.empty(k)
+    for a in range(k):
+        j = support[a]
+        for c in range(k):
+            H[a, c] = G[j, support[c]]
+        H[a, a] += beta[j]
+        rhs[a] = b[j] - alpha[j] * np.sign(w[j])
+    L = _support_cholesky(H)
+    if L.shape[0] == 0:
+        return np.empty(0, dtype=np.int64), L
+    # Forward and back substitution: L L^T values = rhs.
+    values = rhs.copy()
+    for a in range(k):
+        acc = values[a]
+        for c in range(a):
+            acc -= L[a, c] * values[c]
+        values[a] = acc / L[a, a]
+    for a in range(k - 1, -1, -1):
+        acc = values[a]
+        for c in range(a + 1, k):
+            acc -= L[c, a] * values[c]
+        values[a] = acc / L[a, a]
+    # The first crossing of zero along current + step * (values - current).
+    step = 1.0
+    first = -1
+    for a in range(k):
+        current = w[support[a]]
+        if np.sign(values[a]) != np.sign(current):
+            candidate = current / (current - values[a])
+            if candidate < step:
+                step, first = candidate, a
+    for a in range(k):
+        current = w[support[a]]
+        w[support[a]] = current + step * (values[a] - current)
+    if first >= 0:
+        w[support[first]] = 0.0
+    return support, L
+
+
+@jit
+def solve_gram(G, b, yy, w, alpha, beta, tol, max_sweeps, between, polish,
+               max_support):  # fmt: skip
+    """Coordinate descent with Newton steps on the support, on the Gram
+    matrix: ``LassoProblem.solve`` for one target, in one call.
+
+    Rounds of ``between`` sweeps of :func:`cd_gram` alternate with a Newton
+    step on the support (:func:`_gram_newton`) until the duality gap is at
+    most ``tol``; with ``polish``, after one more Newton step, checked by
+    the gap. ``w`` is updated in place.
+
+    Returns
+    -------
+    gap : float
+    sweeps : int
+    support : ndarray of int64
+        The support of the last Newton step (empty: none taken).
+    factor : ndarray of shape (|support|, |support|)
+        Lower Cholesky factor of that step's ``H_SS + diag(beta_S)``.
+    """
+    spent = 0
+    gap = np.inf
+    polished = not polish
+    support = np.empty(0, dtype=np.int64)
+    factor = np.empty((0, 0))
+    while spent < max_sweeps:
+        gap, used = cd_gram(G, b, yy, w, alpha, beta, tol,
+                            min(between, max_sweeps - spent))  # fmt: skip
+        spent += used
+        if gap <= tol and polished:
+            break
+        polished = gap <= tol
+        step_support, step_factor = _gram_newton(G, b, w, alpha, beta, max_support)
+        if step_support.size:
+            support, factor = step_support, step_factor
+    return gap, spent, support, factor
 
 
 @jit(reassociate=True)
