@@ -640,3 +640,21 @@ def test_gap_safe_screening_is_safe_and_screens(sparse, fit_intercept, monkeypat
     w, converged = problem.solve(theta, tol=1e-8)
     assert converged
     np.testing.assert_allclose(w[:, 0], reference.coef_, atol=1e-6)
+
+
+def test_support_cholesky_shifts_a_singular_block_by_round_off():
+    """The fused Gram solver's factorization: exact for a positive definite
+    block; a singular one (duplicate columns on the support) is factorized
+    after a diagonal shift of the order of round-off; an indefinite one
+    gives no factor (the Newton step is skipped)."""
+    from skbilevel._lasso_kernels import _support_cholesky
+
+    H = np.array([[4.0, 2.0], [2.0, 3.0]])
+    np.testing.assert_allclose(_support_cholesky(H), np.linalg.cholesky(H))
+    singular = np.ones((3, 3))
+    with pytest.raises(np.linalg.LinAlgError):
+        np.linalg.cholesky(singular)
+    lower = _support_cholesky(singular)
+    assert np.all(np.isfinite(lower))
+    np.testing.assert_allclose(lower @ lower.T, singular, atol=1e-8)
+    assert _support_cholesky(-np.eye(2)).shape == (0, 0)
