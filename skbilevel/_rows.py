@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 
 import numpy as np
-from threadpoolctl import ThreadpoolController, threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 __all__ = [
     "MIN_WORK_PER_THREAD",
@@ -74,13 +74,19 @@ def row_threads():
     budget = getattr(_local, "budget", None)
     if budget is not None:
         return budget
+    counts = [c.num_threads for c in _blas_controller().lib_controllers]
+    return max(1, min(counts)) if counts else 1
+
+
+def _blas_controller():
+    """The BLAS libraries' thread controller, made at the first call (once
+    NumPy and SciPy have loaded theirs) and kept: making one scans every
+    loaded library (measured: 4 ms a call once scikit-learn and Numba are
+    loaded, 16 times in a logistic fit on 100000 x 100)."""
     with _lock:
         if _state["controller"] is None:
-            # Made at the first call, once NumPy and SciPy have loaded theirs.
             _state["controller"] = ThreadpoolController().select(user_api="blas")
-        controllers = _state["controller"].lib_controllers
-    counts = [c.num_threads for c in controllers]
-    return max(1, min(counts)) if counts else 1
+        return _state["controller"]
 
 
 def _executor(size):
@@ -98,9 +104,10 @@ def _executor(size):
 def _single_threaded_blas():
     """BLAS on one thread while any caller is inside (a process-wide limit,
     counted so that overlapping sections from several folds nest)."""
+    controller = _blas_controller()
     with _lock:
         if _state["blas_users"] == 0:
-            _state["limiter"] = threadpool_limits(limits=1, user_api="blas")
+            _state["limiter"] = controller.limit(limits=1, user_api="blas")
         _state["blas_users"] += 1
     try:
         yield
