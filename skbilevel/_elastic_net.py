@@ -45,6 +45,11 @@ ALPHA_FLOOR = 1e-3
 PROFILE_RATIOS = (0.99, 0.95, 0.9, 0.7, 0.5, 0.1)
 # Outer tolerance of the profile's 1-D searches (the best one is refined).
 PROFILE_TOL = 1e-3
+# The profile stops going down the ratios once two in a row end this much
+# (relative) above the best one: the loss has turned away from the lower
+# ratios (measured on 9 datasets, from Lasso-like to ridge-like: the same
+# results, and 25% to 47% fewer evaluations where the top ratio wins).
+PROFILE_TURN = 1e-3
 
 
 def strengths_from_phi(phi):
@@ -313,13 +318,17 @@ class BilevelElasticNetCV(BilevelLassoCV):
         At each of ``PROFILE_RATIOS`` within the range and its top, the
         top first (1 by default: the Lasso), ``alpha`` is searched as the
         Lasso's strength is (a 1-D search from the top of that ratio's path
-        down, to ``PROFILE_TOL``); the best ratio's search is refined to
-        ``tol`` around its alpha, and the projected hypergradient method
-        (``max_iter`` iterations of its own) then moves ``alpha`` and
+        down, to ``PROFILE_TOL``), until two ratios in a row end
+        ``PROFILE_TURN`` above the best one; the best ratio's search is
+        refined to ``tol`` around its alpha, and the projected hypergradient
+        method (``max_iter`` iterations of its own) then moves ``alpha`` and
         ``l1_ratio`` from there (one alpha; for many strengths see
         :meth:`_per_feature_search`). Its CV loss is therefore at or below
-        the best alpha's at each of those ratios (ElasticNetCV's grid, with
-        alpha continuous).
+        the best alpha's at each of the ratios searched (ElasticNetCV's
+        grid, with alpha continuous, where the profile has not turned: a
+        loss that rose at two ratios in a row past the best and fell again
+        further down would be missed; it did not happen on any of 9
+        datasets measured, from Lasso-like to ridge-like).
         Measured on diabetes: from one start at the Lasso the box method
         cannot move (the loss is flat in ``logit l1_ratio`` near 1); from
         ``l1_ratio_init`` it stopped in a valley 0.07% above the Lasso (the
@@ -340,11 +349,16 @@ class BilevelElasticNetCV(BilevelLassoCV):
             return self._per_feature_search(phi_objective, objective, lo, hi, box)
         best, n_iter = None, 0
         loose = max(self.tol, PROFILE_TOL)
+        turned = 0  # ratios in a row above the best by PROFILE_TURN
         for s in self._profile_logits(lo[1], hi[1]):
             result = self._best_alpha(phi_objective, objective, s, lo, hi, loose)
             n_iter += result.n_iter
             if best is None or result.f < best.f:
                 best = result
+            above = result.f > best.f + PROFILE_TURN * abs(best.f)
+            turned = turned + 1 if above else 0
+            if turned == 2:
+                break
         if loose > self.tol:
             refined = self._best_alpha(
                 phi_objective, objective, best.theta[-1], lo, hi, self.tol,

@@ -658,3 +658,26 @@ def test_support_cholesky_shifts_a_singular_block_by_round_off():
     assert np.all(np.isfinite(lower))
     np.testing.assert_allclose(lower @ lower.T, singular, atol=1e-8)
     assert _support_cholesky(-np.eye(2)).shape == (0, 0)
+
+
+def test_elastic_net_profile_stops_once_the_loss_has_turned(monkeypatch):
+    """On Lasso-like data the profile's loss rises from the top ratio down:
+    it stops after two ratios in a row above the best, with the result of
+    the full profile (every ratio searched) and fewer evaluations."""
+    import skbilevel._elastic_net as _elastic_net_module
+
+    rng = np.random.RandomState(3)
+    X = rng.randn(150, 300)
+    y = X[:, :5] @ np.full(5, 3.0) + rng.randn(150)
+    folds = list(KFold(5, shuffle=True, random_state=0).split(X))
+    turned = BilevelElasticNetCV(cv=folds).fit(X, y)
+    monkeypatch.setattr(_elastic_net_module, "PROFILE_TURN", np.inf)
+    full = BilevelElasticNetCV(cv=folds).fit(X, y)
+
+    def ratios(model):
+        return set(np.round(model.cv_results_["param_l1_ratio"].astype(float), 6))
+
+    assert 0.1 in ratios(full) and 0.1 not in ratios(turned)
+    assert len(turned.cv_results_["iter"]) < len(full.cv_results_["iter"])
+    assert turned.alpha_ == full.alpha_ and turned.l1_ratio_ == full.l1_ratio_
+    np.testing.assert_array_equal(turned.coef_, full.coef_)
