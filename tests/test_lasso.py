@@ -663,7 +663,8 @@ def test_support_cholesky_shifts_a_singular_block_by_round_off():
 def test_elastic_net_profile_stops_once_the_loss_has_turned(monkeypatch):
     """On Lasso-like data the profile's loss rises from the top ratio down:
     it stops after two ratios in a row above the best, with the result of
-    the full profile (every ratio searched) and fewer evaluations."""
+    the full profile (every ratio searched) and fewer evaluations; with the
+    best ratio pinned at the top, no box search follows."""
     import skbilevel._elastic_net as _elastic_net_module
 
     rng = np.random.RandomState(3)
@@ -681,3 +682,13 @@ def test_elastic_net_profile_stops_once_the_loss_has_turned(monkeypatch):
     assert len(turned.cv_results_["iter"]) < len(full.cv_results_["iter"])
     assert turned.alpha_ == full.alpha_ and turned.l1_ratio_ == full.l1_ratio_
     np.testing.assert_array_equal(turned.coef_, full.coef_)
+    # The top ratio wins and the loss falls towards it: the projected method,
+    # which could only move alpha there, is skipped, at the same CV loss.
+    assert turned.l1_ratio_ == 1.0
+    monkeypatch.setattr(
+        BilevelElasticNetCV, "_ratio_pinned", staticmethod(lambda *args: False)
+    )
+    boxed = BilevelElasticNetCV(cv=folds).fit(X, y)
+    assert boxed.l1_ratio_ == 1.0
+    assert len(boxed.cv_results_["iter"]) > len(full.cv_results_["iter"])
+    assert -full.best_score_ == pytest.approx(-boxed.best_score_, rel=1e-5)
