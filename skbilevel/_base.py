@@ -638,9 +638,20 @@ class BaseBilevelCV(DocLinkMixin, CallbackSupportMixin, BaseEstimator):
         folds), so the choice is between the two.
         """
         records = objective.records
-        losses = np.array([r.loss if r.accurate else np.inf for r in records])
+        # A point evaluated twice is reported (cv_results_) as its last
+        # evaluation: only that one may be chosen and polished. (The guard's
+        # kept point is evaluated again on the user's folds, often at the
+        # common value searched before: choosing and polishing the earlier
+        # record reported the later one's loosely solved loss as best_score_,
+        # 0.0201 for a model whose CV MSE is 0.0130.)
+        rows, position = objective.reported_rows()
+        shown = np.array([rows[p] for p in position]) == np.arange(len(records))
+        losses = np.array([
+            r.loss if r.accurate and s else np.inf
+            for r, s in zip(records, shown, strict=True)
+        ])  # fmt: skip
         if not np.isfinite(losses).any():
-            losses = np.array([r.loss for r in records])
+            losses = np.where(shown, [r.loss for r in records], np.inf)
         polished = {}
         while len(polished) < 5:
             best = int(np.argmin(losses))

@@ -442,3 +442,29 @@ def test_strengths_display_from_estimator_pipeline_and_search():
     assert sorted(shown) == ["age", "city", "income", "plan"]
     with pytest.raises(TypeError, match="skbilevel estimator"):
         StrengthsDisplay.from_estimator(StandardScaler())
+
+
+def test_the_chosen_evaluation_is_the_one_cv_results_shows():
+    """A point evaluated twice (the guard's kept point, evaluated again on
+    the user's folds at a value searched before) is reported as its last
+    evaluation: that one is chosen and polished, even where the earlier,
+    loosely solved record had the lower loss."""
+    from skbilevel import BilevelRidgeCV
+    from skbilevel._objectives import CVObjective, Evaluation
+
+    class Polishing(CVObjective):
+        def polish(self, index):
+            seen = self.records[index].loss
+            self.records[index].loss = 1.0  # the accurate value
+            return seen
+
+    objective = Polishing(n_hyper=2, n_splits=1)
+    for theta, loss in [([0.0, 0.0], 0.5), ([1.0, 2.0], 1.2), ([0.0, 0.0], 0.9)]:
+        objective.records.append(
+            Evaluation(np.array(theta), loss, np.array([loss]), 1.0, 0.0, True)
+        )
+    with pytest.warns(ConvergenceWarning, match="too loosely"):
+        best = BilevelRidgeCV()._choose(objective, "cg", "")
+    assert best == 2
+    assert objective.records[2].loss == 1.0  # polished: cv_results_'s row
+    assert objective.records[0].loss == 0.5  # hidden, left alone
