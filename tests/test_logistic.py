@@ -12,6 +12,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+import skbilevel._problems._logistic as _logistic_problem
 from skbilevel import BilevelLogisticCV, _rows
 from skbilevel._objectives import FoldsObjective
 from skbilevel._problems import LogisticProblem
@@ -116,11 +117,15 @@ def test_inner_solution_is_sklearn_logistic_regression(n_classes, sparse):
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("at_zero", [False, True])
+@pytest.mark.parametrize("float32", [False, True])
 def test_data_hessian_matches_hessian_vector_products(
-    n_classes, sparse, fit_intercept, at_zero
+    n_classes, sparse, fit_intercept, at_zero, float32, monkeypatch
 ):
     """The formed Hessian against Hessian-vector products, at a random point
-    and at W = 0 (where the multinomial one has a closed form)."""
+    and at W = 0 (where the multinomial one has a closed form); the dense
+    multinomial one in float64 (small products) and in float32 (large)."""
+    if float32:
+        monkeypatch.setattr(_logistic_problem, "_FLOAT32_MIN_PRODUCT", 0.0)
     X, y, sw = _data(n_classes, sparse, weights=True, seed=3)
     n_out = 1 if n_classes == 2 else n_classes
     groups = np.zeros((6 + fit_intercept, n_out), np.int64)
@@ -141,9 +146,10 @@ def test_data_hessian_matches_hessian_vector_products(
         problem._data_hvp(W, e.reshape(groups.shape)).ravel()
         for e in np.eye(groups.size)
     ]
-    # Dense Hessians are float32 products (1e-7 relative), except the
-    # multinomial one at W = 0 (a closed form).
-    exact = sparse or (n_out > 1 and at_zero)
+    # Binary dense Hessians are float32 products (1e-7 relative), and so are
+    # large multinomial ones; not the multinomial one at W = 0 (a closed
+    # form).
+    exact = sparse or (n_out > 1 and (at_zero or not float32))
     rtol = 1e-10 if exact else 1e-6
     np.testing.assert_allclose(H, np.array(columns).T, rtol=rtol, atol=rtol * 10)
 
