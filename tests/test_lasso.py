@@ -2,6 +2,7 @@
 scikit-learn, hypergradients on the support against finite differences, and
 the searches against LassoCV and ElasticNetCV."""
 
+import pickle
 import warnings
 
 import numpy as np
@@ -480,6 +481,11 @@ def test_validation_moments_match_the_rows(fit_intercept):
             assert loss == pytest.approx(expected_loss, rel=1e-9)
             np.testing.assert_allclose(grad, expected_grad, rtol=1e-8, atol=1e-8)
         assert fast._X_val is None  # the rows were never gathered
+        # Pickled (a dask worker's fold): its validation rows, not all of X.
+        copy = pickle.loads(pickle.dumps(fast))
+        assert copy._val_source is None
+        np.testing.assert_array_equal(copy.X_val, X[test])
+        assert copy.outer_loss_grad(w)[0] == fast.outer_loss_grad(w)[0]
         fast.sw_val = np.where(np.arange(len(test)) % 2 == 0, fast.sw_val, 0.0)
         assert fast.val_moments is None
         rows.sw_val = fast.sw_val

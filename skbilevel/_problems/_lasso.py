@@ -444,6 +444,15 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
             self._X_val, self._val_source = X[rows], None
         return self._X_val
 
+    def __getstate__(self):
+        # A pickled problem (a dask worker's fold) carries its validation
+        # rows, not the whole X they would be gathered from.
+        state = self.__dict__.copy()
+        if state["_val_source"] is not None:
+            X, rows = state["_val_source"]
+            state["_X_val"], state["_val_source"] = X[rows], None
+        return state
+
     @property
     def sw_val(self):
         """Validation weights."""
