@@ -28,6 +28,9 @@ from ._linalg import conjugate_gradient
 
 __all__ = ["HYPERGRADIENT_METHODS", "FoldState", "fold_value_and_grad"]
 
+# Iteration cap of the inner solves of fold_value_and_grad.
+INNER_MAX_ITER = 1000
+
 HYPERGRADIENT_METHODS = ("direct", "cg", "fixed_point", "neumann", "itd")
 
 
@@ -96,7 +99,7 @@ def fold_value_and_grad(
     inner_tol=1e-10,
     adjoint_tol=1e-10,
     adjoint_max_iter=1000,
-    inner_max_iter=1000,
+    inner_max_iter=INNER_MAX_ITER,
 ):
     """Validation loss of one fold at ``theta`` and, optionally, its hypergradient.
 

@@ -17,6 +17,7 @@ from ._problems._lasso import (
     LassoProblem,
     fold_gram_sums,
     lasso_alpha_max,
+    solve_shared_design,
     uses_gram,
 )
 from ._ridge import SquaredErrorRegressorHooks
@@ -281,6 +282,10 @@ class BilevelLassoCV(SquaredErrorRegressorHooks, BaseBilevelCV):
                 splits, info, layouts, method, problems
             )
             objective.precomputed = {"design": design}  # the refit's X
+            # The folds' coordinate descent in lockstep on the shared X
+            # (unless the problems chose their Gram matrices: many rows).
+            if not any(problem.gram for problem in problems):
+                objective.batch_solve = solve_shared_design
             return objective
         if not (
             splits.whole is not None

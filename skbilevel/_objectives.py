@@ -336,6 +336,12 @@ class FoldsObjective(CVObjective):
         # The folds on dask workers (see _remote), made at the first
         # evaluation under a dask joblib backend; False: in this process.
         self._remote = None
+        # ``batch_solve(problems, theta, warm_starts, tol, for_adjoint)``:
+        # solves every fold's training problem at once, before the folds'
+        # own evaluations (which then find their solutions made), where the
+        # folds run in this process one after the other; None: each fold
+        # solves its own.
+        self.batch_solve = None
 
     def hold_out(self, held):
         """Take the rows of ``held`` out of the hypergradient, to judge its path.
@@ -395,6 +401,12 @@ class FoldsObjective(CVObjective):
         if self._remote:
             results, seconds = self._remote_results(theta, held, kwargs)
         else:
+            sequential = self.n_jobs in (None, 1) or len(self.problems) < 2
+            if self.batch_solve is not None and sequential:
+                self.batch_solve(
+                    self.problems, theta, [state.w for state in self.states],
+                    kwargs["inner_tol"], need_grad,
+                )  # fmt: skip
             results, seconds = map_folds_timed(
                 fold, zip(self.problems, self.states, held, strict=True), self.n_jobs
             )

@@ -698,3 +698,89 @@ def test_elastic_net_profile_stops_once_the_loss_has_turned(monkeypatch):
     assert boxed.l1_ratio_ == 1.0
     assert len(boxed.cv_results_["iter"]) > len(full.cv_results_["iter"])
     assert -full.best_score_ == pytest.approx(-boxed.best_score_, rel=1e-5)
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_folds_in_lockstep_take_each_folds_own_steps(fit_intercept):
+    """cd_dense_folds on K folds of one design (their rows weighted, the
+    validation rows zero) gives each fold what cd_dense gives it alone: the
+    same coefficients to the bit, sweeps, gaps and screened columns, from
+    cold and warm starts, with a sweep cap that stops some folds."""
+    from skbilevel._lasso_kernels import (
+        cd_dense,
+        cd_dense_folds,
+        centered_column_curvature,
+    )
+
+    rng = np.random.RandomState(0)
+    n, d, K = 120, 300, 4
+    X = np.asfortranarray(rng.randn(n, d))
+    y = X[:, :6] @ rng.randn(6) + rng.randn(n)
+    S = np.tile(rng.uniform(0.5, 2.0, n), (K, 1))
+    for k, rows in enumerate(np.array_split(rng.permutation(n), K)):
+        S[k, rows] = 0.0
+    if fit_intercept:
+        xbar = np.array([S[k] @ X / S[k].sum() for k in range(K)])
+        yc = np.array([y - S[k] @ y / S[k].sum() for k in range(K)])
+    else:
+        xbar, yc = np.zeros((K, d)), np.tile(y, (K, 1))
+    curvature = np.array(
+        [centered_column_curvature(X, xbar[k], S[k]) for k in range(K)]
+    )
+    top = np.array([np.abs(X.T @ (S[k] * yc[k])).max() / S[k].sum() for k in range(K)])
+    W = np.zeros((K, d))
+    for fraction, cap in [(0.5, 1000), (0.1, 1000), (0.02, 1000), (0.01, 7)]:
+        alpha, beta = np.outer(fraction * top, np.ones(d)), np.zeros((K, d))
+        tol, caps = np.full(K, 1e-12), np.full(K, cap, dtype=np.int64)
+        alone_w, alone_masks = W.copy(), np.zeros((K, d), dtype=bool)
+        alone = [
+            cd_dense(
+                X,
+                xbar[k],
+                curvature[k],
+                yc[k],
+                S[k],
+                alone_w[k],
+                alpha[k],
+                beta[k],
+                tol[k],
+                cap,
+                alone_masks[k],
+            )  # fmt: skip
+            for k in range(K)
+        ]
+        masks, gaps = np.zeros((K, d), dtype=bool), np.empty(K)
+        sweeps = np.zeros(K, dtype=np.int64)
+        cd_dense_folds(X, xbar, curvature, yc, S, W, alpha, beta, tol, caps, masks,
+                       gaps, sweeps)  # fmt: skip
+        np.testing.assert_array_equal(W, alone_w)
+        np.testing.assert_array_equal(masks, alone_masks)
+        assert sweeps.tolist() == [a[1] for a in alone]
+        np.testing.assert_array_equal(gaps, [a[0] for a in alone])
+    assert (sweeps == 7).any()  # the cap stopped some fold
+
+
+def test_shared_design_search_is_the_same_in_lockstep(monkeypatch):
+    """The folds solved together (shared design) give the search of the
+    folds solved one by one: the same evaluations, strength and model."""
+    X, y = make_regression(200, 400, n_informative=10, noise=5.0, random_state=1)
+    folds = list(KFold(5, shuffle=True, random_state=0).split(X))
+    sw = np.random.RandomState(0).uniform(0.5, 2.0, 200)
+    together = BilevelLassoCV(cv=folds).fit(X, y, sample_weight=sw)
+    original = _lasso_module.BilevelLassoCV._folds_objective
+
+    def one_by_one(self, *args, **kwargs):
+        objective = original(self, *args, **kwargs)
+        assert objective.batch_solve is not None  # the shared design applies
+        objective.batch_solve = None
+        return objective
+
+    monkeypatch.setattr(_lasso_module.BilevelLassoCV, "_folds_objective", one_by_one)
+    alone = BilevelLassoCV(cv=folds).fit(X, y, sample_weight=sw)
+    assert together.alpha_ == alone.alpha_
+    np.testing.assert_array_equal(together.coef_, alone.coef_)
+    for key in ("mean_test_score", "param_alpha", "hypergradient_norm"):
+        np.testing.assert_array_equal(
+            np.asarray(together.cv_results_[key], dtype=float),
+            np.asarray(alone.cv_results_[key], dtype=float),
+        )

@@ -34,8 +34,10 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
+from .._hypergradient import INNER_MAX_ITER
 from .._lasso_kernels import (
     cd_dense,
+    cd_dense_folds,
     cd_sparse,
     centered_column_curvature,
     gram_jacobian_sweeps,
@@ -54,6 +56,7 @@ __all__ = [
     "ValidationMoments",
     "fold_gram_sums",
     "lasso_alpha_max",
+    "solve_shared_design",
     "uses_gram",
 ]
 
@@ -288,6 +291,82 @@ def lasso_alpha_max(X, Y, sw, fit_intercept):
     return np.max(np.abs(correlations), axis=0)
 
 
+def _solve_key(theta, w0, tol, max_iter, for_adjoint):
+    """What determines a solve's result (see LassoProblem.solve)."""
+    start = None if w0 is None else np.asarray(w0, dtype=float).tobytes()
+    return (np.asarray(theta, dtype=float).tobytes(), start, float(tol),
+            max_iter, bool(for_adjoint))  # fmt: skip
+
+
+def solve_shared_design(problems, theta, warm_starts, tol, for_adjoint,
+                        max_iter=INNER_MAX_ITER):  # fmt: skip
+    """:meth:`LassoProblem.solve` of K folds that share one dense design
+    (``BilevelLassoCV._weighted_folds``), their coordinate descent in
+    lockstep (:func:`~skbilevel._lasso_kernels.cd_dense_folds`).
+
+    The same steps as K separate solves, so the same solutions to the bit,
+    but each pass over all the columns (the duality gaps) reads X once for
+    the folds that need it. Every problem keeps its result, which its own
+    ``solve`` call with the same arguments then returns (the fold's
+    hypergradient evaluation runs as before).
+    """
+    first = problems[0]
+    X, K = first.X, len(problems)
+    budget = _MAX_SWEEPS if max_iter is None else max(int(max_iter), 1)
+    W = [
+        np.zeros((first.n_features, first.n_targets)) if w0 is None else w0.copy()
+        for w0 in warm_starts
+    ]
+    converged = np.ones(K, dtype=bool)
+    alphas = [p._alpha(theta) for p in problems]
+    betas = [p._beta(theta) for p in problems]
+    xbar = np.array([p.xbar for p in problems])
+    curvature = np.array([p.curvature for p in problems])
+    weights = np.array([p.sw for p in problems])
+    for t in range(first.n_targets):
+        yc = np.array([p.Yc[:, t] for p in problems])
+        coef = np.array([w[:, t] for w in W])
+        alpha = np.array([a[:, t] for a in alphas])
+        beta = np.array([b[:, t] for b in betas])
+        tols = np.array([max(tol * tol, _GAP_FLOOR) * max(p.null_loss[t], 1e-300)
+                         for p in problems])  # fmt: skip
+        spent = np.zeros(K, dtype=np.int64)
+        gaps = np.full(K, np.inf)
+        polished = np.full(K, not for_adjoint)
+        finished = np.zeros(K, dtype=bool)
+        screened = np.zeros((K, first.n_features), dtype=bool)
+        while True:
+            active = np.flatnonzero(~finished & (spent < budget))
+            if not active.size:
+                break
+            part, masks = coef[active], screened[active]
+            part_gaps = np.empty(active.size)
+            used = np.zeros(active.size, dtype=np.int64)
+            cd_dense_folds(
+                X, xbar[active], curvature[active], yc[active], weights[active],
+                part, alpha[active], beta[active], tols[active],
+                np.minimum(_SWEEPS_BEFORE_NEWTON, budget - spent[active]), masks,
+                part_gaps, used,
+            )  # fmt: skip
+            coef[active], screened[active] = part, masks
+            for i, k in enumerate(active):
+                spent[k] += used[i]
+                gaps[k] = part_gaps[i]
+                if gaps[k] <= tols[k] and polished[k]:
+                    finished[k] = True
+                    continue
+                # As LassoProblem.solve: a Newton step on the support, and
+                # one more at the gap's tolerance.
+                polished[k] = gaps[k] <= tols[k]
+                problems[k]._support_newton(t, coef[k], alpha[k], beta[k])
+        for k in range(K):
+            W[k][:, t] = coef[k]
+            converged[k] = converged[k] and gaps[k] <= tols[k]
+    for k, problem in enumerate(problems):
+        key = _solve_key(theta, warm_starts[k], tol, max_iter, for_adjoint)
+        problem._presolved = (key, (W[k], bool(converged[k])))
+
+
 class SupportGram:
     """Gram matrix of the columns that have entered a support, grown lazily.
 
@@ -410,6 +489,7 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
                 gram = gram_sums(X, Y, np.asarray(sw, dtype=np.float64), fit_intercept)
         self.gram = gram is not None
         self._support_gram = self._xty = self._last_factor = None
+        self._presolved = None  # (solve arguments, result): see solve_shared_design
         if self.gram:
             # Coordinate descent on the Gram matrix: the rows are not kept.
             self.sparse, self.X, self.sw, self.Yc = False, None, None, None
@@ -750,6 +830,12 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
         by the gap. ``method`` is ignored (one solver); ``max_iter`` caps the
         sweeps (default 10000).
         """
+        presolved, self._presolved = self._presolved, None
+        if presolved is not None and presolved[0] == _solve_key(
+            theta, w0, tol, max_iter, for_adjoint
+        ):
+            w, converged = presolved[1]
+            return w.copy(), converged
         alpha, beta = self._alpha(theta), self._beta(theta)
         w = np.zeros((self.n_features, self.n_targets)) if w0 is None else w0.copy()
         budget = _MAX_SWEEPS if max_iter is None else max(int(max_iter), 1)
