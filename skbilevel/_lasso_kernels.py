@@ -182,6 +182,34 @@ def _scores_sparse(data, indices, indptr, xbar, s, u, c, total, z, screened):
 
 
 @jit
+def _dense_sweep(X, xbar, curvature, s, u, c, total, w, alpha, beta, screened,
+                 working, full):  # fmt: skip
+    """One sweep of coordinate descent over the working set (all the columns
+    with ``full``) of dense X; ``u``, ``w`` and ``working`` are updated in
+    place. Returns the new intercept term ``c`` and the largest step (in the
+    coordinate's curvature norm)."""
+    n, d = X.shape
+    largest = 0.0
+    for j in range(d):
+        if curvature[j] <= 0.0:
+            w[j] = 0.0
+            continue
+        if screened[j] or not (full or working[j]):
+            continue
+        dot = (_column_dot_dense(X, j, s, u) + c * total * xbar[j]) / total
+        new = _soft(dot + curvature[j] * w[j], alpha[j]) / (curvature[j] + beta[j])
+        delta = new - w[j]
+        if delta != 0.0:
+            w[j] = new
+            working[j] = True
+            c += xbar[j] * delta
+            for i in range(n):
+                u[i] -= X[i, j] * delta
+            largest = max(largest, abs(delta) * np.sqrt(curvature[j]))
+    return c, largest
+
+
+@jit
 def cd_dense(X, xbar, curvature, yc, s, w, alpha, beta, tol, max_sweeps, screened):
     """Coordinate descent on dense X (Fortran order), warm-started at ``w``.
 
@@ -240,23 +268,8 @@ def cd_dense(X, xbar, curvature, yc, s, w, alpha, beta, tol, max_sweeps, screene
     # 5000).
     settle = tol
     for sweep in range(max_sweeps):
-        largest = 0.0
-        for j in range(d):
-            if curvature[j] <= 0.0:
-                w[j] = 0.0
-                continue
-            if screened[j] or not (full or working[j]):
-                continue
-            dot = (_column_dot_dense(X, j, s, u) + c * total * xbar[j]) / total
-            new = _soft(dot + curvature[j] * w[j], alpha[j]) / (curvature[j] + beta[j])
-            delta = new - w[j]
-            if delta != 0.0:
-                w[j] = new
-                working[j] = True
-                c += xbar[j] * delta
-                for i in range(n):
-                    u[i] -= X[i, j] * delta
-                largest = max(largest, abs(delta) * np.sqrt(curvature[j]))
+        c, largest = _dense_sweep(X, xbar, curvature, s, u, c, total, w, alpha,
+                                  beta, screened, working, full)  # fmt: skip
         full = False
         if largest * largest > settle:
             continue  # the working set has not settled
@@ -317,26 +330,10 @@ def cd_dense_folds(X, xbar, curvature, yc, s, w, alpha, beta, tol, max_sweeps,
             if sweeps[k] >= max_sweeps[k]:
                 done[k] = True
                 continue
-            top = 0.0
-            for j in range(d):
-                if curvature[k, j] <= 0.0:
-                    w[k, j] = 0.0
-                    continue
-                if screened[k, j] or not (full[k] or working[k, j]):
-                    continue
-                dot = (_column_dot_dense(X, j, s[k], u[k]) + c[k] * totals[k]
-                       * xbar[k, j]) / totals[k]  # fmt: skip
-                new = _soft(dot + curvature[k, j] * w[k, j], alpha[k, j]) / (
-                    curvature[k, j] + beta[k, j]
-                )
-                delta = new - w[k, j]
-                if delta != 0.0:
-                    w[k, j] = new
-                    working[k, j] = True
-                    c[k] += xbar[k, j] * delta
-                    for i in range(n):
-                        u[k, i] -= X[i, j] * delta
-                    top = max(top, abs(delta) * np.sqrt(curvature[k, j]))
+            c[k], top = _dense_sweep(
+                X, xbar[k], curvature[k], s[k], u[k], c[k], totals[k], w[k],
+                alpha[k], beta[k], screened[k], working[k], full[k],
+            )  # fmt: skip
             sweeps[k] += 1
             full[k] = False
             largest[k] = top
