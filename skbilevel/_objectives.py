@@ -401,7 +401,11 @@ class FoldsObjective(CVObjective):
         if self._remote:
             results, seconds = self._remote_results(theta, held, kwargs)
         else:
-            sequential = self.n_jobs in (None, 1) or len(self.problems) < 2
+            # As map_folds decides: the folds one after the other here.
+            sequential = (
+                self.n_jobs in (None, 1)
+                or min(effective_n_jobs(self.n_jobs), len(self.problems)) < 2
+            )
             if self.batch_solve is not None and sequential:
                 self.batch_solve(
                     self.problems, theta, [state.w for state in self.states],
