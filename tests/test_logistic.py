@@ -338,3 +338,31 @@ def test_balanced_class_weight_counts_classes_by_sample_weight():
         C=clf.C_, class_weight="balanced", tol=1e-12, max_iter=10_000
     ).fit(X, y, sample_weight=sw)
     np.testing.assert_allclose(clf.coef_, reference.coef_, rtol=1e-4, atol=1e-6)
+
+
+def test_loose_value_solves_read_the_float32_copy(monkeypatch):
+    """A loose solve of a value alone (a scan point) reads the float32 copy
+    of X for its passes, and lands within its tolerance of the float64
+    solution; an accurate solve, or one for a hypergradient, reads X."""
+    X, y, sw = _data(2, False, weights=True)
+    groups = np.zeros((7, 1), np.int64)
+    groups[-1] = -1
+    problem = LogisticProblem(X, y, sw, 1, groups, 1, True, X32=X.astype(np.float32))
+    seen = []
+    original = _logistic_problem._loss_grad
+
+    def recording(X_pass, *args):
+        seen.append(X_pass.dtype)
+        return original(X_pass, *args)
+
+    monkeypatch.setattr(_logistic_problem, "_loss_grad", recording)
+    theta = np.array([np.log(0.5)])
+    rough, _ = problem.solve(theta, tol=1e-3, for_adjoint=False)
+    assert set(seen) == {np.dtype(np.float32)}
+    seen.clear()
+    exact, _ = problem.solve(theta, tol=1e-10)
+    assert set(seen) == {np.dtype(np.float64)}
+    seen.clear()
+    problem.solve(theta, tol=1e-3, for_adjoint=True)
+    assert set(seen) == {np.dtype(np.float64)}
+    np.testing.assert_allclose(rough, exact, rtol=1e-3, atol=1e-3)

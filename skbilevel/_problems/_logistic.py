@@ -77,6 +77,9 @@ _CHEAP_HESSIAN_PASSES = 4.0
 _ADJOINT_TOL = 1e-10
 _STALE_PRODUCTS = 8
 _ADJOINT_MAX_PRODUCTS = 30
+# Solves at least this loose (relative accuracy) of a value alone read the
+# float32 copy of X for their loss and gradient (see LogisticProblem.solve).
+_ROUGH_TOL = 1e-4
 # Rows per chunk of the float32 Hessian products (bounds their temporaries).
 _GRAM_CHUNK = 16384
 
@@ -219,6 +222,7 @@ class LogisticProblem(InnerProblem):
         self.intercept_penalty = 1e-10 * self.total
         self._terms_key = None
         self._terms = None
+        self._rough_passes = False  # loss passes on X32 (see solve)
         self._penalty_key = None
         self._penalty_weights = None
         self._hessian_key = None
@@ -260,11 +264,15 @@ class LogisticProblem(InnerProblem):
 
     # ------------------------------------------------------------- data terms
     def _data_terms(self, W):
-        key = W.tobytes()
+        # A loose solve (scan points) reads the float32 copy of X, half the
+        # memory of a pass (see solve); its terms are kept apart.
+        rough = self._rough_passes and self._X32 is not None
+        key = (W.tobytes(), rough)
         if key != self._terms_key:
             self._terms = _loss_grad(
-                self.X, W, self.targets, self.sw, self.fit_intercept
-            )
+                self._X32 if rough else self.X, W, self.targets, self.sw,
+                self.fit_intercept,
+            )  # fmt: skip
             self._terms_key = key
         return self._terms
 
@@ -549,7 +557,21 @@ class LogisticProblem(InnerProblem):
         adjoint system needs no Hessian at the returned point either (see
         :meth:`hessian_solve`). With a Hessian from another point, the
         decrement is trusted once a step has shown that it contracts.
+
+        A loose solve of a value alone (``tol >= 1e-4``, ``for_adjoint``
+        False: the scan's points) reads the float32 copy of X where the
+        problem has one: its loss and gradient are those of X rounded to
+        float32 (6e-8 relative), far below that accuracy, at half the
+        memory a pass reads.
         """
+        self._rough_passes = not for_adjoint and tol >= _ROUGH_TOL
+        try:
+            return self._newton(theta, w0, tol, method, max_iter, for_adjoint)
+        finally:
+            self._rough_passes = False
+
+    def _newton(self, theta, w0, tol, method, max_iter, for_adjoint):
+        """:meth:`solve`'s iterations."""
         W = np.zeros((self.n_params, self.n_out)) if w0 is None else w0.copy()
         p = self._penalty(theta)
         scale = max(self.total, 1.0)
