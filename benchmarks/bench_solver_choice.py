@@ -5,7 +5,8 @@ Run:  python benchmarks/bench_solver_choice.py [--quick]
 On standardized make_classification data (20 informative features of
 ``n_features``), for several sizes, ``BilevelLogisticCV`` with
 ``solver="deterministic"`` and ``solver="stochastic"`` (5 stratified folds,
-``random_state=0``), each timed once, next to one plain
+``random_state=0``), each the best of two runs (default thread pools, then
+BLAS on one thread: see ``_timing.best_time``), next to one plain
 ``LogisticRegression().fit`` on the same rows; every model is scored on
 20,000 separate rows. The last column is what ``solver="auto"`` picks for
 that shape (see the user guide: it weighs the estimated cost of the
@@ -16,9 +17,9 @@ deterministic solver's.
 """
 
 import argparse
-import time
 import warnings
 
+from _timing import best_time  # benchmarks/_timing.py
 from sklearn.datasets import make_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
@@ -28,12 +29,6 @@ from sklearn.preprocessing import StandardScaler
 from skbilevel import BilevelLogisticCV
 
 TEST_ROWS = 20_000
-
-
-def timed(func):
-    start = time.perf_counter()
-    result = func()
-    return time.perf_counter() - start, result
 
 
 def main():
@@ -67,13 +62,13 @@ def main():
         X, X_test, y, y_test = X[:n], X[n:], y[:n], y[n:]
         losses, seconds = {}, {}
         for solver in ["deterministic", "stochastic"]:
-            seconds[solver], model = timed(
+            seconds[solver], model = best_time(
                 lambda solver=solver, penalty=penalty, X=X, y=y: BilevelLogisticCV(
                     penalty=penalty, solver=solver, random_state=0
                 ).fit(X, y)
             )
             losses[solver] = log_loss(y_test, model.predict_proba(X_test))
-        plain, _ = timed(lambda X=X, y=y: LogisticRegression().fit(X, y))
+        plain, _ = best_time(lambda X=X, y=y: LogisticRegression().fit(X, y))
         auto = BilevelLogisticCV(penalty=penalty)
         n_hyper = 1 if penalty == "scalar" else p
         chosen = auto._choose_solver(X.shape, X, 1, n_hyper, "auto", False)
