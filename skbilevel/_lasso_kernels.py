@@ -36,6 +36,7 @@ __all__ = [
     "cd_sparse",
     "centered_column_curvature",
     "gram_jacobian_sweeps",
+    "newton_cut",
     "solve_gram",
     "support_jacobian_sweeps",
 ]
@@ -586,21 +587,32 @@ def _gram_newton(G, b, w, alpha, beta, max_support):
         for c in range(a + 1, k):
             acc -= L[c, a] * values[c]
         values[a] = acc / L[a, a]
-    # The first crossing of zero along current + step * (values - current).
-    step = 1.0
+    newton_cut(w, support, values)
+    return support, L
+
+
+@jit
+def newton_cut(w, support, values):
+    """Move ``w[support]`` to a Newton step's ``values``, cut where a
+    coefficient first changes sign (it reaches zero there and leaves the
+    support); ``w`` is updated in place. Along the segment the signs hold,
+    so the objective (a quadratic on the support) decreases."""
+    step = np.inf
     first = -1
-    for a in range(k):
+    for a in range(support.size):
         current = w[support[a]]
         if np.sign(values[a]) != np.sign(current):
             candidate = current / (current - values[a])
             if candidate < step:
                 step, first = candidate, a
-    for a in range(k):
+    if first < 0:  # no sign change: the full step
+        for a in range(support.size):
+            w[support[a]] = values[a]
+        return
+    for a in range(support.size):
         current = w[support[a]]
         w[support[a]] = current + step * (values[a] - current)
-    if first >= 0:
-        w[support[first]] = 0.0
-    return support, L
+    w[support[first]] = 0.0
 
 
 @jit

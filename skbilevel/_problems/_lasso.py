@@ -41,6 +41,7 @@ from .._lasso_kernels import (
     cd_sparse,
     centered_column_curvature,
     gram_jacobian_sweeps,
+    newton_cut,
     solve_gram,
     support_jacobian_sweeps,
 )
@@ -924,13 +925,4 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
         values = scipy.linalg.cho_solve(
             self._factor(support, t, beta), rhs, check_finite=False
         )
-        current = coef[support]
-        crossing = np.sign(values) != np.sign(current)
-        if not crossing.any():
-            coef[support] = values
-            return
-        # The first crossing of zero along current + step * (values - current).
-        steps = current[crossing] / (current[crossing] - values[crossing])
-        first = int(np.argmin(steps))
-        coef[support] = current + steps[first] * (values - current)
-        coef[support[np.flatnonzero(crossing)[first]]] = 0.0
+        newton_cut(coef, support, values)
