@@ -1,6 +1,6 @@
 """How the estimators and the search use the cores: n_jobs = 1, 2, 4, 8, 16.
 
-Run:  python benchmarks/bench_scaling.py [--quick] [--max-jobs N]
+Run:  python benchmarks/bench_scaling.py [--quick] [--max-jobs N] [--jobs K ...]
 
 For every ``n_jobs`` up to the machine's cores (and ``--max-jobs``), in one
 process, on the same stratified 5 folds:
@@ -43,11 +43,15 @@ def main():
     parser.add_argument("--quick", action="store_true", help="smaller datasets")
     parser.add_argument("--max-jobs", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument(
+        "--jobs", type=int, nargs="+", default=[1, 2, 4, 8, 16],
+        help="the n_jobs values to time",
+    )  # fmt: skip
     args = parser.parse_args()
     warnings.simplefilter("ignore", FutureWarning)
     warnings.simplefilter("ignore", ConvergenceWarning)
     cores = cpu_count()
-    jobs = [k for k in (1, 2, 4, 8, 16) if k <= min(cores, args.max_jobs)]
+    jobs = [k for k in args.jobs if k <= min(cores, args.max_jobs)]
     scale = 10 if args.quick else 1
     BilevelLogisticCV().fit(*make_classification(2000, 5, random_state=0))
 

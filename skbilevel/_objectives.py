@@ -7,17 +7,20 @@ progress and reports to callbacks; subclasses implement ``_evaluate`` and,
 for scoring, the validation predictions of an evaluation.
 """
 
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-from joblib import Parallel, cpu_count, delayed, effective_n_jobs
-from threadpoolctl import threadpool_limits
+from joblib import cpu_count, effective_n_jobs
 
 from ._hypergradient import FoldState, fold_value_and_grad
 from ._remote import RemoteFolds, active_dask_client
-from ._rows import thread_budget
+from ._rows import blas_controller, fold_executor, thread_budget
+
+# Set in the folds' threads of map_folds.
+_in_fold = threading.local()
 
 __all__ = [
     "CVObjective",
@@ -29,34 +32,43 @@ __all__ = [
 
 
 def map_folds(func, items, n_jobs=None):
-    """``[func(item) for item in items]``, in joblib threads when ``n_jobs`` asks.
+    """``[func(item) for item in items]``, in threads when ``n_jobs`` asks.
 
     Threads suit this work: the kernels release the GIL (``nogil=True``) and
-    so do NumPy's BLAS/LAPACK calls, and no data is copied to workers.
+    so do NumPy's BLAS/LAPACK calls, and no data is copied to workers. A call
+    from inside a fold's thread runs its items one after the other (the
+    folds' pool would otherwise wait on itself).
     """
     items = list(items)
     n_workers = min(effective_n_jobs(n_jobs), len(items))
-    if n_jobs in (None, 1) or n_workers < 2:
+    if n_jobs in (None, 1) or n_workers < 2 or getattr(_in_fold, "active", False):
         return [func(item) for item in items]
     # The cores are shared between the folds: each thread's BLAS calls get
     # its share (BLAS would otherwise start one thread per core in every
     # fold's thread, n_jobs times too many). The limit is process-wide, so
     # it is set once around the parallel loop.
     blas_threads = max(1, cpu_count() // n_workers)
-    # An explicit backend: fold states are updated in place (warm starts), so
-    # a process backend set by joblib.parallel_config must not take these
-    # over (a dask cluster gets the folds as actors instead: see _remote).
-    # The row blocks of the fused kernels and Gram products take the same
-    # share (see _rows).
+    # Threads of our own, not a joblib backend: fold states are updated in
+    # place (warm starts), so a process backend set by joblib.parallel_config
+    # must not take these over (a dask cluster gets the folds as actors
+    # instead: see _remote). The row blocks of the fused kernels and Gram
+    # products take the same share (see _rows).
 
     def budgeted(item):
-        with thread_budget(blas_threads):
-            return func(item)
+        _in_fold.active = True
+        try:
+            with thread_budget(blas_threads):
+                return func(item)
+        finally:
+            _in_fold.active = False
 
-    with threadpool_limits(limits=blas_threads, user_api="blas"):
-        return Parallel(n_jobs=n_workers, backend="threading")(
-            delayed(budgeted)(item) for item in items
-        )
+    # The kept controller: a new threadpool_limits scans every loaded library
+    # (measured 65 ms a call on a 16-core machine whose environment loads
+    # many, 11 times in a fit), which undid the gain of the parallel folds.
+    with blas_controller().limit(limits=blas_threads, user_api="blas"):
+        pool = fold_executor(n_workers)
+        futures = [pool.submit(budgeted, item) for item in items]
+        return [future.result() for future in futures]
 
 
 def map_folds_timed(func, items, n_jobs=None):

@@ -27,18 +27,23 @@ from threadpoolctl import ThreadpoolController
 
 __all__ = [
     "MIN_WORK_PER_THREAD",
+    "blas_controller",
+    "fold_executor",
     "map_row_blocks",
     "row_threads",
     "thread_budget",
 ]
 
-# Less work per thread than this (multiply-adds) is not worth a thread's
-# start-up: tens of microseconds against about 0.1 ms for 8192 rows of 100
-# features.
-MIN_WORK_PER_THREAD = 8192 * 100
+# Less work per thread than this (multiply-adds, about 1 ms of a fused pass)
+# is not worth handing a block to a thread. Waking a thread costs tens of
+# microseconds on bare metal, far more under some hypervisors: on a 16-core
+# gVisor machine a fit on 100000 x 100 took 1.22 s with a quarter of this
+# (sixteen blocks of 5000 rows) and 0.85 s with it; four times more was
+# slower again (1.13 s).
+MIN_WORK_PER_THREAD = 4 * 8192 * 100
 
 _lock = threading.Lock()
-_state = {"controller": None, "executor": None, "size": 0, "blas_users": 0}
+_state = {"controller": None, "executor": None, "size": 0, "blas_users": 0, "folds": {}}
 _local = threading.local()
 
 
@@ -48,7 +53,7 @@ def _reset_after_fork():
     threads exist in the child."""
     global _lock
     _lock = threading.Lock()
-    _state.update(controller=None, executor=None, size=0, blas_users=0)
+    _state.update(controller=None, executor=None, size=0, blas_users=0, folds={})
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
@@ -74,11 +79,11 @@ def row_threads():
     budget = getattr(_local, "budget", None)
     if budget is not None:
         return budget
-    counts = [c.num_threads for c in _blas_controller().lib_controllers]
+    counts = [c.num_threads for c in blas_controller().lib_controllers]
     return max(1, min(counts)) if counts else 1
 
 
-def _blas_controller():
+def blas_controller():
     """The BLAS libraries' thread controller, made at the first call (once
     NumPy and SciPy have loaded theirs) and kept: making one scans every
     loaded library (measured: 4 ms a call once scikit-learn and Numba are
@@ -100,11 +105,31 @@ def _executor(size):
         return _state["executor"]
 
 
+def fold_executor(size):
+    """A kept pool of exactly ``size`` threads for the folds of one objective.
+
+    Kept, not made per evaluation: joblib's threading backend starts its
+    threads at every call and polls for their results every 10 ms, which
+    cost more than short evaluations themselves on a 16-core machine. One
+    pool per size, so that no more folds run at once than their share of
+    the cores assumes. Row blocks have their own pool (a fold waits for its
+    blocks: in one pool they could wait behind the folds).
+    """
+    with _lock:
+        pool = _state["folds"].get(size)
+        if pool is None:
+            pool = ThreadPoolExecutor(
+                max_workers=size, thread_name_prefix="skbilevel-folds"
+            )
+            _state["folds"][size] = pool
+        return pool
+
+
 @contextmanager
 def _single_threaded_blas():
     """BLAS on one thread while any caller is inside (a process-wide limit,
     counted so that overlapping sections from several folds nest)."""
-    controller = _blas_controller()
+    controller = blas_controller()
     with _lock:
         if _state["blas_users"] == 0:
             _state["limiter"] = controller.limit(limits=1, user_api="blas")
@@ -148,10 +173,14 @@ def map_row_blocks(kernel, n_rows, row_work, blas=False, min_rows=1):
     if n_blocks <= 1:
         return [kernel(0, n_rows)]
     bounds = np.linspace(0, n_rows, n_blocks + 1).astype(int)
-    pool = _executor(n_blocks)
+    # The calling thread computes the first block itself: it would otherwise
+    # only wait, and one hand-over less matters where waking a thread is
+    # slow (tens of microseconds under some hypervisors).
+    pool = _executor(n_blocks - 1)
     with _single_threaded_blas() if blas else nullcontext():
         futures = [
             pool.submit(kernel, int(start), int(stop))
-            for start, stop in zip(bounds[:-1], bounds[1:], strict=True)
+            for start, stop in zip(bounds[1:-1], bounds[2:], strict=True)
         ]
-        return [future.result() for future in futures]
+        first = kernel(int(bounds[0]), int(bounds[1]))
+        return [first] + [future.result() for future in futures]

@@ -67,6 +67,7 @@ from ._folds import Splits
 from ._kernel_ridge import BilevelKernelRidgeCV
 from ._lasso import BilevelLassoCV
 from ._logistic import BilevelLogisticCV
+from ._objectives import map_folds
 from ._problems._kernel import KERNELS
 from ._results import build_cv_results
 from ._ridge import BilevelRidgeCV
@@ -436,13 +437,16 @@ class _Candidate:
         if row["train"] is not None:
             row["train"] = scores
 
-    def _split_data(self, X, y, weight):
+    def _split_data(self, X, y, weight, n_jobs=None):
         """Per fold: transformed parts, targets, weights, score parameters, time.
 
-        ``weight``: the final step's sample weights of all rows, or None.
+        ``weight``: the final step's sample weights of all rows, or None. The
+        folds' preprocessing runs in threads when ``n_jobs`` asks (each fold
+        fits its own clones).
         """
-        out = []
-        for train, test in self.folds:
+
+        def split(fold):
+            train, test = fold
             start = time.perf_counter()
             y_train, y_test = _safe_indexing(y, train), _safe_indexing(y, test)
             # The scorers read the targets as given; the folds train (and
@@ -456,28 +460,27 @@ class _Candidate:
             X_train, X_test, fitted = _transform_fold(
                 self.inner, X, y_train, train, test, self.fit_params
             )
-            out.append(
-                dict(
-                    X_train=X_train,
-                    X_test=X_test,
-                    y_train=y_train,
-                    y_test=y_test,
-                    **scored,
-                    sw_train=None if weight is None else weight[train],
-                    sw_test=None if weight is None else weight[test],
-                    score_test=_check_method_params(X, self.score_params, test),
-                    score_train=_check_method_params(X, self.score_params, train),
-                    time=time.perf_counter() - start,
-                    groups=(_per_column_groups(fitted, X) if self.per_column else None),
-                )
+            return dict(
+                X_train=X_train,
+                X_test=X_test,
+                y_train=y_train,
+                y_test=y_test,
+                **scored,
+                sw_train=None if weight is None else weight[train],
+                sw_test=None if weight is None else weight[test],
+                score_test=_check_method_params(X, self.score_params, test),
+                score_train=_check_method_params(X, self.score_params, train),
+                time=time.perf_counter() - start,
+                groups=(_per_column_groups(fitted, X) if self.per_column else None),
             )
-        return out
+
+        return map_folds(split, self.folds, n_jobs)
 
     def _run(self, X, y, n_jobs):
         prefix, final = _final_step(self.estimator)
         spec = _tunable(final)
         weight = _final_sample_weight(self.inner, self.fit_params)
-        splits = self._split_data(X, y, weight)
+        splits = self._split_data(X, y, weight, n_jobs)
         bilevel_final = isinstance(final, _BILEVEL)
         if self.bounds is None and not bilevel_final:
             return [self._plain_row(final, splits)]
