@@ -37,6 +37,7 @@ __all__ = [
     "centered_column_curvature",
     "gram_jacobian_sweeps",
     "newton_cut",
+    "rows_squared_error",
     "solve_gram",
     "support_jacobian_sweeps",
 ]
@@ -673,3 +674,38 @@ def gram_jacobian_sweeps(H, B, J, tol, max_sweeps):
         if change <= tol * scale:
             return sweep + 1, True
     return max_sweeps, False
+
+
+@jit(reassociate=True)
+def rows_squared_error(X, rows, w, offset, Y, s):
+    """Validation rows ``X[rows]`` of a C-ordered X, read in place.
+
+    With ``R = X[rows] w + offset - Y`` (``offset``: the intercept part,
+    per target), returns ``sum_i s_i R_it ** 2`` over rows and targets,
+    ``X[rows].T (s R)`` (n_features, n_targets) and ``(s R).sum(0)``. The
+    products run over the nonzero rows of ``w`` only (a Lasso's support).
+    Gathering ``X[rows]`` instead costs fresh memory: 8 MB a fold on 1000 x
+    5000, which takes longer to touch than these products take.
+    """
+    n_features, n_targets = w.shape
+    nonzero = np.zeros(n_features, dtype=np.bool_)
+    for j in range(n_features):
+        for t in range(n_targets):
+            if w[j, t] != 0.0:
+                nonzero[j] = True
+    support = np.flatnonzero(nonzero)
+    grad = np.zeros((n_features, n_targets))
+    sums = np.zeros(n_targets)
+    loss = 0.0
+    for k in range(rows.shape[0]):
+        row = X[rows[k]]
+        for t in range(n_targets):
+            prediction = offset[t]
+            for j in support:
+                prediction += row[j] * w[j, t]
+            weighted = s[k] * (prediction - Y[k, t])
+            loss += weighted * (prediction - Y[k, t])
+            sums[t] += weighted
+            for j in range(n_features):
+                grad[j, t] += row[j] * weighted
+    return loss, grad, sums

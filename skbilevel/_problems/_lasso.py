@@ -42,6 +42,7 @@ from .._lasso_kernels import (
     centered_column_curvature,
     gram_jacobian_sweeps,
     newton_cut,
+    rows_squared_error,
     solve_gram,
     support_jacobian_sweeps,
 )
@@ -290,6 +291,11 @@ def lasso_alpha_max(X, Y, sw, fit_intercept):
     Yc = Y - sw @ Y / sw.sum() if fit_intercept else Y
     correlations = np.asarray(X.T @ (sw[:, None] * Yc)) / sw.sum()
     return np.max(np.abs(correlations), axis=0)
+
+
+def _row_major(X):
+    """Whether :func:`rows_squared_error` reads ``X``'s rows in place."""
+    return isinstance(X, np.ndarray) and X.dtype == np.float64 and X.flags.c_contiguous
 
 
 def _solve_key(theta, w0, tol, max_iter, for_adjoint):
@@ -548,10 +554,26 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
 
     def outer_loss_grad(self, w):
         """Weighted validation MSE and its gradient in ``w``, from the
-        validation moments where the problem has them."""
-        if self.val_moments is None:
+        validation moments where the problem has them, else from the
+        validation rows (read in place while they are still ``X[rows]`` of
+        a C-ordered X)."""
+        if self.val_moments is not None:
+            return self.val_moments.squared_error(w, self.xbar, self.ybar)
+        source = self._val_source
+        if self._X_val is not None or source is None or not _row_major(source[0]):
             return super().outer_loss_grad(w)
-        return self.val_moments.squared_error(w, self.xbar, self.ybar)
+        X, rows = source
+        w = np.ascontiguousarray(w, dtype=np.float64)
+        sum_squares, products, sums = rows_squared_error(
+            X,
+            np.asarray(rows, dtype=np.intp),
+            w,
+            self.ybar - self.xbar @ w,
+            np.ascontiguousarray(self.Y_val, dtype=np.float64),
+            np.ascontiguousarray(self.sw_val, dtype=np.float64),
+        )
+        scale = 2.0 / (self.sw_val.sum() * self.n_targets)
+        return 0.5 * scale * sum_squares, scale * (products - np.outer(self.xbar, sums))
 
     def _init_rows(self, X, Y, sw, fit_intercept):
         """Keep the training rows (coordinate descent on the columns)."""
