@@ -450,7 +450,7 @@ def test_elastic_net_profile_ratios():
 
 
 @pytest.mark.parametrize("fit_intercept", [True, False])
-def test_validation_moments_match_the_rows(fit_intercept):
+def test_validation_moments_match_the_rows(fit_intercept, monkeypatch):
     """The validation loss and gradient from a fold's validation moments
     equal those from its rows: sparse and dense coefficients, two targets,
     weights, a column mean 1e4 times its spread; once the validation weights
@@ -489,13 +489,18 @@ def test_validation_moments_match_the_rows(fit_intercept):
         fast.sw_val = np.where(np.arange(len(test)) % 2 == 0, fast.sw_val, 0.0)
         assert fast.val_moments is None
         rows.sw_val = fast.sw_val
-        # The rows are then read in place from the C-ordered X.
+        # The rows are then read in place from the C-ordered X where they
+        # are many (here: made so), else gathered.
+        monkeypatch.setattr(_lasso_problem, "_IN_PLACE_MIN_ENTRIES", 0)
         for w in (rng.randn(8, 2), np.r_[rng.randn(2, 2), np.zeros((6, 2))]):
             loss, grad = fast.outer_loss_grad(w)
             expected_loss, expected_grad = rows.outer_loss_grad(w)
             assert loss == pytest.approx(expected_loss, rel=1e-12)
             np.testing.assert_allclose(grad, expected_grad, rtol=1e-10, atol=1e-10)
         assert fast._X_val is None
+        monkeypatch.undo()
+        assert fast.outer_loss_grad(w)[0] == rows.outer_loss_grad(w)[0]
+        np.testing.assert_array_equal(fast._X_val, X[test])
         # A Fortran-ordered X: its rows are gathered once, then read.
         column_major = LassoProblem(None, None, None, group_idx, 1, fit_intercept,
                                     gram=gram, val_source=(np.asfortranarray(X), test),
