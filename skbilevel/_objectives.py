@@ -17,7 +17,7 @@ from joblib import cpu_count, effective_n_jobs
 
 from ._hypergradient import FoldState, fold_value_and_grad
 from ._remote import RemoteFolds, active_dask_client
-from ._rows import blas_controller, fold_executor, thread_budget
+from ._rows import blas_controller, fold_executor, row_threads, thread_budget
 
 # Set in the folds' threads of map_folds.
 _in_fold = threading.local()
@@ -356,7 +356,9 @@ class FoldsObjective(CVObjective):
         self.batch_solve = None
         # BLAS threads while the folds are evaluated one after the other;
         # None leaves BLAS as it is. For evaluations whose BLAS calls are
-        # all small, where waking BLAS threads costs more than they gain.
+        # all small, or split in row blocks of their own: BLAS threads then
+        # gain nothing and, spinning after each call, take the cores from
+        # the row blocks (see _blas_budget).
         self.blas_threads = None
 
     def hold_out(self, held):
@@ -422,12 +424,7 @@ class FoldsObjective(CVObjective):
                 self.n_jobs in (None, 1)
                 or min(effective_n_jobs(self.n_jobs), len(self.problems)) < 2
             )
-            limited = sequential and self.blas_threads is not None
-            with (
-                blas_controller().limit(limits=self.blas_threads, user_api="blas")
-                if limited
-                else nullcontext()
-            ):
+            with self._blas_budget() if sequential else nullcontext():
                 if self.batch_solve is not None and sequential:
                     self.batch_solve(
                         self.problems, theta, [state.w for state in self.states],
@@ -450,6 +447,19 @@ class FoldsObjective(CVObjective):
         weights = self.held_weights[0][self.held_rows[0]]
         per_fold = rows @ weights / weights.sum()
         return f, grad, losses, seconds, (per_fold, rows.mean(axis=0))
+
+    @contextmanager
+    def _blas_budget(self):
+        """BLAS on ``blas_threads`` threads (if set) while the folds are
+        evaluated one after the other; the row blocks (:mod:`_rows`) keep
+        the threads BLAS had, and run BLAS single-threaded in each block."""
+        if self.blas_threads is None:
+            yield
+            return
+        budget = row_threads()
+        with blas_controller().limit(limits=self.blas_threads, user_api="blas"):
+            with thread_budget(budget):
+                yield
 
     def _remote_results(self, theta, held, kwargs):
         """:meth:`_evaluate`'s fold results, computed by the dask workers."""
