@@ -104,7 +104,7 @@ class BilevelLassoCV(SquaredErrorRegressorHooks, BaseBilevelCV):
         Outer stopping tolerance on the hypergradient in log-space,
         relative to the validation loss.
     n_jobs : int, default=None
-        Number of threads over folds (joblib). None means 1.
+        Number of threads over folds (-1: all the cores, as in joblib). None means 1.
     verbose : int, default=0
         1 prints one line per hypergradient evaluation, 2 per evaluation
         (scan points too); "eval N" is ``cv_results_["iter"]`` N.

@@ -104,10 +104,10 @@ class BilevelLogisticCV(ClassifierMixin, BaseBilevelCV):
     tol : float, default=1e-4
         Outer stopping tolerance (relative hypergradient in log-space).
     n_jobs : int, default=None
-        Number of threads over folds (joblib), each given its share of the
-        cores for BLAS. None means 1. Under ``joblib.parallel_config(
-        backend="dask")`` the folds run on the dask workers instead, unless
-        ``n_jobs=1`` (see the user guide).
+        Number of threads over folds (-1: all the cores, as in joblib),
+        each given its share of the cores for BLAS. None means 1. Under
+        ``joblib.parallel_config(backend="dask")`` the folds run on the dask
+        workers instead, unless ``n_jobs=1`` (see the user guide).
     verbose : int, default=0
         1 prints one line per hypergradient evaluation, 2 per evaluation
         (scan points too); "eval N" is ``cv_results_["iter"]`` N.
