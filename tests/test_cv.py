@@ -72,6 +72,44 @@ def test_folds_in_threads_share_the_blas_threads():
     assert map_folds(blas_threads, range(4), n_jobs=None) == [outside] * 4
 
 
+def test_map_folds_inside_a_fold_runs_in_order():
+    """A fold that maps folds again runs them in its own thread (the kept
+    pool would otherwise wait on itself), with the same results."""
+    from skbilevel._objectives import map_folds
+
+    def outer(k):
+        return map_folds(lambda j: 10 * k + j, range(3), n_jobs=2)
+
+    assert map_folds(outer, range(4), n_jobs=2) == [
+        [10 * k + j for j in range(3)] for k in range(4)
+    ]
+
+
+def test_blas_budget_keeps_the_row_blocks_threads():
+    """With blas_threads set, sequential evaluations run BLAS on that many
+    threads while the row blocks keep the threads BLAS had; both are
+    restored afterwards."""
+    from threadpoolctl import threadpool_info
+
+    from skbilevel._objectives import FoldsObjective
+    from skbilevel._rows import row_threads
+
+    def blas_threads():
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    objective = FoldsObjective.__new__(FoldsObjective)
+    objective.blas_threads = 1
+    before, rows_before = blas_threads(), row_threads()
+    with objective._blas_budget():
+        assert blas_threads() == [1] * len(before)
+        assert row_threads() == rows_before
+    assert blas_threads() == before
+    assert row_threads() == rows_before
+    objective.blas_threads = None
+    with objective._blas_budget():
+        assert blas_threads() == before
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("penalty", ["scalar", "per_feature"])
 def test_folds_on_a_dask_cluster_match_local(penalty):
