@@ -380,10 +380,10 @@ class BilevelLassoCV(SquaredErrorRegressorHooks, BaseBilevelCV):
                     targets,
                     weights,
                     layout,
-                    # The validation rows stay in X, read in place by the
-                    # validation loss (gathered only if something else needs
-                    # them): copies would cost fresh memory (40 MB in all on
-                    # 1000 x 5000) for two small products an evaluation.
+                    # The validation rows stay in X: read in place by the
+                    # validation loss where their copy would be large (40 MB
+                    # of fresh memory in all on 1000 x 5000, for two small
+                    # products an evaluation), else gathered on first use.
                     val_source=(X, test),
                     Y_val=targets[test],
                     sw_val=sw[test],
