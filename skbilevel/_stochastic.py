@@ -34,10 +34,9 @@ problems in :mod:`skbilevel._problems`.
 """
 
 import numpy as np
-import scipy.linalg
 import scipy.sparse as sp
 
-from ._linalg import robust_cho_factor
+from ._linalg import cho_solve_vector, robust_cho_factor
 from ._objectives import CVObjective, map_folds_timed
 from ._problems._base import penalty_weights
 from ._stochastic_kernels import (
@@ -320,7 +319,7 @@ class StochasticFold:
             return G / self._diagonal
         out = np.empty_like(G)
         for k, factor in enumerate(self._factors):
-            out[:, k] = scipy.linalg.cho_solve(factor, G[:, k], check_finite=False)
+            out[:, k] = cho_solve_vector(factor, G[:, k])
         return out
 
     # -------------------------------------------------------------- solves

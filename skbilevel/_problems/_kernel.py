@@ -45,7 +45,7 @@ import scipy.sparse as sp
 import scipy.spatial.distance
 
 from .._kernel_kernels import absolute_difference_contraction
-from .._linalg import robust_cho_factor
+from .._linalg import cho_solve_vector, robust_cho_factor
 
 __all__ = [
     "KERNELS",
@@ -205,9 +205,7 @@ class _Solver:
             out[:] = Q @ (projected / (lam[:, None] + self.alphas[None, :]))
             return out
         for t, alpha in enumerate(self.alphas):
-            out[:, t] = scipy.linalg.cho_solve(
-                self.factors[float(alpha)], rhs[:, t], check_finite=False
-            )
+            out[:, t] = cho_solve_vector(self.factors[float(alpha)], rhs[:, t])
         return out
 
 

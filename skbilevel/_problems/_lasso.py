@@ -31,7 +31,6 @@ differentiates on the support. With an L2 part (the elastic net's
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
 import scipy.sparse as sp
 
 from .._hypergradient import INNER_MAX_ITER
@@ -46,7 +45,12 @@ from .._lasso_kernels import (
     solve_gram,
     support_jacobian_sweeps,
 )
-from .._linalg import conjugate_gradient, power_iteration, robust_cho_factor
+from .._linalg import (
+    cho_solve_vector,
+    conjugate_gradient,
+    power_iteration,
+    robust_cho_factor,
+)
 from ._base import InnerProblem, penalty_weights
 from ._ridge import CenteredSquaredValidation, centered_sum_of_squares, weighted_means
 from ._ridge_spectral import is_complement
@@ -832,10 +836,9 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
             if support.size == 0:
                 continue
             if support.size <= SUPPORT_FACTORIZE_MAX:
-                out[support, t] = scipy.linalg.cho_solve(
-                    self._factor(support, t, beta[:, t]), rhs[support, t],
-                    check_finite=False,
-                )  # fmt: skip
+                out[support, t] = cho_solve_vector(
+                    self._factor(support, t, beta[:, t]), rhs[support, t]
+                )
             else:
                 column = np.zeros_like(w)
                 column[:, t] = w[:, t]
@@ -957,7 +960,5 @@ class LassoProblem(CenteredSquaredValidation, InnerProblem):
         rhs = self._support_correlations(support, t) - alpha[support] * np.sign(
             coef[support]
         )
-        values = scipy.linalg.cho_solve(
-            self._factor(support, t, beta), rhs, check_finite=False
-        )
+        values = cho_solve_vector(self._factor(support, t, beta), rhs)
         newton_cut(coef, support, values)

@@ -20,10 +20,14 @@ methods) Newton-CG is used; sparse data goes through SciPy's products.
 """
 
 import numpy as np
-import scipy.linalg
 import scipy.sparse as sp
 
-from .._linalg import conjugate_gradient, power_iteration, robust_cho_factor
+from .._linalg import (
+    cho_solve_vector,
+    conjugate_gradient,
+    power_iteration,
+    robust_cho_factor,
+)
 from .._logistic_kernels import (
     dense_binary_hvp,
     dense_binary_loss_grad,
@@ -499,9 +503,7 @@ class LogisticProblem(InnerProblem):
             H = self._hessian.copy()
             H[np.diag_indices_from(H)] += self._penalty(theta).ravel()
             self._factor_key, self._factor = key, robust_cho_factor(H)
-        return scipy.linalg.cho_solve(
-            self._factor, rhs.ravel(), check_finite=False
-        ).reshape(rhs.shape)
+        return cho_solve_vector(self._factor, rhs.ravel()).reshape(rhs.shape)
 
     def hessian_solve(self, W, theta, rhs):
         """Solve the adjoint system with the Hessian at ``W``, to 1e-10.
