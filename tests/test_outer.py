@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from skbilevel._linalg import conjugate_gradient
+from skbilevel._linalg import cho_solve_vector, conjugate_gradient, robust_cho_factor
 from skbilevel._outer import _kinked, minimize_box, minimize_scalar
 
 
@@ -675,3 +675,33 @@ def test_cg_max_iter(warm):
     # below its value at the start (0), above the optimum.
     energy = 0.5 * x @ A @ x - b @ x
     assert -0.5 * b @ np.linalg.solve(A, b) < energy < 0.0
+
+
+# ------------------------------------------------------------- cho_solve_vector
+@pytest.mark.parametrize("layout", ["robust", "scipy_lower", "scipy_upper", "c_lower"])
+def test_cho_solve_vector_matches_solve(layout):
+    """Every factor layout solves like np.linalg.solve, the factor untouched."""
+    rng = np.random.RandomState(3)
+    A, b = spd_matrix(40, rng), rng.randn(40)
+    if layout == "robust":
+        factor = robust_cho_factor(A)
+    elif layout == "scipy_lower":
+        factor = scipy.linalg.cho_factor(A, lower=True)
+    elif layout == "scipy_upper":
+        factor = scipy.linalg.cho_factor(A, lower=False)
+    else:  # a C-ordered lower factor: solved through its transpose
+        factor = (np.ascontiguousarray(np.linalg.cholesky(A)), True)
+    kept = factor[0].copy()
+    b_kept = b.copy()
+    x = cho_solve_vector(factor, b)
+    np.testing.assert_allclose(x, np.linalg.solve(A, b), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(factor[0], kept)
+    np.testing.assert_array_equal(b, b_kept)
+    # A strided column (a view) and a 2-D right-hand side are solved too.
+    B = rng.randn(40, 3)
+    np.testing.assert_allclose(
+        cho_solve_vector(factor, B[:, 1]), np.linalg.solve(A, B[:, 1]), atol=1e-12
+    )
+    np.testing.assert_allclose(
+        cho_solve_vector(factor, B), np.linalg.solve(A, B), atol=1e-12
+    )
