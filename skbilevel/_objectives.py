@@ -31,13 +31,17 @@ __all__ = [
 ]
 
 
-def map_folds(func, items, n_jobs=None):
+def map_folds(func, items, n_jobs=None, *, cores=None, blas_threads=None):
     """``[func(item) for item in items]``, in threads when ``n_jobs`` asks.
 
     Threads suit this work: the kernels release the GIL (``nogil=True``) and
     so do NumPy's BLAS/LAPACK calls, and no data is copied to workers. A call
     from inside a fold's thread runs its items one after the other (the
     folds' pool would otherwise wait on itself).
+
+    ``cores`` (default: all of them) are shared between the folds running
+    at once: each fold's row blocks get its share, and so does BLAS unless
+    ``blas_threads`` sets BLAS's threads for all of them.
     """
     items = list(items)
     n_workers = min(effective_n_jobs(n_jobs), len(items))
@@ -47,7 +51,9 @@ def map_folds(func, items, n_jobs=None):
     # its share (BLAS would otherwise start one thread per core in every
     # fold's thread, n_jobs times too many). The limit is process-wide, so
     # it is set once around the parallel loop.
-    blas_threads = max(1, cpu_count() // n_workers)
+    share = max(1, (cpu_count() if cores is None else cores) // n_workers)
+    if blas_threads is None:
+        blas_threads = share
     # Threads of our own, not a joblib backend: fold states are updated in
     # place (warm starts), so a process backend set by joblib.parallel_config
     # must not take these over (a dask cluster gets the folds as actors
@@ -57,7 +63,7 @@ def map_folds(func, items, n_jobs=None):
     def budgeted(item):
         _in_fold.active = True
         try:
-            with thread_budget(blas_threads):
+            with thread_budget(share):
                 return func(item)
         finally:
             _in_fold.active = False
@@ -71,7 +77,7 @@ def map_folds(func, items, n_jobs=None):
         return [future.result() for future in futures]
 
 
-def map_folds_timed(func, items, n_jobs=None):
+def map_folds_timed(func, items, n_jobs=None, **options):
     """:func:`map_folds`, also returning the seconds each item took."""
 
     def timed(item):
@@ -79,7 +85,7 @@ def map_folds_timed(func, items, n_jobs=None):
         out = func(item)
         return out, time.perf_counter() - start
 
-    pairs = map_folds(timed, items, n_jobs)
+    pairs = map_folds(timed, items, n_jobs, **options)
     return [out for out, _ in pairs], [seconds for _, seconds in pairs]
 
 
@@ -360,6 +366,12 @@ class FoldsObjective(CVObjective):
         # gain nothing and, spinning after each call, take the cores from
         # the row blocks (see _blas_budget).
         self.blas_threads = None
+        # Whether folds evaluated "one after the other" (n_jobs None or 1)
+        # run in threads instead, as many as their row blocks would have
+        # had: for folds whose work does not split in row blocks (small or
+        # sparse data), with BLAS on one thread (blas_threads=1). The folds
+        # then use the cores BLAS would, and no more.
+        self.share_cores = False
 
     def hold_out(self, held):
         """Take the rows of ``held`` out of the hypergradient, to judge its path.
@@ -430,10 +442,18 @@ class FoldsObjective(CVObjective):
                         self.problems, theta, [state.w for state in self.states],
                         kwargs["inner_tol"], need_grad,
                     )  # fmt: skip
+                n_jobs, options = self.n_jobs, {}
+                if sequential and self.share_cores and self.batch_solve is None:
+                    # The folds' threads instead of the row blocks' (which
+                    # these folds cannot use): as many as the row blocks
+                    # would have had, BLAS kept on one thread each.
+                    n_jobs = row_threads()
+                    options = dict(cores=n_jobs, blas_threads=1)
                 results, seconds = map_folds_timed(
                     fold,
                     zip(self.problems, self.states, held, strict=True),
-                    self.n_jobs,
+                    n_jobs,
+                    **options,
                 )
         losses = np.array([r[0] for r in results])
         self.solutions.append([r[2] for r in results])

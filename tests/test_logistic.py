@@ -366,3 +366,40 @@ def test_loose_value_solves_read_the_float32_copy(monkeypatch):
     problem.solve(theta, tol=1e-3, for_adjoint=True)
     assert set(seen) == {np.dtype(np.float64)}
     np.testing.assert_allclose(rough, exact, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_folds_that_do_not_split_in_row_blocks_share_the_cores(monkeypatch, sparse):
+    """With n_jobs=None, multinomial and sparse folds run in the folds' threads,
+    as many as BLAS may use (here 2), each with BLAS on one thread: the same
+    model as the folds in order, which BLAS limited to one thread keeps."""
+    import threading
+
+    import skbilevel._objectives as objectives
+
+    # Passes of 2400 x 80 x 3 and about 2400 x 1500 x 0.2 multiply-adds:
+    # enough work for the folds to share the cores (_MIN_SHARED_PASS_WORK).
+    X, y = make_classification(3000, 80, n_informative=10, n_classes=3, random_state=0)
+    if sparse:  # binary and sparse: no row blocks either
+        rng = np.random.RandomState(0)
+        X = sp.random(3000, 1500, density=0.2, format="csr", random_state=rng)
+        y = (X @ rng.randn(1500) + 0.5 * rng.randn(3000) > 0).astype(int)
+    folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))
+    threads = set()
+    original = LogisticProblem.outer_loss_grad
+
+    def spy(self, W):
+        threads.add(threading.current_thread().name)
+        return original(self, W)
+
+    monkeypatch.setattr(LogisticProblem, "outer_loss_grad", spy)
+    monkeypatch.setattr(objectives, "row_threads", lambda: 2)
+    shared = BilevelLogisticCV(cv=folds).fit(X, y)
+    assert threads and all(name.startswith("skbilevel-folds") for name in threads)
+
+    threads.clear()
+    monkeypatch.setattr(objectives, "row_threads", lambda: 1)
+    alone = BilevelLogisticCV(cv=folds).fit(X, y)
+    assert threads == {threading.main_thread().name}
+    assert shared.C_ == pytest.approx(alone.C_, rel=1e-12)
+    np.testing.assert_allclose(shared.coef_, alone.coef_, rtol=1e-12, atol=1e-14)

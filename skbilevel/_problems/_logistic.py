@@ -35,7 +35,7 @@ from .._logistic_kernels import (
     samplewise_loss_grad,
 )
 from .._results import log_probabilities
-from .._rows import map_row_blocks
+from .._rows import MIN_WORK_PER_THREAD, map_row_blocks
 from .._validation import as_float_c, as_index_c, max_abs
 from ._base import InnerProblem, penalty_weights
 
@@ -260,6 +260,22 @@ class LogisticProblem(InnerProblem):
             p.flags.writeable = False
             self._penalty_key, self._penalty_weights = key, p
         return self._penalty_weights
+
+    @property
+    def uses_row_blocks(self):
+        """Whether this fold's passes split into at least two row blocks
+        (dense binary data with enough rows, see :mod:`~skbilevel._rows`):
+        the other folds' work runs on one thread unless folds share the
+        cores (``FoldsObjective.share_cores``)."""
+        if self.n_out != 1 or sp.issparse(self.X):
+            return False
+        return self.X.shape[0] * 2 * self.n_features >= 2 * MIN_WORK_PER_THREAD
+
+    @property
+    def pass_work(self):
+        """Multiply-adds of one pass over the data (scores of every output)."""
+        entries = self.X.nnz if sp.issparse(self.X) else self.X.size
+        return entries * self.n_out
 
     @property
     def can_factorize(self):
