@@ -377,8 +377,9 @@ def test_folds_that_do_not_split_in_row_blocks_share_the_cores(monkeypatch, spar
 
     import skbilevel._objectives as objectives
 
-    # Passes of 2400 x 80 x 3 and about 2400 x 1500 x 0.2 multiply-adds:
-    # enough work for the folds to share the cores (_MIN_SHARED_PASS_WORK).
+    # Passes of 2400 x 80 x 3 multiply-adds, and over about 2400 x 1500 x 0.2
+    # stored entries: enough work for the folds to share the cores
+    # (_MIN_SHARED_PASS_WORK).
     X, y = make_classification(3000, 80, n_informative=10, n_classes=3, random_state=0)
     if sparse:  # binary and sparse: no row blocks either
         rng = np.random.RandomState(0)

@@ -273,8 +273,11 @@ class LogisticProblem(InnerProblem):
 
     @property
     def pass_work(self):
-        """Multiply-adds of one pass over the data (scores of every output)."""
-        entries = self.X.nnz if sp.issparse(self.X) else self.X.size
+        """Cost of one pass over the data (scores of every output), in dense
+        multiply-adds: a stored entry of sparse X counts 4 (its index read
+        and the gather; measured on 400000 entries: 188 us a CSR
+        matrix-vector product against 44 us dense)."""
+        entries = 4 * self.X.nnz if sp.issparse(self.X) else self.X.size
         return entries * self.n_out
 
     @property
