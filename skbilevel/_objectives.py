@@ -28,6 +28,7 @@ __all__ = [
     "FoldsObjective",
     "map_folds",
     "map_folds_timed",
+    "shared_cores",
 ]
 
 
@@ -75,6 +76,19 @@ def map_folds(func, items, n_jobs=None, *, cores=None, blas_threads=None):
         pool = fold_executor(n_workers)
         futures = [pool.submit(budgeted, item) for item in items]
         return [future.result() for future in futures]
+
+
+def shared_cores(n_jobs):
+    """``(n_jobs, options)`` for :func:`map_folds` that run folds "one after
+    the other" (``n_jobs`` None or 1) in threads instead, as many as BLAS
+    may use now, each with BLAS on one thread: for folds whose work does not
+    split in row blocks, which would otherwise run on one core. Under
+    ``threadpool_limits(1)`` the folds stay in order. Other ``n_jobs`` are
+    returned as they are."""
+    if n_jobs not in (None, 1):
+        return n_jobs, {}
+    threads = row_threads()
+    return threads, dict(cores=threads, blas_threads=1)
 
 
 def map_folds_timed(func, items, n_jobs=None, **options):
@@ -447,8 +461,7 @@ class FoldsObjective(CVObjective):
                     # The folds' threads instead of the row blocks' (which
                     # these folds cannot use): as many as the row blocks
                     # would have had, BLAS kept on one thread each.
-                    n_jobs = row_threads()
-                    options = dict(cores=n_jobs, blas_threads=1)
+                    n_jobs, options = shared_cores(self.n_jobs)
                 results, seconds = map_folds_timed(
                     fold,
                     zip(self.problems, self.states, held, strict=True),

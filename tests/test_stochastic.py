@@ -137,6 +137,36 @@ def test_reproducible_and_independent_of_n_jobs():
     assert not np.array_equal(a.C_, c.C_)
 
 
+def test_folds_share_the_cores_with_n_jobs_none(monkeypatch):
+    """With n_jobs=None the stochastic folds run in the folds' threads, as many
+    as BLAS may use (here 2), and give the search of the folds in order."""
+    import threading
+
+    import skbilevel._objectives as objectives
+
+    X, y = make_classification(3000, 6, random_state=0)
+    kwargs = dict(solver="stochastic", penalty="per_feature", max_iter=10, cv=3)
+    threads = set()
+    original = StochasticFold.evaluate
+
+    def spy(self, *args):
+        threads.add(threading.current_thread().name)
+        return original(self, *args)
+
+    monkeypatch.setattr(StochasticFold, "evaluate", spy)
+    monkeypatch.setattr(objectives, "row_threads", lambda: 2)
+    shared = BilevelLogisticCV(**kwargs, random_state=0).fit(X, y)
+    assert threads and all(name.startswith("skbilevel-folds") for name in threads)
+    threads.clear()
+    monkeypatch.setattr(objectives, "row_threads", lambda: 1)
+    alone = BilevelLogisticCV(**kwargs, random_state=0).fit(X, y)
+    assert threads == {threading.main_thread().name}
+    np.testing.assert_array_equal(shared.C_, alone.C_)
+    np.testing.assert_array_equal(
+        shared.cv_results_["mean_test_score"], alone.cv_results_["mean_test_score"]
+    )
+
+
 def test_sparse_and_memory_mapped_inputs(tmp_path, monkeypatch):
     X, y = make_classification(4000, 12, random_state=0)
     kwargs = dict(solver="stochastic", max_iter=15, random_state=0, batch_size=256)
