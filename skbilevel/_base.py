@@ -747,13 +747,28 @@ class BaseBilevelCV(DocLinkMixin, CallbackSupportMixin, BaseEstimator):
         batch = DEFAULT_BATCH_SIZE if self.batch_size == "auto" else self.batch_size
         entropy = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         seeds = np.random.SeedSequence(int(entropy)).spawn(splits.n_splits)
+        parts = list(splits.readers())
         readers = {}  # one reader per matrix: index splits share it
-        folds = []
-        for (X, targets, sw, train, test), seed, layout in zip(
-            splits.readers(), seeds, layouts, strict=True
-        ):
+        by_matrix = {}  # the folds of each matrix
+        for k, (X, targets, sw, _, _) in enumerate(parts):
             if id(X) not in readers:
                 readers[id(X)] = RowReader(X), self._data_term(targets, sw, info)
+            by_matrix.setdefault(id(X), []).append(k)
+        means = [None] * len(parts)
+        if self.fit_intercept:
+            # The training rows' means of all the folds of a matrix (index
+            # splits share one, and its weights), in one pass over it.
+            for key, ks in by_matrix.items():
+                rows = [parts[k][3] for k in ks]
+                sw = parts[ks[0]][2]
+                for k, mean in zip(
+                    ks, readers[key][0].weighted_means(rows, sw), strict=True
+                ):
+                    means[k] = mean
+        folds = []
+        for (X, _, _, train, test), seed, layout, mean in zip(
+            parts, seeds, layouts, means, strict=True
+        ):
             reader, data_term = readers[id(X)]
             fold_class, options = self._stochastic_fold(layout)
             folds.append(
@@ -767,6 +782,7 @@ class BaseBilevelCV(DocLinkMixin, CallbackSupportMixin, BaseEstimator):
                     self.fit_intercept,
                     batch,
                     int(seed.generate_state(1)[0]),
+                    mean=mean,
                     **options,
                 )
             )

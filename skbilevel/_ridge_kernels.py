@@ -13,6 +13,7 @@ import numpy as np
 from ._numba import jit
 
 __all__ = [
+    "dense_centered_squares",
     "spectral_holdout_loss_grad",
     "spectral_loo_loss_grad",
     "dense_centered_gram_matvec",
@@ -207,4 +208,33 @@ def csr_centered_gram_matvec(data, indices, indptr, sw, xbar, V):
     for j in range(n_features):
         for t in range(n_targets):
             out[j, t] -= xbar[j] * tot[t]
+    return out
+
+
+@jit
+def dense_centered_squares(X, sw, xbar, start, stop):
+    """``sum_i sw_i (X[i] - xbar) ** 2`` over rows ``start:stop``, per column.
+
+    One pass over the rows, without the two temporaries of the NumPy
+    formula (``X - xbar`` and its square). Centering before squaring keeps
+    constant columns at (nearly) exact zeros.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    sw : ndarray of shape (n_samples,)
+    xbar : ndarray of shape (n_features,)
+    start, stop : int
+
+    Returns
+    -------
+    out : ndarray of shape (n_features,)
+    """
+    d = X.shape[1]
+    out = np.zeros(d)
+    for i in range(start, stop):
+        w = sw[i]
+        for j in range(d):
+            r = X[i, j] - xbar[j]
+            out[j] += w * r * r
     return out

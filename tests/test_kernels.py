@@ -25,6 +25,7 @@ from skbilevel import (
 )
 from skbilevel._numba import jit
 from skbilevel._problems._logistic import logistic_curvature
+from skbilevel._problems._ridge import centered_sum_of_squares
 from skbilevel._problems._ridge_spectral import holdout_predictions, loo_residuals
 from skbilevel._stochastic import relaxation_step
 from skbilevel._validation import as_float64_data
@@ -36,6 +37,7 @@ KERNELS = [
     _ridge_kernels.spectral_loo_loss_grad,
     _ridge_kernels.dense_centered_gram_matvec,
     _ridge_kernels.csr_centered_gram_matvec,
+    _ridge_kernels.dense_centered_squares,
 ]
 
 
@@ -81,6 +83,27 @@ def test_gram_matvec_matches_numpy(sparse):
     else:
         out = _ridge_kernels.dense_centered_gram_matvec(Xd, sw, xbar, V)
     assert np.allclose(out, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("layout", ["C", "F"])
+def test_centered_sum_of_squares_matches_numpy(layout, monkeypatch):
+    """The Numba pass (C-ordered float64, here in 3 row blocks) and the NumPy
+    chunks (other layouts) give the weighted centered squares, with exact
+    zeros on constant columns."""
+    X, _, sw = make_data(300, 5, weights=True)
+    X[:, 2] = 7.3  # constant
+    X = np.asfortranarray(X) if layout == "F" else np.ascontiguousarray(X)
+    xbar = sw @ X / sw.sum()
+    monkeypatch.setattr(_rows, "row_threads", lambda: 3)
+    monkeypatch.setattr(_rows, "MIN_WORK_PER_THREAD", 1)
+    out = centered_sum_of_squares(X, sw, xbar)
+    expected = sw @ (X - xbar) ** 2
+    _assert_close(out, expected, rtol=1e-12)
+    assert out[2] <= 1e-20 * out.max()
+    kernel = _ridge_kernels.dense_centered_squares(
+        np.ascontiguousarray(X), sw, xbar, 100, 250
+    )
+    _assert_close(kernel, sw[100:250] @ (X[100:250] - xbar) ** 2, rtol=1e-12)
 
 
 def _assert_close(actual, desired, rtol=1e-10):

@@ -309,3 +309,39 @@ def test_stochastic_lasso_near_deterministic():
     assert again.alpha_ == noisy.alpha_
     refit = Lasso(alpha=noisy.alpha_, tol=1e-12, max_iter=100_000).fit(X, y)
     np.testing.assert_allclose(noisy.coef_, refit.coef_, atol=1e-6)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_weighted_means_of_all_folds_in_one_pass(sparse):
+    """RowReader.weighted_means gives every row set's weighted column means,
+    as NumPy does; a fit's folds get them from it (one pass for all)."""
+    rng = np.random.RandomState(0)
+    X = rng.randn(200, 7)
+    X[X < 0.3] = 0.0
+    sw = rng.rand(200) + 0.1
+    row_sets = [rng.choice(200, 150, replace=False) for _ in range(3)]
+    reader = RowReader(sp.csr_matrix(X) if sparse else X)
+    means = reader.weighted_means(row_sets, sw)
+    assert means.shape == (3, 7)
+    for rows, mean in zip(row_sets, means, strict=True):
+        expected = sw[rows] @ X[rows] / sw[rows].sum()
+        np.testing.assert_allclose(mean, expected, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(reader.weighted_mean(rows, sw), expected, rtol=1e-12)
+
+    y = (X @ rng.randn(7) > 0.2).astype(int)
+    folds = []
+    original = StochasticFold.evaluate
+
+    def spy(self, *args):
+        folds.append(self)
+        return original(self, *args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(StochasticFold, "evaluate", spy)
+        BilevelLogisticCV(solver="stochastic", max_iter=3, cv=3, random_state=0).fit(
+            sp.csr_matrix(X) if sparse else X, y
+        )
+    assert len({id(fold) for fold in folds}) == 3
+    for fold in folds:
+        expected = X[fold.train].mean(axis=0)
+        np.testing.assert_allclose(fold.mean, expected, rtol=1e-12, atol=1e-15)

@@ -22,7 +22,12 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from .._linalg import conjugate_gradient, power_iteration, robust_cho_factor
-from .._ridge_kernels import csr_centered_gram_matvec, dense_centered_gram_matvec
+from .._ridge_kernels import (
+    csr_centered_gram_matvec,
+    dense_centered_gram_matvec,
+    dense_centered_squares,
+)
+from .._rows import map_row_blocks
 from .._validation import as_float_c, as_index_c
 from ._base import InnerProblem, penalty_weights
 
@@ -93,7 +98,21 @@ def centered_sum_of_squares(X, sw, xbar):
     """Diagonal of :func:`centered_gram` without forming it (nor a copy of X)."""
     if sp.issparse(X):
         return np.asarray(X.multiply(X).T @ sw).ravel() - sw.sum() * xbar**2
-    # Two passes, so that constant columns give (nearly) exact zeros.
+    # Centered before squaring (a second pass after the means), so that
+    # constant columns give (nearly) exact zeros.
+    if X.dtype == np.float64 and X.flags.c_contiguous and X.flags.writeable:
+        # One Numba pass in row blocks: 400000 x 200 in 0.016 s on 2 cores,
+        # against 0.145 s for the NumPy chunks below (a centered copy of each
+        # chunk and its square). Read-only arrays (memory maps) would compile
+        # the kernel once more: they take the chunks.
+        sw, xbar = as_float_c(sw), as_float_c(xbar)
+        blocks = map_row_blocks(
+            lambda start, stop: dense_centered_squares(X, sw, xbar, start, stop),
+            X.shape[0],
+            row_work=X.shape[1],
+        )
+        return np.sum(blocks, axis=0)
+    # Other layouts (a DataFrame's Fortran-ordered values) are not copied.
     out = np.zeros(X.shape[1])
     for start in range(0, X.shape[0], _CHUNK):
         block = X[start : start + _CHUNK] - xbar
