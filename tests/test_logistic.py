@@ -404,3 +404,40 @@ def test_folds_that_do_not_split_in_row_blocks_share_the_cores(monkeypatch, spar
     assert threads == {threading.main_thread().name}
     assert shared.C_ == pytest.approx(alone.C_, rel=1e-12)
     np.testing.assert_allclose(shared.coef_, alone.coef_, rtol=1e-12, atol=1e-14)
+
+
+def test_folds_that_split_in_row_blocks_stay_in_order(monkeypatch):
+    """Dense binary folds whose passes split in row blocks keep n_jobs=None's
+    folds in order (the blocks take the cores); so do folds too small to
+    gain from threads."""
+    import threading
+
+    import skbilevel._objectives as objectives
+
+    # 2400 x 250 multiply-adds a pass: enough for the folds to share the
+    # cores, unless the rows split in blocks.
+    X, y = make_classification(3000, 250, n_informative=10, random_state=0)
+    folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))
+    threads = set()
+    original = LogisticProblem.outer_loss_grad
+
+    def spy(self, W):
+        threads.add(threading.current_thread().name)
+        return original(self, W)
+
+    monkeypatch.setattr(LogisticProblem, "outer_loss_grad", spy)
+    monkeypatch.setattr(objectives, "row_threads", lambda: 2)
+    BilevelLogisticCV(cv=folds, max_iter=2).fit(X, y)
+    assert all(name.startswith("skbilevel-folds") for name in threads)
+    threads.clear()
+    # The rows split in blocks once a block's work may be this small.
+    monkeypatch.setattr(_logistic_problem, "MIN_WORK_PER_THREAD", 1000)
+    BilevelLogisticCV(cv=folds, max_iter=2).fit(X, y)
+    assert threads == {threading.main_thread().name}
+    monkeypatch.undo()
+    monkeypatch.setattr(LogisticProblem, "outer_loss_grad", spy)
+    monkeypatch.setattr(objectives, "row_threads", lambda: 2)
+    threads.clear()
+    small = X[:600, :10]  # 480 x 10 x 1: far below _MIN_SHARED_PASS_WORK
+    BilevelLogisticCV(cv=3).fit(small, y[:600])
+    assert threads == {threading.main_thread().name}
