@@ -95,6 +95,7 @@ def minimize_scalar(
     on_gradient=None,
     ties=0.0,
     scan_derivatives=False,
+    screen=None,
 ):
     """Minimize a scalar function of one log-hyperparameter on ``[lo, hi]``.
 
@@ -144,6 +145,15 @@ def minimize_scalar(
         Lasso's: a system on the support); it assumes that the loss has one
         basin past the descent (a second one behind a hump is not sought).
 
+    screen : callable, default=None
+        ``screen(cutoff)`` is called before each point-by-point scan value
+        (and ``screen(None)`` after it): once the scan has descended, the
+        objective may stop solving for that value once it rises above
+        ``cutoff``, 10% above the best, and return the value reached, which
+        ends the scan. Solves along the path from a stronger penalty's
+        solution raise the validation loss as they go past the minimum, so
+        such a point would have ended the scan solved too.
+
     Returns
     -------
     result : OuterResult
@@ -181,7 +191,15 @@ def minimize_scalar(
                 value, slope = evaluate(points[i])
                 out[i] = value
             else:
-                value = out[i] = fun(points[i], False)[0]
+                if screen is not None:
+                    # Past the plateau, a point whose value rises 10% above
+                    # the best (what ends the scan) may stop solving there.
+                    screen(best + 0.1 * abs(best) if descended else None)
+                try:
+                    value = out[i] = fun(points[i], False)[0]
+                finally:
+                    if screen is not None:
+                        screen(None)
                 slope = None
             first = value if first is None else first
             improved = value < best

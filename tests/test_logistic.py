@@ -441,3 +441,48 @@ def test_folds_that_split_in_row_blocks_stay_in_order(monkeypatch):
     small = X[:600, :10]  # 480 x 10 x 1: far below _MIN_SHARED_PASS_WORK
     BilevelLogisticCV(cv=3).fit(small, y[:600])
     assert threads == {threading.main_thread().name}
+
+
+def test_scan_points_past_the_minimum_stop_once_clearly_worse(monkeypatch):
+    """A loose scan point whose folds' validation loss rises 10% above the
+    best stops solving there (FoldsObjective._screen): the search ends at the
+    same C, with fewer passes over the data, and no solve counts as failed."""
+    from sklearn.datasets import load_digits
+
+    import skbilevel._objectives as objectives
+
+    X, y = load_digits(return_X_y=True)
+    X = X[:900] / 16.0
+    y = y[:900]
+    folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))
+    passes = []
+    original = _logistic_problem._loss_grad
+
+    def counted(*args):
+        passes[-1] += 1
+        return original(*args)
+
+    monkeypatch.setattr(_logistic_problem, "_loss_grad", counted)
+    stopped = []
+    screen = objectives.FoldsObjective._screen
+
+    def spy(self, run, kwargs):
+        results, seconds = screen(self, run, kwargs)
+        if results is not None:
+            stopped.append(np.mean([r[0] for r in results]) > self.cutoff)
+        return results, seconds
+
+    monkeypatch.setattr(objectives.FoldsObjective, "_screen", spy)
+    passes.append(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        screened = BilevelLogisticCV(cv=folds).fit(X, y)
+    assert any(stopped)  # a point was settled above the cutoff
+
+    # The same search with every scan point solved to its tolerance.
+    monkeypatch.setattr(objectives.FoldsObjective, "screen", lambda self, c: None)
+    passes.append(0)
+    solved = BilevelLogisticCV(cv=folds).fit(X, y)
+    assert screened.C_ == pytest.approx(solved.C_, rel=1e-5)
+    assert screened.best_score_ == pytest.approx(solved.best_score_, rel=1e-8)
+    assert passes[0] < passes[1]

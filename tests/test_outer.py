@@ -705,3 +705,25 @@ def test_cho_solve_vector_matches_solve(layout):
     np.testing.assert_allclose(
         cho_solve_vector(factor, B), np.linalg.solve(A, B), atol=1e-12
     )
+
+
+def test_scan_screens_its_points_past_the_plateau():
+    """The point-by-point scan hands the objective a cutoff 10% above the best
+    value once the values have descended (None before, and after each point)."""
+    calls, values = [], []
+
+    def fun(t, need_grad):
+        f = (t - 1.0) ** 2 + 1.0
+        if not need_grad:
+            values.append(f)
+        return f, 2.0 * (t - 1.0)
+
+    minimize_scalar(fun, -5.0, 5.0, n_scan=11, screen=calls.append)
+    before = calls[0::2]  # the cutoff set before each scan value
+    assert calls[1::2] == [None] * len(values)  # and cleared after it
+    assert before[0] is None  # nothing has descended before the first value
+    for k, cutoff in enumerate(before[1:], start=1):
+        best, first = min(values[:k]), values[0]
+        descended = first - best > 1e-2 * first
+        assert cutoff == (pytest.approx(1.1 * best) if descended else None)
+    assert any(cutoff is not None for cutoff in before)

@@ -667,6 +667,9 @@ class LogisticProblem(InnerProblem):
             if t < 1.0:
                 refresh = True
             W = candidate
+        # Out of steps (a capped round, see FoldsObjective._screen): a fresh
+        # Hessian this solve meant to form is formed at the next one.
+        self._stale = self._stale or refresh
         return W, False
 
     # ---------------------------------------------------------------- outputs
