@@ -368,14 +368,31 @@ def test_loose_value_solves_read_the_float32_copy(monkeypatch):
     np.testing.assert_allclose(rough, exact, rtol=1e-3, atol=1e-3)
 
 
+def _record_fold_threads(monkeypatch, n_threads):
+    """The names of the threads that evaluate logistic folds (a set filled as
+    fits run), with ``n_threads`` threads that BLAS may use."""
+    import threading
+
+    import skbilevel._objectives as objectives
+
+    threads = set()
+    original = LogisticProblem.outer_loss_grad
+
+    def spy(self, W):
+        threads.add(threading.current_thread().name)
+        return original(self, W)
+
+    monkeypatch.setattr(LogisticProblem, "outer_loss_grad", spy)
+    monkeypatch.setattr(objectives, "row_threads", lambda: n_threads)
+    return threads
+
+
 @pytest.mark.parametrize("sparse", [False, True])
 def test_folds_that_do_not_split_in_row_blocks_share_the_cores(monkeypatch, sparse):
     """With n_jobs=None, multinomial and sparse folds run in the folds' threads,
     as many as BLAS may use (here 2), each with BLAS on one thread: the same
     model as the folds in order, which BLAS limited to one thread keeps."""
     import threading
-
-    import skbilevel._objectives as objectives
 
     # Passes of 2400 x 80 x 3 multiply-adds, and over about 2400 x 1500 x 0.2
     # stored entries: enough work for the folds to share the cores
@@ -386,20 +403,11 @@ def test_folds_that_do_not_split_in_row_blocks_share_the_cores(monkeypatch, spar
         X = sp.random(3000, 1500, density=0.2, format="csr", random_state=rng)
         y = (X @ rng.randn(1500) + 0.5 * rng.randn(3000) > 0).astype(int)
     folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))
-    threads = set()
-    original = LogisticProblem.outer_loss_grad
-
-    def spy(self, W):
-        threads.add(threading.current_thread().name)
-        return original(self, W)
-
-    monkeypatch.setattr(LogisticProblem, "outer_loss_grad", spy)
-    monkeypatch.setattr(objectives, "row_threads", lambda: 2)
+    threads = _record_fold_threads(monkeypatch, 2)
     shared = BilevelLogisticCV(cv=folds).fit(X, y)
     assert threads and all(name.startswith("skbilevel-folds") for name in threads)
 
-    threads.clear()
-    monkeypatch.setattr(objectives, "row_threads", lambda: 1)
+    threads = _record_fold_threads(monkeypatch, 1)
     alone = BilevelLogisticCV(cv=folds).fit(X, y)
     assert threads == {threading.main_thread().name}
     assert shared.C_ == pytest.approx(alone.C_, rel=1e-12)
@@ -412,32 +420,20 @@ def test_folds_that_split_in_row_blocks_stay_in_order(monkeypatch):
     gain from threads."""
     import threading
 
-    import skbilevel._objectives as objectives
-
     # 2400 x 250 multiply-adds a pass: enough for the folds to share the
     # cores, unless the rows split in blocks.
     X, y = make_classification(3000, 250, n_informative=10, random_state=0)
     folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))
-    threads = set()
-    original = LogisticProblem.outer_loss_grad
-
-    def spy(self, W):
-        threads.add(threading.current_thread().name)
-        return original(self, W)
-
-    monkeypatch.setattr(LogisticProblem, "outer_loss_grad", spy)
-    monkeypatch.setattr(objectives, "row_threads", lambda: 2)
+    threads = _record_fold_threads(monkeypatch, 2)
     BilevelLogisticCV(cv=folds, max_iter=2).fit(X, y)
-    assert all(name.startswith("skbilevel-folds") for name in threads)
+    assert threads and all(name.startswith("skbilevel-folds") for name in threads)
     threads.clear()
     # The rows split in blocks once a block's work may be this small.
     monkeypatch.setattr(_logistic_problem, "MIN_WORK_PER_THREAD", 1000)
     BilevelLogisticCV(cv=folds, max_iter=2).fit(X, y)
     assert threads == {threading.main_thread().name}
     monkeypatch.undo()
-    monkeypatch.setattr(LogisticProblem, "outer_loss_grad", spy)
-    monkeypatch.setattr(objectives, "row_threads", lambda: 2)
-    threads.clear()
+    threads = _record_fold_threads(monkeypatch, 2)
     small = X[:600, :10]  # 480 x 10 x 1: far below _MIN_SHARED_PASS_WORK
     BilevelLogisticCV(cv=3).fit(small, y[:600])
     assert threads == {threading.main_thread().name}
