@@ -863,7 +863,7 @@ class BaseBilevelCV(DocLinkMixin, CallbackSupportMixin, BaseEstimator):
             n_scan=n_scan,
             ties=objective.scan_tie,
             scan_derivatives=self._scan_derivatives,
-            screen=objective.screen if getattr(objective, "screens", False) else None,
+            screen=objective.screen if objective.screens else None,
             **box,
         )
         if n_hyper == 1:

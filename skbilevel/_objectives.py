@@ -160,6 +160,8 @@ class CVObjective:
 
     # Whether many evaluations of the common scalar cost little (closed forms).
     cheap_scan = False
+    # Whether the scan may stop a value's solves above a cutoff (screen).
+    screens = False
     # Relative accuracy of value-only evaluations (see minimize_scalar's ties).
     scan_tie = 0.0
     # Matrices of all the rows that the final refit may reuse (e.g. a Gram).
@@ -397,7 +399,6 @@ class FoldsObjective(CVObjective):
         # for objectives that allow it (screens), whose solvers keep their
         # Hessian state across capped rounds.
         self.cutoff = None
-        self.screens = False
 
     def hold_out(self, held):
         """Take the rows of ``held`` out of the hypergradient, to judge its path.

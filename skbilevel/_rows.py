@@ -30,6 +30,7 @@ __all__ = [
     "blas_controller",
     "fold_executor",
     "map_row_blocks",
+    "row_block_count",
     "row_threads",
     "thread_budget",
 ]
@@ -143,6 +144,14 @@ def _single_threaded_blas():
                 _state["limiter"].restore_original_limits()
 
 
+def row_block_count(n_rows, row_work, threads, min_rows=1):
+    """Blocks :func:`map_row_blocks` splits ``n_rows`` rows into, with
+    ``threads`` threads (each block at least ``min_rows`` rows and
+    ``MIN_WORK_PER_THREAD`` multiply-adds of ``row_work`` a row)."""
+    min_rows = max(min_rows, int(MIN_WORK_PER_THREAD // max(row_work, 1)))
+    return min(threads, n_rows // min_rows)
+
+
 def map_row_blocks(kernel, n_rows, row_work, blas=False, min_rows=1):
     """``[kernel(start, stop)]`` over consecutive blocks of ``n_rows`` rows.
 
@@ -168,8 +177,7 @@ def map_row_blocks(kernel, n_rows, row_work, blas=False, min_rows=1):
         One result per block, in row order (one block when the rows are too
         few to share, or the budget is one thread).
     """
-    min_rows = max(min_rows, int(MIN_WORK_PER_THREAD // max(row_work, 1)))
-    n_blocks = min(row_threads(), n_rows // min_rows)
+    n_blocks = row_block_count(n_rows, row_work, row_threads(), min_rows)
     if n_blocks <= 1:
         return [kernel(0, n_rows)]
     bounds = np.linspace(0, n_rows, n_blocks + 1).astype(int)

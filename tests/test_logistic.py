@@ -429,7 +429,7 @@ def test_folds_that_split_in_row_blocks_stay_in_order(monkeypatch):
     assert threads and all(name.startswith("skbilevel-folds") for name in threads)
     threads.clear()
     # The rows split in blocks once a block's work may be this small.
-    monkeypatch.setattr(_logistic_problem, "MIN_WORK_PER_THREAD", 1000)
+    monkeypatch.setattr(_rows, "MIN_WORK_PER_THREAD", 1000)
     BilevelLogisticCV(cv=folds, max_iter=2).fit(X, y)
     assert threads == {threading.main_thread().name}
     monkeypatch.undo()

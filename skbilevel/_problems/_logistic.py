@@ -35,7 +35,7 @@ from .._logistic_kernels import (
     samplewise_loss_grad,
 )
 from .._results import log_probabilities
-from .._rows import MIN_WORK_PER_THREAD, map_row_blocks
+from .._rows import map_row_blocks, row_block_count
 from .._validation import as_float_c, as_index_c, max_abs
 from ._base import InnerProblem, penalty_weights
 
@@ -269,7 +269,8 @@ class LogisticProblem(InnerProblem):
         cores (``FoldsObjective.share_cores``)."""
         if self.n_out != 1 or sp.issparse(self.X):
             return False
-        return self.X.shape[0] * 2 * self.n_features >= 2 * MIN_WORK_PER_THREAD
+        # The fused passes' blocks (row_work=2 d, see _loss_grad), two threads.
+        return row_block_count(self.X.shape[0], 2 * self.n_features, 2) >= 2
 
     @property
     def pass_work(self):
