@@ -14,6 +14,7 @@ from threadpoolctl import threadpool_limits
 
 import skbilevel._problems._logistic as _logistic_problem
 from skbilevel import BilevelLogisticCV, _rows
+from skbilevel._hypergradient import FoldState, fold_value_and_grad
 from skbilevel._objectives import FoldsObjective
 from skbilevel._problems import LogisticProblem
 from skbilevel._validation import check_penalty
@@ -203,6 +204,77 @@ def test_adjoint_with_a_hessian_from_another_point_is_exact(n_classes):
     np.testing.assert_allclose(
         problem.hvp(W, theta, v), rhs, rtol=1e-8, atol=1e-8 * np.abs(rhs).max()
     )
+
+
+def _krylov_problem(penalty="scalar", **options):
+    """A softmax problem with many coefficients for its rows: its Hessian's
+    factorization costs several passes (Krylov mode, see
+    LogisticProblem.solve)."""
+    X, y = make_classification(160, 30, n_informative=10, n_classes=4, random_state=3)
+    X = StandardScaler().fit_transform(X)
+    sw = np.random.RandomState(3).uniform(0.5, 2.0, len(y))
+    groups, n_hyper, _ = check_penalty(penalty_array(penalty, 30), 30, 4, "per_class")
+    groups = np.vstack([groups, np.full((1, 4), -1, np.int64)])
+    tr, te = np.arange(120), np.arange(120, 160)
+    problem = LogisticProblem(
+        X[tr], y[tr], sw[tr], 4, groups, n_hyper, True,
+        X_val=X[te], targets_val=y[te], sw_val=sw[te], **options,
+    )  # fmt: skip
+    return problem, n_hyper
+
+
+def test_krylov_newton_steps_reach_the_factorized_solutions(monkeypatch):
+    """Along a path of penalties, Newton steps by conjugate gradients on the
+    stale factorization reach the solutions of factorized Newton steps
+    (chord mode), with fewer factorizations."""
+    problems = [_krylov_problem()[0], _krylov_problem()[0]]
+    assert problems[0]._krylov  # the mode under test
+    problems[1]._krylov = False
+    factorizations = []
+    original = _logistic_problem.robust_cho_factor
+
+    def counted(H):
+        factorizations[-1] += 1
+        return original(H)
+
+    monkeypatch.setattr(_logistic_problem, "robust_cho_factor", counted)
+    paths = []
+    for problem in problems:
+        factorizations.append(0)
+        W, path = None, []
+        for C in [0.01, 0.05, 0.2, 1.0, 3.0, 10.0]:
+            W, ok = problem.solve(np.array([np.log(1 / C)]), W, tol=1e-10)
+            assert ok
+            path.append(W)
+        paths.append(path)
+    for W_krylov, W_chord in zip(*paths, strict=True):
+        np.testing.assert_allclose(W_krylov, W_chord, atol=1e-7 * np.abs(W_chord).max())
+    assert factorizations[0] < factorizations[1]
+
+
+@pytest.mark.parametrize("penalty", ["scalar", "per_class"])
+def test_krylov_mode_hypergradient_matches_finite_differences(penalty):
+    """The adjoint preconditioned by a factorization made at another penalty
+    (Krylov mode) gives the exact hypergradient."""
+    problem, n_hyper = _krylov_problem(penalty)
+    assert problem._krylov
+    state = FoldState()
+    theta = np.log(2.0) + 0.3 * np.random.RandomState(4).randn(n_hyper)
+    # A factorization left over from a far penalty, as along a search.
+    fold_value_and_grad(problem, theta + 2.0, state, method="direct")
+
+    def loss(t):
+        fresh = FoldState(w=state.w.copy())
+        return fold_value_and_grad(problem, t, fresh, method="direct", inner_tol=1e-12)[
+            0
+        ]
+
+    _, grad, _ = fold_value_and_grad(
+        problem, theta, state, method="direct", inner_tol=1e-12, adjoint_tol=1e-12
+    )
+    assert not state.failures
+    fd = central_difference(loss, theta, h=1e-4)
+    assert relative_error(grad, fd) <= 1e-5
 
 
 def _cv_log_loss(X, y, C, folds):
@@ -442,7 +514,8 @@ def test_folds_that_split_in_row_blocks_stay_in_order(monkeypatch):
 def test_scan_points_past_the_minimum_stop_once_clearly_worse(monkeypatch):
     """A loose scan point whose folds' validation loss rises 10% above the
     best stops solving there (FoldsObjective._screen): the search ends at the
-    same C, with fewer passes over the data, and no solve counts as failed."""
+    same C, with fewer passes over the data (Hessian-vector products
+    included), and no solve counts as failed."""
     from sklearn.datasets import load_digits
 
     import skbilevel._objectives as objectives
@@ -459,6 +532,15 @@ def test_scan_points_past_the_minimum_stop_once_clearly_worse(monkeypatch):
         return original(*args)
 
     monkeypatch.setattr(_logistic_problem, "_loss_grad", counted)
+    # Hessian-vector products read the data as a pass does (Newton steps by
+    # conjugate gradients, see LogisticProblem.solve).
+    hvp = _logistic_problem.LogisticProblem._data_hvp
+
+    def counted_hvp(*args):
+        passes[-1] += 1
+        return hvp(*args)
+
+    monkeypatch.setattr(_logistic_problem.LogisticProblem, "_data_hvp", counted_hvp)
     stopped = []
     screen = objectives.FoldsObjective._screen
 
