@@ -171,8 +171,12 @@ def _binary_dense_loss_grad(X, W, targets, sw, fit_intercept):
     return loss, (grad if fit_intercept else grad[:d]).reshape(-1, 1), P
 
 
-def _loss_grad(X, W, targets, sw, fit_intercept):
-    """Weighted log-loss, its gradient in W (intercept row last) and probabilities."""
+def _loss_grad(X, W, targets, sw, fit_intercept, XT=None):
+    """Weighted log-loss, its gradient in W (intercept row last) and probabilities.
+
+    ``XT``: ``X.T`` kept by the caller (SciPy makes a new matrix object at
+    every ``X.T`` of a sparse X: 40 us, a tenth of a product).
+    """
     if W.shape[1] == 1 and not sp.issparse(X):
         return _binary_dense_loss_grad(X, W, targets, sw, fit_intercept)
     n_features = X.shape[1]
@@ -184,7 +188,7 @@ def _loss_grad(X, W, targets, sw, fit_intercept):
     Z = X @ coef
     Z += b
     loss, G, P = samplewise_loss_grad(Z, targets, sw)
-    g_coef = np.asarray(X.T @ G)
+    g_coef = np.asarray((X.T if XT is None else XT) @ G)
     g_b = G.sum(axis=0)
     grad = np.vstack([g_coef, g_b]) if fit_intercept else g_coef
     return loss, grad, P
@@ -230,6 +234,7 @@ class LogisticProblem(InnerProblem):
         X32=None,
     ):
         self.X = _prepare_X(X)
+        self._XT = self.X.T  # kept: a sparse X makes a new object at each .T
         self._X32 = X32
         self._float32 = None if X32 is None else True  # float32 Hessian products
         self.targets = as_index_c(targets)
@@ -321,10 +326,13 @@ class LogisticProblem(InnerProblem):
         rough = self._rough_passes and self._X32 is not None
         key = (W.tobytes(), rough)
         if key != self._terms_key:
-            self._terms = _loss_grad(
-                self._X32 if rough else self.X, W, self.targets, self.sw,
-                self.fit_intercept,
-            )  # fmt: skip
+            self._terms = (
+                _loss_grad(self._X32, W, self.targets, self.sw, self.fit_intercept)
+                if rough
+                else _loss_grad(
+                    self.X, W, self.targets, self.sw, self.fit_intercept, self._XT
+                )
+            )
             self._terms_key = key
         return self._terms
 
@@ -355,7 +363,7 @@ class LogisticProblem(InnerProblem):
         Zv = self.X @ V[:d]  # SciPy's products for sparse X (see _loss_grad)
         Zv += v_b
         R = samplewise_hvp(P, Zv, self.sw)
-        out = np.asarray(self.X.T @ R)
+        out = np.asarray(self._XT @ R)
         out_b = R.sum(axis=0)
         return np.vstack([out, out_b]) if self.fit_intercept else out
 
