@@ -16,6 +16,12 @@ fold with inner solution ``w`` and validation gradient ``g = dE/dw``:
   Lasso's): the Jacobian ``dw/dtheta`` iterated on the support by
   Gauss-Seidel sweeps, forward mode (one column per hyperparameter met).
 
+With one hyperparameter, ``direct`` and ``cg`` may run in forward mode
+instead (``tangent=True``): ``H u = -d2L/dw dtheta`` gives the solution's
+derivative ``u = dw/dtheta`` and the hypergradient ``g . u``, at the cost of
+the adjoint's one solve. The tangent predicts the solution at the next
+``theta`` (a warm start closer by an order of the step).
+
 The hypergradient is then ``-(d2L/dw dtheta)^T v`` (validation losses here do
 not depend on ``theta`` directly).
 """
@@ -25,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._linalg import conjugate_gradient
+from ._problems._base import penalty_weights
 
 __all__ = ["HYPERGRADIENT_METHODS", "FoldState", "fold_value_and_grad"]
 
@@ -40,7 +47,42 @@ class FoldState:
 
     w: np.ndarray = None
     v: np.ndarray = None
+    # dw/dtheta at w (forward mode), and a predicted solution at the next
+    # theta, tried as the warm start when it is given.
+    tangent: np.ndarray = None
+    guess: np.ndarray = None
     failures: list = field(default_factory=list)
+
+
+def _warm_start(problem, theta, state):
+    """``state.w``, or ``state.guess`` where its training objective is
+    lower (a prediction along the last tangent: closer unless the step was
+    long for the path's curvature); the guess is used once."""
+    guess, state.guess = state.guess, None
+    if guess is None or state.w is None:
+        return state.w
+    # The guess is evaluated last: the solver's first pass finds it cached.
+    kept = problem.value(state.w, theta)
+    return guess if problem.value(guess, theta) <= kept else state.w
+
+
+def _tangent(problem, theta, w, state, method, tol, max_iter):
+    """``dw/dtheta`` for one hyperparameter: ``H u = -d2L/dw dtheta``."""
+    weights = penalty_weights(theta, problem.group_idx)
+    rhs = -np.where(problem.group_idx >= 0, weights * w, 0.0)
+    if method == "direct":
+        return problem.hessian_solve(w, theta, rhs)
+    u, _, converged = conjugate_gradient(
+        lambda x: problem.hvp(w, theta, x),
+        rhs,
+        x0=state.tangent,
+        tol=tol,
+        max_iter=max_iter,
+        diagonal=problem.hessian_diagonal(w, theta),
+    )
+    if not converged:
+        state.failures.append("adjoint")
+    return u
 
 
 def _adjoint_fixed_point(problem, theta, w, g, v0, tol, max_iter):
@@ -100,6 +142,7 @@ def fold_value_and_grad(
     adjoint_tol=1e-10,
     adjoint_max_iter=1000,
     inner_max_iter=INNER_MAX_ITER,
+    tangent=False,
 ):
     """Validation loss of one fold at ``theta`` and, optionally, its hypergradient.
 
@@ -117,6 +160,10 @@ def fold_value_and_grad(
         Iteration cap of cg / fixed_point; number of terms of neumann and of
         unrolled steps of itd.
     inner_max_iter : int
+    tangent : bool, default=False
+        With one hyperparameter and ``method`` "direct" or "cg", compute the
+        hypergradient in forward mode and keep ``dw/dtheta`` in
+        ``state.tangent`` (see the module's docstring).
 
     Returns
     -------
@@ -128,7 +175,7 @@ def fold_value_and_grad(
     inner_method = "direct" if method == "direct" else "cg"
     w, converged = problem.solve(
         theta,
-        state.w,
+        _warm_start(problem, theta, state),
         tol=inner_tol,
         method=inner_method,
         max_iter=inner_max_iter,
@@ -143,6 +190,10 @@ def fold_value_and_grad(
     loss, g = problem.outer_loss_grad(w)
     if not need_grad:
         return loss, None, w
+    if tangent and problem.n_hyper == 1 and method in ("direct", "cg"):
+        u = _tangent(problem, theta, w, state, method, adjoint_tol, adjoint_max_iter)
+        state.tangent = u
+        return loss, np.array([float(np.vdot(g, u))]), w
     if method == "direct":
         v = problem.hessian_solve(w, theta, g)
     elif method == "cg":

@@ -356,6 +356,9 @@ class BilevelLogisticCV(ClassifierMixin, BaseBilevelCV):
         # there the rounds cost more passes than they save (standardized
         # 100000 x 100: 214 -> 229 to 294 passes, as the path shifts).
         objective.screens = not row_blocks
+        # Forward-mode hypergradients, whose tangents predict the next
+        # point's solutions (one hyperparameter; see FoldsObjective).
+        objective.tangent_starts = objective.n_hyper == 1
         return objective
 
     def _fold_problems(self, splits, info, layouts, method):

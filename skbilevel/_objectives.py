@@ -164,6 +164,12 @@ class CVObjective:
     screens = False
     # Relative accuracy of value-only evaluations (see minimize_scalar's ties).
     scan_tie = 0.0
+    # One hyperparameter: hypergradients in forward mode, whose solutions'
+    # derivatives predict the next point's solutions (warm starts tried
+    # before the nearest solution itself, see _hypergradient). Measured on
+    # sparse text 10000 x 50000: 986 -> 835 Hessian-vector products, 0.61 ->
+    # 0.54 s (2 cores); digits 0.41 -> 0.38 s. (FoldsObjective's folds.)
+    tangent_starts = False
     # Matrices of all the rows that the final refit may reuse (e.g. a Gram).
     precomputed = None
 
@@ -369,6 +375,8 @@ class FoldsObjective(CVObjective):
         self.n_jobs = n_jobs
         self.states = [FoldState() for _ in problems]
         self.solutions = []  # per evaluation: list of per-fold w
+        # Per evaluation: list of per-fold dw/dtheta (tangent_starts), or None.
+        self.tangents = []
         self.tol = 1e-6
         # Per fold: the held-out validation rows, once hold_out is called.
         self.held_rows = None
@@ -431,6 +439,7 @@ class FoldsObjective(CVObjective):
             else max(self.tol, self.value_tol),
             adjoint_tol=self.tol,
             adjoint_max_iter=self.adjoint_max_iter,
+            tangent=self.tangent_starts,
         )
         held = self.held_rows or [None] * len(self.problems)
         if self.records:
@@ -440,8 +449,15 @@ class FoldsObjective(CVObjective):
             thetas = np.array([r.theta for r in self.records])
             distances = np.max(np.abs(thetas - theta), axis=1)
             nearest = len(distances) - 1 - int(np.argmin(distances[::-1]))
-            for state, w in zip(self.states, self.solutions[nearest], strict=True):
+            tangents = self.tangents[nearest] or [None] * len(self.states)
+            step = theta - self.records[nearest].theta
+            for state, w, u in zip(
+                self.states, self.solutions[nearest], tangents, strict=True
+            ):
                 state.w = w
+                # Moved along the solution's derivative: tried as the warm
+                # start (see _hypergradient._warm_start).
+                state.guess = None if u is None else w + float(step[0]) * u
 
         def fold(item, options=kwargs):
             problem, state, rows = item
@@ -488,6 +504,11 @@ class FoldsObjective(CVObjective):
                 results, seconds = self._screened(run, kwargs, need_grad)
         losses = np.array([r[0] for r in results])
         self.solutions.append([r[2] for r in results])
+        self.tangents.append(
+            [state.tangent for state in self.states]
+            if need_grad and self.tangent_starts
+            else None
+        )
         grad = None
         if need_grad:
             grad = np.mean([r[1] for r in results], axis=0)
@@ -564,12 +585,14 @@ class FoldsObjective(CVObjective):
 
     def _remote_results(self, theta, held, kwargs):
         """:meth:`_evaluate`'s fold results, computed by the dask workers."""
-        outputs = self._remote.evaluate(theta, [s.w for s in self.states], kwargs)
+        outputs = self._remote.evaluate(
+            theta, [(s.w, s.guess) for s in self.states], kwargs
+        )
         results, seconds = [], []
-        for (loss, grad, w, failures, elapsed), problem, state, rows in zip(
+        for (loss, grad, w, failures, elapsed, tangent), problem, state, rows in zip(
             outputs, self.problems, self.states, held, strict=True
         ):
-            state.w = w
+            state.w, state.guess, state.tangent = w, None, tangent
             state.failures.extend(failures)
             row_losses = None if rows is None else problem.row_losses(w, rows)
             results.append((loss, grad, w, row_losses))

@@ -50,14 +50,17 @@ class _FoldActor:
         self.problem = problem
         self.state = FoldState()
 
-    def evaluate(self, theta, w0, kwargs):
+    def evaluate(self, theta, warm_start, kwargs):
         start = time.perf_counter()
+        w0, guess = warm_start
         if w0 is not None:
             self.state.w = w0
+        self.state.guess = guess
         n_failures = len(self.state.failures)
         loss, grad, w = fold_value_and_grad(self.problem, theta, self.state, **kwargs)
         failures = self.state.failures[n_failures:]
-        return loss, grad, w, failures, time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        return loss, grad, w, failures, elapsed, self.state.tangent
 
 
 class RemoteFolds:
@@ -80,7 +83,9 @@ class RemoteFolds:
     def evaluate(self, theta, warm_starts, kwargs):
         """All folds at ``theta``, in parallel on the workers.
 
-        Returns one ``(loss, grad, w, new failures, seconds)`` per fold.
+        ``warm_starts``: one ``(w, guess)`` per fold (see
+        :class:`~skbilevel._hypergradient.FoldState`). Returns one ``(loss,
+        grad, w, new failures, seconds, tangent)`` per fold.
         """
         futures = [
             actor.evaluate(theta, w0, kwargs)

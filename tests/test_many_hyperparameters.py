@@ -87,9 +87,13 @@ def test_per_feature_matches_scalar_where_features_are_alike(classification, see
 def test_per_feature_wins_where_features_differ(classification):
     # Never worse than the shared strength; clearly better on average (the
     # guard keeps the shared strength when the held-out samples cannot tell
-    # a gain from noise, as on 2 of these 6 logistic data sets).
+    # a gain from noise, as on 2 of these 6 logistic data sets). That shared
+    # strength comes from the per-feature fit's own 1-D search, the scalar
+    # estimator's from another (forward-mode hypergradients for one C): the
+    # same minimum of the CV loss, to the search's tolerance, which moves the
+    # held-out loss by up to 1e-6 (measured: 5.7e-7).
     ratios = [held_out_ratio(differing, s, classification, 1000, 100) for s in range(6)]
-    assert max(ratios) <= 1.0 + 1e-12
+    assert max(ratios) <= 1.0 + 1e-5
     assert np.mean(ratios) <= 0.93
 
 
