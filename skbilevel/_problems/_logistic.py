@@ -691,8 +691,11 @@ class LogisticProblem(InnerProblem):
                         max_iter=self._krylov_products,
                         preconditioner=lambda r: self._factor_solve(theta, r),
                     )
-                    fresh = True
-                    krylov_failed = not converged  # a fresh Hessian next
+                    # Short of its tolerance, the step still descends, but
+                    # its decrement proves nothing, and a fresh Hessian is
+                    # formed next.
+                    fresh = converged
+                    krylov_failed = not converged
             else:
                 fresh = True
                 g_norm = np.linalg.norm(grad)
@@ -733,7 +736,7 @@ class LogisticProblem(InnerProblem):
                     if exact:  # the adjoint may use this Hessian, a step away
                         self._previous_step_key = W.tobytes()
                     return W, True
-                refresh = method == "direct" and slow
+                refresh = method == "direct" and (slow or krylov_failed)
                 continue
             refresh = slow or krylov_failed
             t = 1.0
