@@ -72,17 +72,23 @@ def _tangent(problem, theta, w, state, method, tol, max_iter):
     rhs = -np.where(problem.group_idx >= 0, weights * w, 0.0)
     if method == "direct":
         return problem.hessian_solve(w, theta, rhs)
-    u, _, converged = conjugate_gradient(
-        lambda x: problem.hvp(w, theta, x),
+    return _cg_solve(problem, theta, w, rhs, state.tangent, state, tol, max_iter)
+
+
+def _cg_solve(problem, theta, w, rhs, x0, state, tol, max_iter):
+    """``H x = rhs`` by conjugate gradients, warm-started at ``x0`` and
+    Jacobi-preconditioned; stopping short is recorded as an adjoint failure."""
+    x, _, converged = conjugate_gradient(
+        lambda v: problem.hvp(w, theta, v),
         rhs,
-        x0=state.tangent,
+        x0=x0,
         tol=tol,
         max_iter=max_iter,
         diagonal=problem.hessian_diagonal(w, theta),
     )
     if not converged:
         state.failures.append("adjoint")
-    return u
+    return x
 
 
 def _adjoint_fixed_point(problem, theta, w, g, v0, tol, max_iter):
@@ -197,16 +203,9 @@ def fold_value_and_grad(
     if method == "direct":
         v = problem.hessian_solve(w, theta, g)
     elif method == "cg":
-        v, _, ok = conjugate_gradient(
-            lambda x: problem.hvp(w, theta, x),
-            g,
-            x0=state.v,
-            tol=adjoint_tol,
-            max_iter=adjoint_max_iter,
-            diagonal=problem.hessian_diagonal(w, theta),
+        v = _cg_solve(
+            problem, theta, w, g, state.v, state, adjoint_tol, adjoint_max_iter
         )
-        if not ok:
-            state.failures.append("adjoint")
     elif method == "fixed_point":
         v, _, ok = _adjoint_fixed_point(
             problem, theta, w, g, state.v, adjoint_tol, adjoint_max_iter

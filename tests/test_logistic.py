@@ -25,6 +25,17 @@ from ._helpers import central_difference, penalty_array, relative_error
 BOUNDS = {"direct": 1e-5, "cg": 1e-5, "fixed_point": 1e-5, "neumann": 1e-4, "itd": 1e-4}
 
 
+def _count_calls(monkeypatch, owner, name, counts):
+    """Count calls of ``owner.name`` in ``counts[-1]``."""
+    original = getattr(owner, name)
+
+    def counted(*args, **kwargs):
+        counts[-1] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+
+
 def _data(n_classes, sparse, weights, seed=0):
     X, y = make_classification(
         90,
@@ -343,13 +354,7 @@ def test_tangent_starts_keep_the_search_and_save_products(monkeypatch):
     y = (rng.rand(2000) < 1 / (1 + np.exp(np.median(scores) - scores))).astype(int)
     folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))
     products = []
-    hvp = _logistic_problem.LogisticProblem._data_hvp
-
-    def counted(*args):
-        products[-1] += 1
-        return hvp(*args)
-
-    monkeypatch.setattr(_logistic_problem.LogisticProblem, "_data_hvp", counted)
+    _count_calls(monkeypatch, _logistic_problem.LogisticProblem, "_data_hvp", products)
     models = []
     for tangents in [True, False]:
         monkeypatch.setattr(
@@ -612,22 +617,10 @@ def test_scan_points_past_the_minimum_stop_once_clearly_worse(monkeypatch):
     y = y[:900]
     folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))
     passes = []
-    original = _logistic_problem._loss_grad
-
-    def counted(*args):
-        passes[-1] += 1
-        return original(*args)
-
-    monkeypatch.setattr(_logistic_problem, "_loss_grad", counted)
+    _count_calls(monkeypatch, _logistic_problem, "_loss_grad", passes)
     # Hessian-vector products read the data as a pass does (Newton steps by
     # conjugate gradients, see LogisticProblem.solve).
-    hvp = _logistic_problem.LogisticProblem._data_hvp
-
-    def counted_hvp(*args):
-        passes[-1] += 1
-        return hvp(*args)
-
-    monkeypatch.setattr(_logistic_problem.LogisticProblem, "_data_hvp", counted_hvp)
+    _count_calls(monkeypatch, _logistic_problem.LogisticProblem, "_data_hvp", passes)
     stopped = []
     screen = objectives.FoldsObjective._screen
 
