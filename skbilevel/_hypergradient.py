@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._linalg import conjugate_gradient
-from ._problems._base import penalty_weights
 
 __all__ = ["HYPERGRADIENT_METHODS", "FoldState", "fold_value_and_grad"]
 
@@ -68,8 +67,7 @@ def _warm_start(problem, theta, state):
 
 def _tangent(problem, theta, w, state, method, tol, max_iter):
     """``dw/dtheta`` for one hyperparameter: ``H u = -d2L/dw dtheta``."""
-    weights = penalty_weights(theta, problem.group_idx)
-    rhs = -np.where(problem.group_idx >= 0, weights * w, 0.0)
+    rhs = -problem.cross_entries(w, theta)
     if method == "direct":
         return problem.hessian_solve(w, theta, rhs)
     return _cg_solve(problem, theta, w, rhs, state.tangent, state, tol, max_iter)

@@ -88,7 +88,7 @@ class RemoteFolds:
         grad, w, new failures, seconds, tangent)`` per fold.
         """
         futures = [
-            actor.evaluate(theta, w0, kwargs)
-            for actor, w0 in zip(self.actors, warm_starts, strict=True)
+            actor.evaluate(theta, warm_start, kwargs)
+            for actor, warm_start in zip(self.actors, warm_starts, strict=True)
         ]
         return [future.result() for future in futures]

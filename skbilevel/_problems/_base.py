@@ -119,10 +119,17 @@ class InnerProblem:
         -------
         out : ndarray of shape (n_hyper,)
         """
-        weights = penalty_weights(theta, self.group_idx)
         penalized = self.group_idx >= 0
         return np.bincount(
             self.group_idx[penalized],
-            weights=(weights * w * v)[penalized],
+            weights=(self.cross_entries(w, theta) * v)[penalized],
             minlength=self.n_hyper,
         )
+
+    def cross_entries(self, w, theta):
+        """``exp(theta_g) * w`` on the coefficients of group g, 0 on
+        unpenalized ones: the nonzero entries of ``d2L / dw dtheta``, each
+        coefficient's in its group's column (with one hyperparameter, that
+        column itself, shape of ``w``)."""
+        weights = penalty_weights(theta, self.group_idx)
+        return np.where(self.group_idx >= 0, weights * w, 0.0)
