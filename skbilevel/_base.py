@@ -47,6 +47,7 @@ from ._hypergradient import HYPERGRADIENT_METHODS
 from ._objectives import FoldsObjective
 from ._outer import OuterResult, minimize_box, minimize_scalar, minimize_stochastic
 from ._problems._ridge import centered_sum_of_squares
+from ._quadratic import minimize_quadratic
 from ._results import build_cv_results
 from ._stochastic import RowReader, StochasticFold, StochasticObjective
 from ._validation import (
@@ -382,9 +383,10 @@ class BaseBilevelCV(DocLinkMixin, CallbackSupportMixin, BaseEstimator):
         solver = self._choose_solver(
             X.shape, X, info.n_out, n_hyper, self._check_params(loo), loo
         )
-        # The stochastic mode reads dense X in place (BLAS and row gathers
-        # only), a read-only memory map included.
-        X = as_float64_data(X, writable=self._writable_X and solver != "stochastic")
+        # The stochastic and quadratic modes read dense X in place (BLAS,
+        # row gathers and fused passes only), a read-only memory map included.
+        writable = self._writable_X and solver not in ("stochastic", "quadratic")
+        X = as_float64_data(X, writable=writable)
         folds = None
         if not loo:
             folds = check_folds(
@@ -427,16 +429,16 @@ class BaseBilevelCV(DocLinkMixin, CallbackSupportMixin, BaseEstimator):
                     "cv=None uses the closed-form leave-one-out hypergradient: "
                     f"hypergradient must be 'auto' or 'direct', got {method!r}."
                 )
-            if self.solver == "stochastic":
+            if self.solver in ("stochastic", "quadratic"):
                 raise ValueError(
                     "cv=None is exact leave-one-out (deterministic); the "
-                    "stochastic solver needs hold-out splits (cv=5, ...)."
+                    f"{self.solver} solver needs hold-out splits (cv=5, ...)."
                 )
-        if self.solver == "stochastic" and method != "auto":
+        if self.solver in ("stochastic", "quadratic") and method != "auto":
             raise ValueError(
                 f"hypergradient={method!r} applies to the deterministic solver; "
-                "the stochastic solver computes its own (stochastic implicit "
-                "differentiation). Leave hypergradient='auto'."
+                f"the {self.solver} solver computes its own. Leave "
+                "hypergradient='auto'."
             )
         return method
 
@@ -499,10 +501,19 @@ class BaseBilevelCV(DocLinkMixin, CallbackSupportMixin, BaseEstimator):
             lo, hi = (np.broadcast_to(side, (n_hyper,)).copy() for side in (lo, hi))
             if np.all(lo == lo[0]) and np.all(hi == hi[0]):  # one box after all
                 lo, hi = float(lo[0]), float(hi[0])
+        theta0 = self._initial_theta(n_hyper, lo, hi)
+        # The stochastic and quadratic modes start at scikit-learn's default
+        # strength (alpha = 1, C = 1), in the box, unless told otherwise.
+        start = np.clip(np.zeros(n_hyper), lo, hi) if theta0 is None else theta0
+        if solver == "quadratic":
+            objective = self._quadratic_objective(splits, info, layouts, start)
+            method = "newton-model"
+            if objective is None:  # "auto", and splits the mode does not take
+                solver, method = "deterministic", self.hypergradient
         if solver == "stochastic":
             objective = self._stochastic_objective(splits, info, layouts)
             method = "sid"
-        else:
+        elif solver == "deterministic":
             if method == "auto":
                 method = "direct" if self._can_factorize(splits, widest) else "cg"
             elif method == "direct" and not self._can_factorize(splits, widest):
@@ -515,7 +526,6 @@ class BaseBilevelCV(DocLinkMixin, CallbackSupportMixin, BaseEstimator):
             if objective is None:
                 objective = self._folds_objective(splits, info, layouts, method)
 
-        theta0 = self._initial_theta(n_hyper, lo, hi)
         # The guard judges its path against the best common value.
         common = not np.ndim(lo) and (theta0 is None or np.all(theta0 == theta0[0]))
         guarded = None
@@ -526,11 +536,12 @@ class BaseBilevelCV(DocLinkMixin, CallbackSupportMixin, BaseEstimator):
                 each.start_time, each.callback = start_time, callback
                 each.param_name, each.param_sign = self._param_name, self._param_sign
         if solver == "stochastic":
-            if theta0 is None:
-                # scikit-learn's default strength (alpha = 1, C = 1), in the box.
-                theta0 = np.clip(np.zeros(n_hyper), lo, hi)
             result = minimize_stochastic(
-                objective, theta0, lo, hi, max_iter=self.max_iter, tol=self.tol
+                objective, start, lo, hi, max_iter=self.max_iter, tol=self.tol
+            )
+        elif solver == "quadratic":
+            result = minimize_quadratic(
+                objective, start, lo, hi, max_iter=self.max_iter, tol=self.tol
             )
         else:
             result = self._run_outer(objective, theta0, n_hyper, lo, hi, guarded)
@@ -563,6 +574,8 @@ class BaseBilevelCV(DocLinkMixin, CallbackSupportMixin, BaseEstimator):
         reasons = []
         if solver == "stochastic":
             reasons.append("the stochastic solver (it averages its iterates instead)")
+        if solver == "quadratic":
+            reasons.append("the quadratic solver (for many samples per strength)")
         if splits.n_samples < GUARD_MIN_SAMPLES:
             reasons.append(
                 f"fewer than {GUARD_MIN_SAMPLES} samples (one in three is held "
@@ -793,6 +806,11 @@ class BaseBilevelCV(DocLinkMixin, CallbackSupportMixin, BaseEstimator):
             folds, layouts[0].n_hyper, steps, steps, VALIDATION_BATCHES, self.n_jobs,
             self.verbose,
         )  # fmt: skip
+
+    def _quadratic_objective(self, splits, info, layouts, theta0):
+        """The quadratic mode's CV objective (models that have one), or None
+        under ``solver="auto"`` where ``splits`` do not suit it."""
+        raise ValueError(f"{type(self).__name__} has no quadratic solver.")
 
     def _stochastic_fold(self, layout):
         """The stochastic mode's fold class for ``layout``, and its options."""

@@ -16,6 +16,9 @@ import numpy as np
 from ._numba import jit
 
 __all__ = [
+    "binary_split_terms",
+    "dense_binary_split_hvp",
+    "dense_binary_split_pass",
     "dense_binary_hvp",
     "dense_binary_loss_grad",
     "samplewise_loss_grad",
@@ -206,4 +209,144 @@ def dense_binary_hvp(X, P, sw, v, vb, start, stop):
         for j in range(d):
             out[j] += X[i, j] * r
         out[d] += r
+    return out
+
+
+@jit
+def binary_split_terms(S, targets, sw, role, R, C, start, stop):
+    """Log-losses and residuals of several binary models on shared rows.
+
+    Column k of ``S`` holds the scores of split k's model; a row trains
+    split k, validates it, or neither (``role``).
+
+    Parameters
+    ----------
+    S : ndarray of shape (n_samples, n_splits)
+        Scores of every split's model on every row.
+    targets : ndarray of shape (n_samples,), dtype int64
+        Classes 0 and 1.
+    sw : ndarray of shape (n_samples,)
+    role : ndarray of shape (n_samples, n_splits), dtype int8
+        1: the row trains split k; 2: it validates it; 0: neither.
+    R : ndarray of shape (n_samples, 2 * n_splits)
+        Receives the residuals ``sw (p - y)``: of training rows in column
+        k, of validation rows in column ``n_splits + k``, 0 elsewhere.
+    C : ndarray of shape (n_samples, n_splits)
+        Receives the curvatures ``sw p (1 - p)`` of the training rows (0
+        elsewhere): the splits' training Hessians' weights.
+    start, stop : int
+        The block of rows.
+
+    Returns
+    -------
+    losses : ndarray of shape (2, n_splits)
+        Weighted log-loss sums over the training rows, then the validation
+        rows, of each split.
+    """
+    K = S.shape[1]
+    losses = np.zeros((2, K))
+    for i in range(start, stop):
+        for k in range(K):
+            R[i, k] = 0.0
+            R[i, K + k] = 0.0
+            C[i, k] = 0.0
+            part = role[i, k]
+            if part == 0:
+                continue
+            loss, residual, p = _binary_loss_grad(S[i, k], targets[i], sw[i])
+            losses[part - 1, k] += loss
+            R[i, (part - 1) * K + k] = residual
+            if part == 1:
+                C[i, k] = sw[i] * p * (1.0 - p)
+    return losses
+
+
+@jit(reassociate=True)
+def dense_binary_split_pass(X, W, b, targets, sw, role, C, start, stop):
+    """:func:`binary_split_terms` and the gradients, fused over dense rows.
+
+    Every row of X is read once for all the splits: its score under each
+    split's coefficients, and its share of that split's training or
+    validation gradient (measured on 400000 x 200 and 5 splits, 2 threads:
+    about 40 against 100 ms for BLAS's two products and the per-sample pass).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    W : ndarray of shape (n_splits, n_features)
+        Every split's coefficients, one row each.
+    b : ndarray of shape (n_splits,)
+        Every split's intercept.
+    targets, sw, role, C, start, stop
+        As :func:`binary_split_terms`.
+
+    Returns
+    -------
+    losses : ndarray of shape (2, n_splits)
+        As :func:`binary_split_terms`.
+    grad : ndarray of shape (2 * n_splits, n_features + 1)
+        Row k: split k's training gradient (in the coefficients, then the
+        intercept); row ``n_splits + k``: its validation gradient.
+    """
+    d = X.shape[1]
+    K = W.shape[0]
+    losses = np.zeros((2, K))
+    grad = np.zeros((2 * K, d + 1))
+    for i in range(start, stop):
+        for k in range(K):
+            part = role[i, k]
+            if part == 0:
+                C[i, k] = 0.0
+                continue
+            score = b[k]
+            for j in range(d):
+                score += X[i, j] * W[k, j]
+            loss, residual, p = _binary_loss_grad(score, targets[i], sw[i])
+            losses[part - 1, k] += loss
+            C[i, k] = sw[i] * p * (1.0 - p) if part == 1 else 0.0
+            row = (part - 1) * K + k
+            for j in range(d):
+                grad[row, j] += X[i, j] * residual
+            grad[row, d] += residual
+    return losses, grad
+
+
+@jit(reassociate=True)
+def dense_binary_split_hvp(X, V, vb, C, role, start, stop):
+    """Every split's training data Hessian applied to its own vector.
+
+    ``sum_i C[i, k] x_i (x_i . v_k + vb_k)`` over split k's training rows
+    (with the intercept's entry last), each row of X read once for all the
+    splits.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    V : ndarray of shape (n_splits, n_features)
+        Every split's vector (coefficient entries), one row each.
+    vb : ndarray of shape (n_splits,)
+        Their intercept entries.
+    C : ndarray of shape (n_samples, n_splits)
+        Curvatures of the training rows (:func:`dense_binary_split_pass`).
+    role : ndarray of shape (n_samples, n_splits), dtype int8
+    start, stop : int
+
+    Returns
+    -------
+    out : ndarray of shape (n_splits, n_features + 1)
+    """
+    d = X.shape[1]
+    K = V.shape[0]
+    out = np.zeros((K, d + 1))
+    for i in range(start, stop):
+        for k in range(K):
+            if role[i, k] != 1:
+                continue
+            t = vb[k]
+            for j in range(d):
+                t += X[i, j] * V[k, j]
+            t *= C[i, k]
+            for j in range(d):
+                out[k, j] += X[i, j] * t
+            out[k, d] += t
     return out

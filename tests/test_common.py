@@ -21,6 +21,7 @@ ESTIMATORS = [
     BilevelLogisticCV(hypergradient="cg"),
     BilevelRidgeCV(solver="stochastic", max_iter=10, random_state=0),
     BilevelLogisticCV(solver="stochastic", max_iter=10, random_state=0),
+    BilevelLogisticCV(solver="quadratic"),
     BilevelLassoCV(),
     BilevelLassoCV(penalty="per_feature"),
     BilevelLassoCV(hypergradient="cg"),

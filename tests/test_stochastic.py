@@ -88,7 +88,7 @@ def test_hypergradient_error_shrinks_with_each_budget(model):
 def test_stochastic_lands_near_the_deterministic_optimum():
     X, y = make_classification(40000, 10, n_informative=5, random_state=0)
     cv = StratifiedKFold(3, shuffle=True, random_state=0)
-    exact = BilevelLogisticCV(cv=cv).fit(X, y)
+    exact = BilevelLogisticCV(cv=cv, solver="deterministic").fit(X, y)
     noisy = BilevelLogisticCV(cv=cv, solver="stochastic", random_state=0).fit(X, y)
     assert noisy.solver_ == "stochastic" and exact.solver_ == "deterministic"
 
@@ -209,27 +209,35 @@ def test_multinomial_and_scoring():
     assert clf.score(X, y) > 0.6
 
 
+_PER_FEATURE = BilevelLogisticCV(penalty="per_feature")
+_RIDGE_PER_FEATURE = BilevelRidgeCV(penalty="per_feature")
+
+
 @pytest.mark.parametrize(
-    "estimator, shape, n_out, n_hyper, stochastic",
+    "estimator, shape, n_out, n_hyper, expected",
     [
-        # The case: 122 s deterministic against 3.5 s stochastic.
-        (BilevelLogisticCV(penalty="per_feature"), (400_000, 200), 1, 200, True),
-        (BilevelLogisticCV(penalty="per_feature"), (1_000_000, 50), 1, 50, True),
-        (BilevelLogisticCV(), (1_000_000, 50), 1, 1, True),
+        # The case: 122 s deterministic against 3.5 s stochastic, and
+        # binary with few coefficients for the rows: the quadratic mode's.
+        (_PER_FEATURE, (400_000, 200), 1, 200, "quadratic"),
+        (_PER_FEATURE, (1_000_000, 50), 1, 50, "quadratic"),
+        (BilevelLogisticCV(), (1_000_000, 50), 1, 1, "quadratic"),
+        (BilevelLogisticCV(), (100_000, 100), 1, 1, "quadratic"),
+        # Multinomial, or too many coefficients for the quadratic mode.
+        (BilevelLogisticCV(), (1_000_000, 50), 5, 1, "stochastic"),
+        (_PER_FEATURE, (400_000, 2000), 1, 2000, "stochastic"),
         # A few seconds deterministically (bench_logistic.py): not worth it.
-        (BilevelLogisticCV(), (100_000, 100), 1, 1, False),
-        (BilevelLogisticCV(penalty="per_feature"), (50_000, 200), 1, 200, False),
-        (BilevelLogisticCV(), (1797, 64), 10, 1, False),
+        (_PER_FEATURE, (50_000, 200), 1, 200, "deterministic"),
+        (BilevelLogisticCV(), (1797, 64), 10, 1, "deterministic"),
         # Ridge searches its Gram matrices, not the data.
-        (BilevelRidgeCV(), (1_000_000, 50), 1, 1, False),
-        (BilevelRidgeCV(penalty="per_feature"), (1_000_000, 50), 1, 50, False),
-        (BilevelRidgeCV(penalty="per_feature"), (200_000, 5000), 1, 5000, True),
+        (BilevelRidgeCV(), (1_000_000, 50), 1, 1, "deterministic"),
+        (_RIDGE_PER_FEATURE, (1_000_000, 50), 1, 50, "deterministic"),
+        (_RIDGE_PER_FEATURE, (200_000, 5000), 1, 5000, "stochastic"),
     ],
 )
-def test_auto_solver_weighs_costs(estimator, shape, n_out, n_hyper, stochastic):
+def test_auto_solver_weighs_costs(estimator, shape, n_out, n_hyper, expected):
     X = np.broadcast_to(0.0, shape)
     chosen = estimator._choose_solver(shape, X, n_out, n_hyper, "auto", False)
-    assert chosen == ("stochastic" if stochastic else "deterministic")
+    assert chosen == expected
     assert estimator._choose_solver(shape, X, n_out, n_hyper, "cg", False) == (
         "deterministic"
     )

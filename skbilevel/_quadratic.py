@@ -1,0 +1,721 @@
+"""Search on Newton models of the folds, for many rows (``solver="quadratic"``).
+
+With many rows for its coefficients, a binary logistic fold's training loss
+is close to quadratic over the range its solutions move as the strengths
+change, and so is its validation loss. Each fold then gets a model of both
+around its current solution ``a_k`` (exact gradients, Hessians ``H_k`` and
+``V_k`` formed once):
+
+    a_k(theta) = (H_k + P(theta))^-1 (H_k a_k - g_k)
+    E_k(theta) ~ E_k + e_k . d + d^T V_k d / 2,    d = a_k(theta) - a_k
+
+with ``g_k`` the training data gradient at ``a_k`` and ``P(theta)`` the
+penalty; the model's hypergradient is that of implicit differentiation with
+``H_k`` for the training Hessian. Minimizing the mean model over the
+strengths costs no pass over the data (d x d factorizations only); a trust
+region in log-strengths decides how far to trust it, and every candidate is
+evaluated exactly: each fold is solved at it (chord steps from the model's
+solution, one pass over the data for all folds at once), which also anchors
+the next model there. A few such evaluations replace the 1-D search and the
+projected method of the deterministic solver.
+
+Every fold's Hessian comes from one Gram product over the data: the rows
+that train and validate the same folds (in K-fold, one fold's validation
+rows) add to one Gram, at one common point (the solution on all the rows at
+the starting strengths), and a fold's Hessians are sums of these. The
+models' Hessians are therefore taken at that point, not at the folds'
+solutions; the exact evaluations and the trust region make up for it, and
+the losses of the evaluations are exact.
+"""
+
+import numpy as np
+from scipy.optimize import minimize
+
+from ._linalg import cho_solve_vector, robust_cho_factor
+from ._logistic_kernels import (
+    binary_split_terms,
+    dense_binary_split_hvp,
+    dense_binary_split_pass,
+)
+from ._objectives import CVObjective
+from ._outer import OuterResult
+from ._problems._base import penalty_weights
+from ._problems._logistic import (
+    LogisticProblem,
+    _loss_grad,
+    float32_gram_is_safe,
+    logistic_curvature,
+    weighted_grams,
+)
+from ._rows import blas_controller, map_row_blocks
+from ._validation import as_float_c, as_index_c
+
+__all__ = ["QuadraticObjective", "TooManyRowPatterns", "minimize_quadratic"]
+
+# At most this many groups of rows with the same part in every split (each
+# has its own Gram): K-fold has K, shuffle-splits up to 2**K.
+MAX_ROW_PATTERNS = 64
+# The solution on all the rows that the Hessians are formed at: Newton steps
+# with the Hessian of every ``_SUBSAMPLE_STRIDE``-th row (at least
+# _SUBSAMPLE_MIN_ROWS rows), to a relative accuracy of _ANCHOR_TOL.
+_SUBSAMPLE_MIN_ROWS = 20_000
+_ANCHOR_TOL = 1e-2
+# Relative accuracy of the folds' solutions at an evaluation (as the
+# deterministic solver's ``tol``: Newton decrement <= tol**2 * sum(sw)), and
+# of the final refit.
+_SOLVE_TOL = 1e-5
+_REFIT_TOL = 1e-6
+_MAX_STEPS = 30
+# Chord steps of an evaluation before its splits are solved by Newton's
+# method instead (they gain about 1e-3 of the decrement each where the
+# models hold: 2 passes in all).
+_MAX_CHORD_STEPS = 10
+# First trust radius, in log-strengths (largest coordinate), and its bounds.
+_RADIUS = 2.0
+_MIN_RADIUS = 1e-3
+_MAX_RADIUS = 32.0
+# Relative accuracy (preconditioned residual) of the adjoint solves, and
+# their cap of conjugate gradient iterations.
+_ADJOINT_TOL = 1e-4
+_ADJOINT_MAX_ITER = 20
+# Distance (log-strength) within which a model minimum is moved onto the
+# bound it descends to.
+_SNAP = 0.1
+_TINY = 1e-300
+
+
+class TooManyRowPatterns(ValueError):
+    """Splits whose rows fall in too many groups for one Gram each."""
+
+
+def _chord_steps(pass_at, A, factors, penalties, totals, tol, max_steps):
+    """Chord Newton steps on several binary problems at once.
+
+    ``pass_at(A)`` returns the data gradients at the columns of ``A`` (and
+    whatever else the caller keeps); the steps use fixed factorizations of
+    ``H + P`` and stop once every problem's Newton decrement is at most
+    ``tol**2 * total``. Returns ``(A, last pass, next steps, converged)``:
+    the last pass's terms are those of ``A``, and ``A - steps`` is closer
+    to the solutions (the steps left untaken; None if not converged).
+    """
+    A = A.copy()
+    for _ in range(max_steps):
+        out = pass_at(A)
+        G = out[0] + penalties * A
+        steps = np.column_stack(
+            [cho_solve_vector(factor, G[:, k]) for k, factor in enumerate(factors)]
+        )
+        decrements = np.einsum("ik,ik->k", G, steps)
+        if np.all(decrements <= tol * tol * np.maximum(totals, 1.0)):
+            return A, out, steps, True
+        A -= steps
+    return A, pass_at(A), None, False
+
+
+def _adjoint(rows, factors, penalties, rhs):
+    """Solve every split's ``(H_k + P_k) v_k = rhs_k`` with its exact training
+    Hessian at its last :meth:`_SharedRows.split_terms` point: conjugate
+    gradients preconditioned by the models' factorizations (Hessians from
+    the common point, about 1% off: two or three products, one pass for all
+    the splits each). Returns ``(V, converged)``."""
+
+    def precondition(R):
+        return np.column_stack(
+            [cho_solve_vector(factor, R[:, k]) for k, factor in enumerate(factors)]
+        )
+
+    V = precondition(rhs)
+    target = _ADJOINT_TOL**2 * np.einsum("ik,ik->k", rhs, V)
+    residual = rhs - rows.hessian_products(V) - penalties * V
+    z = precondition(residual)
+    direction = z.copy()
+    rz = np.einsum("ik,ik->k", residual, z)
+    for _ in range(_ADJOINT_MAX_ITER):
+        if np.all(rz <= target):
+            return V, True
+        product = rows.hessian_products(direction) + penalties * direction
+        curvature = np.einsum("ik,ik->k", direction, product)
+        alpha = np.divide(rz, curvature, out=np.zeros_like(rz), where=curvature > 0)
+        V += alpha * direction
+        residual -= alpha * product
+        z = precondition(residual)
+        rz_new = np.einsum("ik,ik->k", residual, z)
+        beta = np.divide(rz_new, rz, out=np.zeros_like(rz), where=rz > 0)
+        direction = z + beta * direction
+        rz = rz_new
+    return V, bool(np.all(rz <= target))
+
+
+class _SharedRows:
+    """The splits of one design matrix: the rows' parts, passes, Grams.
+
+    Parameters
+    ----------
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+    targets : ndarray of shape (n_samples,), dtype int64
+    sw : ndarray of shape (n_samples,)
+    parts : list of (train, test)
+        Row indices of every split of ``X``.
+    fit_intercept : bool
+    """
+
+    def __init__(self, X, targets, sw, parts, fit_intercept):
+        self.source = X  # the user's matrix (the refit's check)
+        # The fused loss passes read dense X as C-contiguous float64.
+        self.dense = not hasattr(X, "tocsr")
+        self.X = np.ascontiguousarray(X, np.float64) if self.dense else X.tocsr()
+        self.targets, self.sw = as_index_c(targets), as_float_c(sw)
+        self.fit_intercept = fit_intercept
+        n = X.shape[0]
+        K = len(parts)
+        self.n_features = X.shape[1]
+        self.n_params = self.n_features + int(fit_intercept)
+        role = np.zeros((n, K), dtype=np.int8)
+        for k, (train, test) in enumerate(parts):
+            role[train, k] = 1
+            role[test, k] = 2
+        self.role = role
+        # Rows with the same part in every split share a Gram.
+        codes = role.astype(np.int64) @ (3 ** np.arange(K, dtype=np.int64))
+        used = codes > 0
+        if K <= 8:  # 3**K codes at most: a table instead of a sort
+            present = np.bincount(codes[used], minlength=3**K) > 0
+            patterns = np.flatnonzero(present)
+            labels = (np.cumsum(present) - 1)[codes[used]]
+        else:
+            patterns, labels = np.unique(codes[used], return_inverse=True)
+        if len(patterns) > MAX_ROW_PATTERNS:
+            raise TooManyRowPatterns(
+                f"splits whose rows fall in at most {MAX_ROW_PATTERNS} groups "
+                "with the same part (training, validation, neither) in every "
+                f"split (K-fold makes K); these make {len(patterns)}"
+            )
+        self.labels = np.full(n, -1, dtype=np.int64)
+        self.labels[used] = labels
+        digits = (patterns[:, None] // 3 ** np.arange(K)) % 3
+        self.pattern_trains = digits == 1  # (n_patterns, K)
+        self.pattern_validates = digits == 2
+        self.train_weight = np.array([self.sw[tr].sum() for tr, _ in parts])
+        self.val_weight = np.array([self.sw[te].sum() for _, te in parts])
+        self.trains = [np.asarray(tr) for tr, _ in parts]
+        self.tests = [np.asarray(te) for _, te in parts]
+
+    def _scores(self, A):
+        d = self.n_features
+        S = np.asarray(self.X @ A[:d])
+        if self.fit_intercept:
+            S += A[d]
+        return np.ascontiguousarray(S)
+
+    def split_terms(self, A):
+        """Every split's terms at its coefficients (columns of ``A``), in one
+        pass over X for all of them: training data gradients (n_params, K),
+        validation losses (K,) and gradients (n_params, K), the latter two
+        as means over the validation weight. The training rows' curvatures
+        are kept for :meth:`hessian_products`."""
+        K = A.shape[1]
+        d = self.n_features
+        n = self.X.shape[0]
+        self.curvature = np.empty((n, K))
+        if self.dense:
+            W = np.ascontiguousarray(A[:d].T)
+            b = A[d].copy() if self.fit_intercept else np.zeros(K)
+
+            def block(start, stop):
+                return dense_binary_split_pass(
+                    self.X, W, b, self.targets, self.sw, self.role,
+                    self.curvature, start, stop,
+                )  # fmt: skip
+
+            parts = map_row_blocks(block, n, row_work=4 * K * d)
+            losses = np.sum([part[0] for part in parts], axis=0)
+            G = np.sum([part[1] for part in parts], axis=0).T
+            if not self.fit_intercept:
+                G = G[:d]
+        else:
+            S = self._scores(A)
+            R = np.empty((n, 2 * K))
+            losses = binary_split_terms(
+                S, self.targets, self.sw, self.role, R, self.curvature, 0, n
+            )
+            G = np.asarray(self.X.T @ R)
+            if self.fit_intercept:
+                G = np.vstack([G, R.sum(axis=0)])
+        val = self.val_weight
+        return G[:, :K], losses[1] / val, G[:, K:] / val
+
+    def hessian_products(self, V):
+        """Every split's training data Hessian, at its last
+        :meth:`split_terms` coefficients, applied to its column of ``V``."""
+        K = V.shape[1]
+        d = self.n_features
+        n = self.X.shape[0]
+        vb = V[d].copy() if self.fit_intercept else np.zeros(K)
+        if self.dense:
+            W = np.ascontiguousarray(V[:d].T)
+
+            def block(start, stop):
+                return dense_binary_split_hvp(
+                    self.X, W, vb, self.curvature, self.role, start, stop
+                )
+
+            out = np.sum(map_row_blocks(block, n, row_work=4 * K * d), axis=0).T
+            return out if self.fit_intercept else out[:d]
+        Z = np.asarray(self.X @ V[:d]) + vb
+        Z *= self.curvature
+        out = np.asarray(self.X.T @ Z)
+        return np.vstack([out, Z.sum(axis=0)]) if self.fit_intercept else out
+
+    def anchor(self, penalty, float32):
+        """Solution on all the rows of the splits, roughly; its Grams.
+
+        Newton steps whose Hessian is that of a regular subsample of the
+        rows (every s-th), with a backtracking line search on the loss of
+        every row: a few passes over the data, and one Gram of the sample
+        per step. Returns ``(a, grams)``, ``grams`` of shape (n_patterns,
+        n_params, n_params): every pattern's Gram at ``a``.
+        """
+        used = self.labels >= 0
+        sw = np.where(used, self.sw, 0.0)
+        total = float(sw.sum())
+        n = len(sw)
+        stride = max(1, n // _SUBSAMPLE_MIN_ROWS)
+        sample = np.arange(0, n, stride)
+        scale = total / max(float(sw[sample].sum()), _TINY)
+        X_sample = self.X[sample]
+        a = np.zeros(self.n_params)
+        if self.fit_intercept:
+            mean = np.clip(sw @ self.targets / total, 1e-10, 1 - 1e-10)
+            a[-1] = np.log(mean / (1.0 - mean))
+
+        def terms(a):
+            loss, grad, P = _loss_grad(
+                self.X, a[:, None], self.targets, sw, self.fit_intercept
+            )
+            value = loss + 0.5 * penalty @ (a * a)
+            return value, grad[:, 0] + penalty * a, P[:, 0]
+
+        value, gradient, P = terms(a)
+        for _ in range(_MAX_STEPS):
+            root = np.sqrt(logistic_curvature(P[sample, None], sw[sample])[:, 0])
+            H = weighted_grams(
+                X_sample, root, fit_intercept=self.fit_intercept, float32=float32
+            )[0]
+            H *= scale
+            H[np.diag_indices_from(H)] += penalty
+            step = cho_solve_vector(robust_cho_factor(H), gradient)
+            decrement = gradient @ step
+            if decrement <= _ANCHOR_TOL**2 * total:
+                break
+            t = 1.0
+            while True:
+                candidate = terms(a - t * step)
+                if candidate[0] <= value - 1e-4 * t * decrement or t < 1e-6:
+                    break
+                t *= 0.5
+            a = a - t * step
+            value, gradient, P = candidate
+        root = np.sqrt(logistic_curvature(P[:, None], sw)[:, 0])
+        grams = weighted_grams(
+            self.X, root, self.labels, len(self.pattern_trains),
+            fit_intercept=self.fit_intercept, float32=float32,
+        )  # fmt: skip
+        return a, gradient - penalty * a, grams
+
+
+class QuadraticObjective(CVObjective):
+    """Mean validation log-loss over binary splits, evaluated exactly, and
+    its Newton models (see the module docstring).
+
+    Parameters
+    ----------
+    readers : list of (X, targets, sw, train, test)
+        Every split's design matrix (shared by index splits), targets
+        (classes 0 and 1), sample weights and row indices, as
+        :meth:`~skbilevel._folds.Splits.readers` gives them.
+    coef_groups : list of ndarray of shape (n_features, 1), dtype int64
+        Every split's hyperparameter group of each coefficient.
+    n_hyper : int
+    fit_intercept : bool
+    theta0 : ndarray of shape (n_hyper,)
+        The strengths at which the models' Hessians are formed.
+    verbose : int, default=0
+    """
+
+    def __init__(self, readers, coef_groups, n_hyper, fit_intercept, theta0,
+                 verbose=0):  # fmt: skip
+        super().__init__(n_hyper, len(readers), verbose)
+        self.fit_intercept = fit_intercept
+        by_matrix = {}
+        for k, (X, targets, sw, _, _) in enumerate(readers):
+            by_matrix.setdefault(id(X), (X, targets, sw, []))[3].append(k)
+        self.groups = []
+        theta0 = np.asarray(theta0, dtype=float)
+        self.failed = self.failed_adjoints = 0
+        for X, targets, sw, ks in by_matrix.values():
+            parts = [(readers[k][3], readers[k][4]) for k in ks]
+            rows = _SharedRows(X, targets, sw, parts, fit_intercept)
+            groups = np.column_stack([coef_groups[k][:, 0] for k in ks])
+            float32 = not hasattr(X, "tocsr") and float32_gram_is_safe(X, rows.sw)
+            # The anchor's penalty: every split's strengths, on all the rows.
+            weights = penalty_weights(theta0, groups[:, :1])[:, 0]
+            penalty = self._augmented(weights, 1e-10 * rows.sw.sum())
+            a, gradient, grams = rows.anchor(penalty, float32)
+            state = dict(rows=rows, ks=ks, coef_groups=groups, anchor=a,
+                         anchor_gradient=gradient, grams=grams)  # fmt: skip
+            # Every split's Hessians: sums of its rows' patterns' Grams.
+            state["H"] = np.einsum("pk,pij->kij", rows.pattern_trains, grams)
+            state["V"] = np.einsum("pk,pij->kij", rows.pattern_validates, grams)
+            state["V"] /= rows.val_weight[:, None, None]
+            state["full_gram"] = grams.sum(axis=0)
+            self.groups.append(state)
+            self._anchor_at(state, np.tile(a[:, None], (1, len(ks))))
+        # The models' first-order correction (see _evaluate), none at first.
+        self._correction = np.zeros(n_hyper)
+        self._anchor_theta = theta0
+        self.coefficients = {}  # evaluation index -> every split's (coef, intercept)
+        self._model_cache = None
+
+    # ------------------------------------------------------------- helpers
+    def _augmented(self, weights, intercept_weight):
+        if not self.fit_intercept:
+            return weights
+        return np.append(weights, intercept_weight)
+
+    def _penalties(self, state, theta):
+        """Penalty weights of every split's coefficients, shape (n_params, K)."""
+        P = penalty_weights(theta, state["coef_groups"])
+        if self.fit_intercept:
+            P = np.vstack([P, 1e-10 * state["rows"].train_weight])
+        return P
+
+    def _anchor_at(self, state, A):
+        """Anchor the splits' models at their coefficients ``A``."""
+        g, E, e = state["rows"].split_terms(A)
+        self._set_anchor(state, A, g, E, e)
+
+    def _set_anchor(self, state, A, g, E, e):
+        state["A"], state["g"], state["E"], state["e"] = A, g, E, e
+        state["b"] = np.einsum("kij,jk->ik", state["H"], A) - g
+
+    def anchors(self):
+        """The models' anchors, to restore with :meth:`restore`."""
+        keys = ("A", "g", "E", "e", "b")
+        saved = [{key: state[key] for key in keys} for state in self.groups]
+        return saved, self._correction, self._anchor_theta
+
+    def restore(self, anchors):
+        saved, self._correction, self._anchor_theta = anchors
+        for state, values in zip(self.groups, saved, strict=True):
+            state.update(values)
+
+    # --------------------------------------------------------------- model
+    def _model_splits(self, state, theta):
+        """Every split's model solution, value and hypergradient at ``theta``."""
+        P = self._penalties(state, theta)
+        K = P.shape[1]
+        A = np.empty_like(state["A"])
+        values = np.empty(K)
+        grads = np.zeros((K, self.n_hyper))
+        factors = []
+        d = state["rows"].n_features
+        for k in range(K):
+            F = state["H"][k].copy()
+            F[np.diag_indices_from(F)] += P[:, k]
+            factor = robust_cho_factor(F)
+            factors.append(factor)
+            a = cho_solve_vector(factor, state["b"][:, k])
+            delta = a - state["A"][:, k]
+            slope = state["e"][:, k] + state["V"][k] @ delta
+            # E + e . d + d^T V d / 2, with slope = e + V d.
+            values[k] = state["E"][k] + 0.5 * delta @ (state["e"][:, k] + slope)
+            v = cho_solve_vector(factor, slope)
+            grads[k] = -np.bincount(
+                state["coef_groups"][:, k], (P[:d, k] * a[:d] * v[:d]),
+                minlength=self.n_hyper,
+            )  # fmt: skip
+            A[:, k] = a
+        return A, values, grads, factors, P
+
+    def model(self, theta):
+        """Mean model loss over the splits and its hypergradient at ``theta``."""
+        values, grads = [], []
+        for state in self.groups:
+            _, v, g, _, _ = self._model_splits(state, theta)
+            values.append(v)
+            grads.append(g)
+        value = float(np.concatenate(values).mean())
+        grad = np.vstack(grads).mean(axis=0) + self._correction
+        return value + self._correction @ (theta - self._anchor_theta), grad
+
+    def model_minimum(self, theta, lower, upper, unit, scan=False):
+        """The model's minimum in the box ``[lower, upper]``:
+        ``(theta, predicted decrease)``.
+
+        L-BFGS-B from ``theta``, or with ``scan`` from the best of a scan of
+        the common value of the strengths over the box, 2 points per unit of
+        log-strength (the model costs no pass over the data: the first step
+        looks as far as the deterministic solver's scan).
+        """
+        # Small factorizations and L-BFGS-B's own BLAS calls: on one thread
+        # (BLAS's threads woken for each cost more than the work).
+        with blas_controller().limit(limits=1, user_api="blas"):
+            return self._model_minimum(theta, lower, upper, scan, unit)
+
+    def _model_minimum(self, theta, lower, upper, scan, unit):
+        f0, _ = self.model(theta)
+        start = theta
+        if scan:
+            low, high = float(np.max(lower)), float(np.min(upper))
+            points = np.linspace(low, high, max(2, int(np.ceil(2 * (high - low)))))
+            values = [self.model(np.full_like(theta, t))[0] for t in points]
+            if min(values) < f0:
+                start = np.full_like(theta, points[int(np.argmin(values))])
+
+        def scaled(theta):
+            value, grad = self.model(theta)
+            return (value - f0) / unit, grad / unit
+
+        # In units of the outer tolerance: L-BFGS-B's tolerances are absolute
+        # on the gradient, whose entries may all be far below 1e-10 where one
+        # strength per feature starts (each moves the loss little alone).
+        result = minimize(
+            scaled, start, jac=True, method="L-BFGS-B",
+            bounds=list(zip(lower, upper, strict=True)),
+            options=dict(maxiter=1000, ftol=1e-9, gtol=1e-4),
+        )  # fmt: skip
+        best = np.clip(result.x, lower, upper)
+        value, grad = self.model(best)
+        # The model stops short of a bound where the loss falls slowly towards
+        # it (a strength going to an end of its range, e.g. separable
+        # classes): a coordinate within _SNAP of a bound that the gradient
+        # there or at theta descends to is put on it, if the model loses at
+        # most the stopping test's gain by it.
+        _, grad0 = self.model(theta)
+        up = (best > upper - _SNAP) & ((grad < 0) | (grad0 < 0))
+        down = (best < lower + _SNAP) & ((grad > 0) | (grad0 > 0))
+        snapped = np.where(up, upper, np.where(down, lower, best))
+        if np.any(snapped != best):
+            snapped_value = self.model(snapped)[0]
+            if snapped_value <= value + 0.01 * unit:
+                best, value = snapped, snapped_value
+        return best, f0 - value
+
+    # ----------------------------------------------------------- exact solve
+    def _solve_group(self, state, theta):
+        """Every split of ``state`` solved at ``theta`` (chord steps from
+        the model's solution), anchoring the models there; returns the
+        validation losses and exact hypergradients, shape (K, n_hyper)."""
+        A, _, _, factors, P = self._model_splits(state, theta)
+        rows = state["rows"]
+        A, (g, E, e), steps, converged = _chord_steps(
+            rows.split_terms, A, factors, P, rows.train_weight, _SOLVE_TOL,
+            _MAX_CHORD_STEPS,
+        )  # fmt: skip
+        if converged:
+            # The validation losses at the solutions, to second order: the
+            # untaken chord steps move them by -e . step (measured on 3000
+            # x 8: error 1.6e-7 -> ~1e-10 of a loss of 0.3 at the default
+            # accuracy).
+            E = E - np.einsum("ik,ik->k", e, steps)
+        else:
+            # The models' Hessians are too far from these solutions' (e.g.
+            # nearly separable folds at weak penalties): Newton's method with
+            # a line search and fresh Hessians, from the anchor, one split
+            # at a time.
+            A = state["A"].copy()
+            for j, train in enumerate(rows.trains):
+                group_idx = state["coef_groups"][:, j : j + 1]
+                if self.fit_intercept:
+                    group_idx = np.vstack([group_idx, [[-1]]])
+                problem = LogisticProblem(
+                    rows.X[train], rows.targets[train], rows.sw[train], 1,
+                    group_idx, self.n_hyper, self.fit_intercept,
+                )  # fmt: skip
+                # A tenth of the tolerance: no untaken step corrects the loss.
+                W, solved = problem.solve(theta, A[:, j : j + 1], tol=0.1 * _SOLVE_TOL)
+                A[:, j] = W[:, 0]
+                self.failed += int(not solved)
+            g, E, e = rows.split_terms(A)
+        self._set_anchor(state, A, g, E, e)
+        V, solved = _adjoint(rows, factors, P, e)
+        self.failed_adjoints += int(not solved)
+        d = rows.n_features
+        grads = np.array(
+            [
+                -np.bincount(
+                    state["coef_groups"][:, j], P[:d, j] * A[:d, j] * V[:d, j],
+                    minlength=self.n_hyper,
+                )
+                for j in range(A.shape[1])
+            ]
+        )  # fmt: skip
+        return E, grads
+
+    def _evaluate(self, theta, need_grad):
+        losses = np.empty(self.n_splits)
+        grads = np.empty((self.n_splits, self.n_hyper))
+        for state in self.groups:
+            losses[state["ks"]], grads[state["ks"]] = self._solve_group(state, theta)
+        grad = grads.mean(axis=0)
+        # The model's gradient at its new anchor is made the exact one (its
+        # Hessians are the common point's): a linear term, so that the
+        # trust region's model agrees with the loss to first order.
+        self._correction = np.zeros(self.n_hyper)
+        self._correction = grad - self.model(theta)[1]
+        self._anchor_theta = np.array(theta, dtype=float)
+        index = len(self.records)
+        self.coefficients[index] = self._split_coefficients()
+        return float(losses.mean()), grad, losses, None
+
+    def _split_coefficients(self):
+        out = [None] * self.n_splits
+        for state in self.groups:
+            d = state["rows"].n_features
+            for j, k in enumerate(state["ks"]):
+                a = state["A"][:, j]
+                b = a[d:] if self.fit_intercept else np.zeros(1)
+                out[k] = (a[:d, None].copy(), b.copy())
+        return out
+
+    def failures(self):
+        return self.failed, self.failed_adjoints
+
+    def split_coefficients(self, index):
+        return self.coefficients.get(index)
+
+    def validation_predictions(self, index):
+        coefficients = self.coefficients.get(index)
+        if coefficients is None:
+            return None
+        out = [None] * self.n_splits
+        for state in self.groups:
+            rows = state["rows"]
+            for j, k in enumerate(state["ks"]):
+                coef, intercept = coefficients[k]
+                test = rows.tests[j]
+                out[k] = np.asarray(rows.X[test] @ coef) + intercept
+        return out
+
+    # ----------------------------------------------------------------- refit
+    def refit(self, X, theta):
+        """The solution on all of ``X`` at ``theta``, or None when ``X`` is
+        not the matrix of the splits: chord steps from the Newton model at
+        the anchor, with the Gram of every row the splits use.
+
+        Returns ``(coef, intercept, converged)``.
+        """
+        if len(self.groups) != 1 or self.groups[0]["rows"].source is not X:
+            return None
+        state = self.groups[0]
+        rows = state["rows"]
+        P = self._penalties(state, theta)[:, :1]
+        if self.fit_intercept:
+            P[-1] = 1e-10 * rows.sw.sum()
+        F = state["full_gram"].copy()
+        F[np.diag_indices_from(F)] += P[:, 0]
+        factor = robust_cho_factor(F)
+        a0 = state["anchor"]
+        a = cho_solve_vector(factor, state["full_gram"] @ a0 - state["anchor_gradient"])
+
+        def gradient(A):
+            _, grad, _ = _loss_grad(
+                rows.X, A, rows.targets, rows.sw, self.fit_intercept
+            )
+            return (grad,)
+
+        A, _, _, converged = _chord_steps(
+            gradient, a[:, None], [factor], P, [rows.sw.sum()], _REFIT_TOL,
+            _MAX_STEPS,
+        )  # fmt: skip
+        d = rows.n_features
+        b = A[d] if self.fit_intercept else np.zeros(1)
+        return A[:d], b, converged
+
+
+def minimize_quadratic(objective, theta0, lo, hi, *, max_iter, tol):
+    """Trust-region search on the folds' Newton models, every candidate exact.
+
+    The first model (Newton steps from the solution on all the rows) is
+    minimized over the whole box, from the best point of a scan of the
+    common strength; then the model anchored at the last accepted point is
+    minimized within ``radius`` of it (largest log-strength change). Every
+    candidate is evaluated exactly and accepted when its loss is lower
+    (``theta0`` is evaluated exactly only when the first candidate is not
+    accepted against its model value). The radius doubles when the model
+    predicted the decrease well at the radius's edge, shrinks to a quarter
+    of the step when it did not. Stops when the model (exact value and
+    hypergradient at the last evaluated point) predicts a gain below a
+    hundredth of ``tol`` times the loss, or when the radius falls below
+    1e-3.
+
+    Returns
+    -------
+    result : OuterResult
+        ``n_iter`` counts the exact evaluations.
+    """
+    lo = np.broadcast_to(np.asarray(lo, dtype=float), np.shape(theta0))
+    hi = np.broadcast_to(np.asarray(hi, dtype=float), np.shape(theta0))
+    theta = np.clip(np.asarray(theta0, dtype=float), lo, hi)
+    f, grad = objective.model(theta)  # a model value: theta is not evaluated yet
+    exact = False
+    best = objective.anchors()
+    radius = np.inf  # the first model step looks over the whole box
+    n_iter, converged = 0, False
+    while n_iter < max_iter:
+        scale = tol * max(abs(f), _TINY)
+        lower = np.maximum(lo, theta - radius)
+        upper = np.minimum(hi, theta + radius)
+        candidate, predicted = objective.model_minimum(
+            theta, lower, upper, scale, scan=not np.isfinite(radius)
+        )
+        if predicted <= 0.01 * scale:
+            if exact:
+                converged = True
+                break
+            # The first model sees no gain: theta0 evaluated exactly gives
+            # the exact hypergradient, and the model its first-order term.
+            f, grad = objective(theta)
+            n_iter += 1
+            exact = True
+            best = objective.anchors()
+            radius = _RADIUS
+            continue
+        f_new, grad_new = objective(candidate)
+        n_iter += 1
+        step = float(np.max(np.abs(candidate - theta)))
+        if not np.isfinite(radius):
+            radius = max(_RADIUS, step)
+        if f_new <= f:  # ties too: the model saw a gain there
+            ratio = (f - f_new) / predicted
+            theta, f, grad, exact = candidate, f_new, grad_new, True
+            best = objective.anchors()
+            if ratio > 0.75 and step >= 0.99 * radius:
+                radius = min(2.0 * radius, _MAX_RADIUS)
+            elif ratio < 0.25:
+                radius = step / 4.0
+        else:
+            objective.restore(best)
+            radius = step / 4.0
+            if not exact and n_iter < max_iter:
+                f, grad = objective(theta)
+                n_iter += 1
+                exact = True
+                best = objective.anchors()
+        if radius < _MIN_RADIUS:
+            converged = True
+            break
+    if not exact:  # no candidate evaluated: theta0 itself
+        f, grad = objective(theta)
+        n_iter += 1
+    # Strengths within _SNAP of a bound that the exact hypergradient descends
+    # to: the bound itself, if no worse (the trust region creeps towards a
+    # bound where the loss flattens, e.g. separable classes).
+    edge = np.where((theta > hi - _SNAP) & (grad < 0), hi, theta)
+    edge = np.where((edge < lo + _SNAP) & (grad > 0), lo, edge)
+    if np.any(edge != theta) and n_iter < max_iter:
+        f_edge, _ = objective(edge)
+        n_iter += 1
+        if f_edge <= f:
+            theta, f = edge, f_edge
+    return OuterResult(theta, f, n_iter, converged)

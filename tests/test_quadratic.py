@@ -1,0 +1,328 @@
+"""The quadratic mode: shared passes, Grams, models, hypergradients, search."""
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.datasets import make_classification
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import ShuffleSplit, StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import skbilevel._quadratic as quadratic
+from skbilevel import BilevelLogisticCV, HypergradientSearchCV
+from skbilevel._problems._logistic import LogisticProblem, weighted_grams
+from skbilevel._quadratic import QuadraticObjective, minimize_quadratic
+
+
+def _data(n=3000, d=8, sparse=False, weights=False, seed=0):
+    X, y = make_classification(
+        n, d, n_informative=min(d, 5), n_redundant=0, random_state=seed
+    )
+    X = StandardScaler().fit_transform(X)
+    if sparse:
+        X[np.abs(X) < 0.7] = 0.0
+        X = sp.csr_matrix(X)
+    sw = np.random.default_rng(seed).uniform(0.2, 3.0, n) if weights else np.ones(n)
+    folds = list(StratifiedKFold(5, shuffle=True, random_state=seed).split(X, y))
+    return X, y.astype(np.int64), sw, folds
+
+
+def _objective(X, y, sw, folds, groups, fit_intercept=True, theta0=None):
+    n_hyper = int(groups.max()) + 1
+    theta0 = np.zeros(n_hyper) if theta0 is None else theta0
+    readers = [(X, y, sw, train, test) for train, test in folds]
+    return QuadraticObjective(
+        readers, [groups] * len(folds), n_hyper, fit_intercept, theta0
+    )
+
+
+def _fold_problems(X, y, sw, folds, groups, fit_intercept=True):
+    group_idx = np.vstack([groups, [[-1]]]) if fit_intercept else groups
+    return [
+        LogisticProblem(
+            X[tr],
+            y[tr],
+            sw[tr],
+            1,
+            group_idx,
+            int(groups.max()) + 1,
+            fit_intercept,
+            X_val=X[te],
+            targets_val=y[te],
+            sw_val=sw[te],
+        )  # fmt: skip
+        for tr, te in folds
+    ]
+
+
+def _exact_cv_loss(problems, theta):
+    losses = []
+    for problem in problems:
+        W, converged = problem.solve(theta, None, tol=1e-12)
+        assert converged
+        losses.append(problem.outer_loss_grad(W)[0])
+    return float(np.mean(losses))
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_shared_passes_match_every_fold_problem(sparse, fit_intercept):
+    # One pass for all the splits gives each one's training gradient,
+    # validation loss and gradient, and training Hessian products.
+    X, y, sw, folds = _data(sparse=sparse, weights=True)
+    groups = np.zeros((X.shape[1], 1), dtype=np.int64)
+    objective = _objective(X, y, sw, folds, groups, fit_intercept)
+    rows = objective.groups[0]["rows"]
+    problems = _fold_problems(X, y, sw, folds, groups, fit_intercept)
+    rng = np.random.default_rng(1)
+    A = 0.3 * rng.standard_normal((rows.n_params, len(folds)))
+    V = rng.standard_normal(A.shape)
+    g, E, e = rows.split_terms(A)
+    HV = rows.hessian_products(V)
+    for k, problem in enumerate(problems):
+        W = A[:, k : k + 1]
+        loss, grad = problem.outer_loss_grad(W)
+        np.testing.assert_allclose(E[k], loss, rtol=1e-12)
+        np.testing.assert_allclose(e[:, k], grad[:, 0], rtol=1e-10, atol=1e-14)
+        zero = np.full(1, -np.inf)  # no penalty: the data terms alone
+        np.testing.assert_allclose(
+            g[:, k], problem.gradient(W, zero)[:, 0], rtol=1e-8, atol=1e-10
+        )
+        np.testing.assert_allclose(
+            HV[:, k], problem.hvp(W, zero, V[:, k : k + 1])[:, 0], rtol=1e-9,
+            atol=1e-9,
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_labelled_grams_are_the_grams_of_their_rows(sparse):
+    X, _, sw, _ = _data(n=2000, sparse=sparse)
+    rng = np.random.default_rng(0)
+    root = np.sqrt(sw * rng.uniform(0.01, 0.25, len(sw)))
+    labels = rng.integers(-1, 3, len(sw))
+    grams = weighted_grams(X, root, labels, 3, float32=False)
+    Xa = np.hstack([X.toarray() if sparse else X, np.ones((len(sw), 1))])
+    for label in range(3):
+        B = Xa[labels == label] * root[labels == label, None]
+        np.testing.assert_allclose(grams[label], B.T @ B, rtol=1e-10, atol=1e-10)
+    # float32 products: ~1e-7 relative.
+    if not sparse:
+        grams32 = weighted_grams(X, root, labels, 3, float32=True)
+        np.testing.assert_allclose(grams32, grams, rtol=1e-4, atol=1e-3)
+
+
+def test_fold_hessians_are_sums_of_pattern_grams():
+    # In K-fold, a fold's training Hessian at the common point is the sum of
+    # the other folds' Grams.
+    X, y, sw, folds = _data()
+    groups = np.zeros((X.shape[1], 1), dtype=np.int64)
+    objective = _objective(X, y, sw, folds, groups)
+    state = objective.groups[0]
+    a = state["anchor"][:, None]
+    for k, problem in enumerate(_fold_problems(X, y, sw, folds, groups)):
+        problem._float32 = False
+        H = problem._data_hessian(a)
+        np.testing.assert_allclose(state["H"][k], H, rtol=1e-5)
+
+
+@pytest.mark.parametrize("penalty", ["scalar", "per_feature"])
+def test_model_hypergradient_matches_finite_differences(penalty):
+    X, y, sw, folds = _data(weights=True)
+    d = X.shape[1]
+    groups = (
+        np.zeros((d, 1), dtype=np.int64)
+        if penalty == "scalar"
+        else np.arange(d, dtype=np.int64)[:, None]
+    )
+    objective = _objective(X, y, sw, folds, groups)
+    theta = np.linspace(-1.0, 3.0, groups.max() + 1)
+    objective(theta)  # anchored at exact solutions, with the exact gradient
+    point = theta + 0.3
+    _, grad = objective.model(point)
+    eps = 1e-5
+    for j in range(len(point)):
+        step = np.zeros_like(point)
+        step[j] = eps
+        numeric = objective.model(point + step)[0] - objective.model(point - step)[0]
+        np.testing.assert_allclose(grad[j], numeric / (2 * eps), rtol=1e-5, atol=1e-11)
+
+
+@pytest.mark.parametrize("penalty", ["scalar", "groups"])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_hypergradient_matches_finite_differences_of_the_cv_loss(
+    penalty, fit_intercept, monkeypatch
+):
+    # The models' Hessians come from another point; the adjoint's conjugate
+    # gradients on exact products make the hypergradient exact anyway.
+    # (Solves and adjoints made tight: the test is of the maths.)
+    monkeypatch.setattr(quadratic, "_SOLVE_TOL", 1e-9)
+    monkeypatch.setattr(quadratic, "_ADJOINT_TOL", 1e-9)
+    X, y, sw, folds = _data(weights=True)
+    d = X.shape[1]
+    groups = (
+        np.zeros((d, 1), dtype=np.int64)
+        if penalty == "scalar"
+        else (np.arange(d, dtype=np.int64) % 3)[:, None]
+    )
+    objective = _objective(X, y, sw, folds, groups, fit_intercept)
+    problems = _fold_problems(X, y, sw, folds, groups, fit_intercept)
+    theta = np.linspace(2.0, 4.0, groups.max() + 1)
+    f, grad = objective(theta)
+    assert f == pytest.approx(_exact_cv_loss(problems, theta), rel=1e-8)
+    eps = 1e-4
+    for j in range(len(theta)):
+        step = np.zeros_like(theta)
+        step[j] = eps
+        numeric = (
+            _exact_cv_loss(problems, theta + step)
+            - _exact_cv_loss(problems, theta - step)
+        ) / (2 * eps)
+        np.testing.assert_allclose(grad[j], numeric, rtol=1e-3, atol=1e-9)
+    assert objective.failures() == (0, 0)
+
+
+def test_split_coefficients_are_the_folds_solutions():
+    X, y, sw, folds = _data()
+    groups = np.zeros((X.shape[1], 1), dtype=np.int64)
+    objective = _objective(X, y, sw, folds, groups)
+    theta = np.array([1.5])
+    objective(theta)
+    problems = _fold_problems(X, y, sw, folds, groups)
+    predictions = objective.validation_predictions(0)
+    for k, (coef, intercept) in enumerate(objective.split_coefficients(0)):
+        W, _ = problems[k].solve(theta, None, tol=1e-12)
+        np.testing.assert_allclose(coef[:, 0], W[:-1, 0], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(intercept, W[-1], rtol=1e-4, atol=1e-6)
+        test = folds[k][1]
+        np.testing.assert_allclose(predictions[k], X[test] @ coef + intercept)
+    assert objective.split_coefficients(5) is None
+
+
+def test_chord_steps_that_fail_fall_back_to_newton(monkeypatch):
+    X, y, sw, folds = _data()
+    groups = np.zeros((X.shape[1], 1), dtype=np.int64)
+    theta = np.array([0.5])
+    expected = _objective(X, y, sw, folds, groups)(theta)
+    monkeypatch.setattr(quadratic, "_MAX_CHORD_STEPS", 0)
+    fallback = _objective(X, y, sw, folds, groups)(theta)
+    assert fallback[0] == pytest.approx(expected[0], rel=1e-6)
+    np.testing.assert_allclose(fallback[1], expected[1], rtol=2e-3)
+
+
+@pytest.mark.parametrize("penalty", ["scalar", "per_feature"])
+def test_search_reaches_the_deterministic_optimum(penalty):
+    X, y = make_classification(
+        20000, 12, n_informative=4, n_redundant=0, random_state=3
+    )
+    X = StandardScaler().fit_transform(X)
+    quad = BilevelLogisticCV(solver="quadratic", penalty=penalty).fit(X, y)
+    det = BilevelLogisticCV(
+        solver="deterministic", penalty=penalty, early_stopping=False
+    ).fit(X, y)
+    assert quad.solver_ == "quadratic"
+    assert quad.hypergradient_ == "newton-model"
+    # The CV loss at the chosen strengths (exact) is the deterministic
+    # search's, to the outer tolerance.
+    assert -quad.best_score_ <= -det.best_score_ * (1 + 1e-4)
+    assert quad.cv_results_["mean_test_score"][quad.best_index_] == quad.best_score_
+    # The refit is LogisticRegression at the chosen C.
+    if penalty == "scalar":
+        reference = LogisticRegression(C=quad.C_, tol=1e-12, max_iter=1000).fit(X, y)
+        np.testing.assert_allclose(quad.coef_, reference.coef_, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(quad.intercept_, reference.intercept_, rtol=1e-5)
+    assert np.all(np.isfinite(quad.coef_))
+
+
+def test_search_starts_from_C_init_and_stays_in_the_box():
+    X, y, sw, folds = _data()
+    groups = np.zeros((X.shape[1], 1), dtype=np.int64)
+    objective = _objective(X, y, sw, folds, groups, theta0=np.array([2.0]))
+    result = minimize_quadratic(
+        objective, np.array([2.0]), -1.0, 3.0, max_iter=20, tol=1e-4
+    )
+    assert -1.0 <= result.theta[0] <= 3.0
+    assert result.f == min(r.loss for r in objective.records)
+    assert result.converged
+
+
+def test_separable_classes_reach_the_end_of_the_range():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((400, 5))
+    y = (X[:, 0] > 0).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = BilevelLogisticCV(solver="quadratic").fit(X, y)
+    assert model.C_ == model.C_bounds_[1]
+    assert np.all(np.isfinite(model.coef_))
+
+
+def test_auto_takes_the_quadratic_mode_where_it_pays():
+    def chosen(shape, n_out=1, n_hyper=1, sparse=False, **params):
+        estimator = BilevelLogisticCV(**params)
+        X = sp.csr_matrix((2, 2)) if sparse else np.zeros((2, 2))
+        return estimator._choose_solver(shape, X, n_out, n_hyper, "auto", False)
+
+    assert chosen((30000, 20)) == "quadratic"
+    assert chosen((400000, 200), n_hyper=200) == "quadratic"
+    assert chosen((5000, 20)) == "deterministic"  # few samples
+    assert chosen((30000, 200)) == "deterministic"  # few per coefficient
+    assert chosen((30000, 20), n_out=3) == "deterministic"  # multinomial
+    assert chosen((30000, 20), sparse=True) == "deterministic"
+    # Many strengths with fewer than 1000 samples each: the guard's place.
+    assert chosen((100000, 200), n_hyper=200) != "quadratic"
+    assert chosen((30000, 20), solver="deterministic") == "deterministic"
+    assert (
+        BilevelLogisticCV(hypergradient="cg")._choose_solver(
+            (30000, 20), np.zeros((2, 2)), 1, 1, "cg", False
+        )
+        == "deterministic"
+    )
+
+
+def test_bad_settings_raise_and_auto_falls_back():
+    X, y = make_classification(600, 5, n_informative=3, n_classes=3, random_state=0)
+    with pytest.raises(ValueError, match="Only binary classification"):
+        BilevelLogisticCV(solver="quadratic").fit(X, y)
+    y2 = (y > 0).astype(int)
+    with pytest.raises(ValueError, match="hypergradient='cg' applies"):
+        BilevelLogisticCV(solver="quadratic", hypergradient="cg").fit(X, y2)
+    many = ShuffleSplit(n_splits=7, test_size=0.3, random_state=0)  # 2**7 groups
+    with pytest.raises(ValueError, match="groups with the same part"):
+        BilevelLogisticCV(solver="quadratic", cv=many).fit(X, y2)
+    # "auto" takes the deterministic search for these splits instead.
+    estimator = BilevelLogisticCV(cv=many)
+    estimator._quadratic_pays = lambda *args: True
+    assert estimator.fit(X, y2).solver_ == "deterministic"
+
+
+def test_pipeline_search_with_splits_of_their_own(monkeypatch):
+    # A search's preprocessing gives every split its own matrix: one model
+    # group each.
+    import skbilevel._base
+
+    X, y = make_classification(3000, 6, n_informative=4, random_state=0)
+
+    def search():
+        return HypergradientSearchCV(
+            make_pipeline(StandardScaler(), LogisticRegression()),
+            {"logisticregression__C": (1e-3, 1e3)},
+            scoring="neg_log_loss",
+        ).fit(X, y)
+
+    reference = search()
+    runs = []
+    original = skbilevel._base.minimize_quadratic
+
+    def counted(objective, *args, **kwargs):
+        runs.append(len(objective.groups))
+        return original(objective, *args, **kwargs)
+
+    monkeypatch.setattr(skbilevel._base, "minimize_quadratic", counted)
+    monkeypatch.setattr(BilevelLogisticCV, "_quadratic_pays", lambda *args: True)
+    quad = search()
+    assert runs == [5]
+    assert quad.best_score_ >= reference.best_score_ - 1e-4 * abs(reference.best_score_)
