@@ -1,19 +1,17 @@
-"""Where solver="auto" switches: the deterministic and stochastic solvers side by side.
+"""Where solver="auto" switches: the three solvers side by side.
 
 Run:  python benchmarks/bench_solver_choice.py [--quick]
 
 On standardized make_classification data (20 informative features of
 ``n_features``), for several sizes, ``BilevelLogisticCV`` with
-``solver="deterministic"`` and ``solver="stochastic"`` (5 stratified folds,
-``random_state=0``), each the best of two runs (default thread pools, then
-BLAS on one thread: see ``_timing.best_time``), next to one plain
-``LogisticRegression().fit`` on the same rows; every model is scored on
-20,000 separate rows. The last column is what ``solver="auto"`` picks for
-that shape (see the user guide: it weighs the estimated cost of the
-deterministic search, in passes over the data, against the stochastic
-mode's). Target on 400000 x 200 with ``penalty="per_feature"``: the default
-solver within one plain fit's time, at a held-out log-loss within 1% of the
-deterministic solver's.
+``solver="deterministic"``, ``"stochastic"`` and ``"quadratic"`` (5
+stratified folds, ``random_state=0``), each the best of two runs (default
+thread pools, then BLAS on one thread: see ``_timing.best_time``), next to
+one plain ``LogisticRegression().fit`` on the same rows; every model is
+scored on 20,000 separate rows. The last column is what ``solver="auto"``
+picks for that shape (see the user guide). Target on 400000 x 200 with
+``penalty="per_feature"``: the default solver within one plain fit's time,
+at a held-out log-loss within 1% of the deterministic solver's.
 """
 
 import argparse
@@ -47,12 +45,15 @@ def main():
             ("per_feature", 400_000, 200),
         ]
     )
-    BilevelLogisticCV(solver="stochastic", max_iter=5).fit(
-        *make_classification(2000, 5, random_state=0)
-    )  # compile the kernels first
+    for solver in ["stochastic", "quadratic"]:  # compile the kernels first
+        BilevelLogisticCV(solver=solver, max_iter=5).fit(
+            *make_classification(2000, 5, random_state=0)
+        )
+    solvers = ["deterministic", "stochastic", "quadratic"]
     header = (
-        f"{'penalty':<12} {'n x p':>12} {'det s':>7} {'stoch s':>8} {'1 fit s':>8} "
-        f"{'det loss':>9} {'stoch loss':>10} {'stoch/det':>9} {'auto':>14}"
+        f"{'penalty':<12} {'n x p':>12} {'det s':>7} {'stoch s':>8} {'quad s':>7} "
+        f"{'1 fit s':>8} {'det loss':>9} {'stoch/det':>9} {'quad/det':>9} "
+        f"{'auto':>14} {'auto/fit':>8}"
     )
     print(header)
     print("-" * len(header))
@@ -61,7 +62,7 @@ def main():
         X = StandardScaler().fit_transform(X)
         X, X_test, y, y_test = X[:n], X[n:], y[:n], y[n:]
         losses, seconds = {}, {}
-        for solver in ["deterministic", "stochastic"]:
+        for solver in solvers:
             seconds[solver], model = best_time(
                 lambda solver=solver, penalty=penalty, X=X, y=y: BilevelLogisticCV(
                     penalty=penalty, solver=solver, random_state=0
@@ -72,11 +73,13 @@ def main():
         auto = BilevelLogisticCV(penalty=penalty)
         n_hyper = 1 if penalty == "scalar" else p
         chosen = auto._choose_solver(X.shape, X, 1, n_hyper, "auto", False)
+        det = losses["deterministic"]
         print(
-            f"{penalty:<12} {f'{n}x{p}':>12} {seconds['deterministic']:>7.1f} "
-            f"{seconds['stochastic']:>8.1f} {plain:>8.1f} "
-            f"{losses['deterministic']:>9.5f} {losses['stochastic']:>10.5f} "
-            f"{losses['stochastic'] / losses['deterministic']:>9.4f} {chosen:>14}",
+            f"{penalty:<12} {f'{n}x{p}':>12} {seconds['deterministic']:>7.2f} "
+            f"{seconds['stochastic']:>8.2f} {seconds['quadratic']:>7.2f} "
+            f"{plain:>8.2f} {det:>9.5f} {losses['stochastic'] / det:>9.4f} "
+            f"{losses['quadratic'] / det:>9.4f} {chosen:>14} "
+            f"{seconds[chosen] / plain:>8.2f}",
             flush=True,
         )
 

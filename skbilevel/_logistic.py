@@ -143,14 +143,23 @@ class BilevelLogisticCV(ClassifierMixin, BaseBilevelCV):
         (scan points too); "eval N" is ``cv_results_["iter"]`` N.
     warm_start : bool, default=False
         Start from the previous ``C_`` when refitting.
-    solver : {"auto", "deterministic", "stochastic"}, default="auto"
+    solver : {"auto", "deterministic", "stochastic", "quadratic"}, \
+            default="auto"
         "deterministic" solves every fold's training problem (Newton) and
         adjoint exactly enough for the outer tolerance. "stochastic" uses
         mini-batches for both (stochastic implicit differentiation, see the
         user guide) and ``max_iter`` projected stochastic outer steps, then
         refits deterministically (Newton-CG) at the average of the second
-        half of the outer iterates. "auto" weighs their costs: "stochastic"
-        (with ``hypergradient="auto"`` and ``cv`` not None) when the
+        half of the outer iterates. "quadratic" (binary targets) searches
+        the strengths on every fold's Newton model of its training and
+        validation losses, in a trust region, and evaluates each candidate
+        exactly (fold solutions and hypergradients): few passes over the
+        data for many rows per coefficient (see the user guide). "auto"
+        takes "quadratic" for binary targets and dense X from 20,000
+        samples and 200 per coefficient (up to 1000 coefficients; with
+        strengths per feature or group, from 1000 samples per strength);
+        else it weighs the other two's costs: "stochastic" (with
+        ``hypergradient="auto"`` and ``cv`` not None) when the
         deterministic search is estimated at twice the stochastic one's
         (about 150 passes over the data) and above about 10 s, on 100,000
         samples or more; the estimate grows with the rows, the
@@ -211,9 +220,10 @@ class BilevelLogisticCV(ClassifierMixin, BaseBilevelCV):
         (the hypergradient's folds), and the ``"chosen"`` index; None when
         the guard was off.
     hypergradient_ : str
-        The method used ("sid" in the stochastic mode).
+        The method used ("sid" in the stochastic mode, "newton-model" in
+        the quadratic mode).
     solver_ : str
-        The solver used ("deterministic" or "stochastic").
+        The solver used ("deterministic", "stochastic" or "quadratic").
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
 
