@@ -16,7 +16,9 @@ import numpy as np
 from ._numba import jit
 
 __all__ = [
+    "binary_labelled_terms",
     "binary_split_terms",
+    "dense_binary_labelled_loss_grad",
     "dense_binary_split_hvp",
     "dense_binary_split_pass",
     "dense_binary_hvp",
@@ -350,3 +352,62 @@ def dense_binary_split_hvp(X, V, vb, C, role, start, stop):
                 out[k, j] += X[i, j] * t
             out[k, d] += t
     return out
+
+
+@jit(reassociate=True)
+def dense_binary_labelled_loss_grad(
+    X, w, b, targets, sw, labels, n_labels, start, stop, P
+):
+    """:func:`dense_binary_loss_grad` summed apart for every label of rows.
+
+    Parameters
+    ----------
+    X, w, b, targets, sw
+        As :func:`dense_binary_loss_grad`.
+    labels : ndarray of shape (n_samples,), dtype int64
+        The sum each row adds to (-1: none; its probability is still set).
+    n_labels : int
+    start, stop : int
+        The block of rows.
+    P : ndarray of shape (n_samples, 1)
+        Receives the probabilities of the block's rows.
+
+    Returns
+    -------
+    losses : ndarray of shape (n_labels,)
+    grads : ndarray of shape (n_labels, n_features + 1)
+        Gradients in ``w`` then in ``b``, per label.
+    """
+    d = X.shape[1]
+    grads = np.zeros((n_labels, d + 1))
+    losses = np.zeros(n_labels)
+    for i in range(start, stop):
+        score = b
+        for j in range(d):
+            score += X[i, j] * w[j]
+        loss_i, gi, P[i, 0] = _binary_loss_grad(score, targets[i], sw[i])
+        label = labels[i]
+        if label < 0:
+            continue
+        losses[label] += loss_i
+        for j in range(d):
+            grads[label, j] += X[i, j] * gi
+        grads[label, d] += gi
+    return losses, grads
+
+
+@jit
+def binary_labelled_terms(z, targets, sw, labels, n_labels, G, P):
+    """Binary log-losses of scores ``z`` summed per label of rows (-1: none),
+    with every row's derivative in its score (``G``) and probability (``P``).
+
+    Returns
+    -------
+    losses : ndarray of shape (n_labels,)
+    """
+    losses = np.zeros(n_labels)
+    for i in range(z.shape[0]):
+        loss_i, G[i], P[i] = _binary_loss_grad(z[i], targets[i], sw[i])
+        if labels[i] >= 0:
+            losses[labels[i]] += loss_i
+    return losses

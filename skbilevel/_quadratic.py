@@ -32,11 +32,14 @@ gradient there this one. The losses of the evaluations are exact too.
 """
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.optimize import minimize
 
 from ._linalg import cho_solve_vector, robust_cho_factor
 from ._logistic_kernels import (
+    binary_labelled_terms,
     binary_split_terms,
+    dense_binary_labelled_loss_grad,
     dense_binary_split_hvp,
     dense_binary_split_pass,
 )
@@ -270,15 +273,54 @@ class _SharedRows:
         out = np.asarray(self.X.T @ Z)
         return np.vstack([out, Z.sum(axis=0)]) if self.fit_intercept else out
 
+    def labelled_terms(self, a):
+        """Log-loss and data gradient at coefficients ``a`` (one vector) summed
+        per pattern of rows, in one pass; the rows' probabilities."""
+        d = self.n_features
+        n_labels = len(self.pattern_trains)
+        b = float(a[d]) if self.fit_intercept else 0.0
+        n = self.X.shape[0]
+        P = np.empty((n, 1))
+        if self.dense:
+            w = np.ascontiguousarray(a[:d])
+
+            def block(start, stop):
+                return dense_binary_labelled_loss_grad(
+                    self.X, w, b, self.targets, self.sw, self.labels, n_labels,
+                    start, stop, P,
+                )  # fmt: skip
+
+            parts = map_row_blocks(block, n, row_work=2 * d)
+            losses = np.sum([part[0] for part in parts], axis=0)
+            grads = np.sum([part[1] for part in parts], axis=0)
+            if not self.fit_intercept:
+                grads = grads[:, :d]
+            return losses, grads, P[:, 0]
+        z = np.asarray(self.X @ a[:d]) + b
+        G = np.empty(n)
+        losses = binary_labelled_terms(
+            z, self.targets, self.sw, self.labels, n_labels, G, P[:, 0]
+        )
+        used = self.labels >= 0
+        onehot = sp.csr_matrix(
+            (G[used], (np.flatnonzero(used), self.labels[used])), shape=(n, n_labels)
+        )
+        grads = np.asarray((self.X.T @ onehot).toarray()).T
+        if self.fit_intercept:
+            sums = np.bincount(self.labels[used], G[used], n_labels)
+            grads = np.hstack([grads, sums[:, None]])
+        return losses, grads, P[:, 0]
+
     def anchor(self, penalty, float32):
         """Solution on all the rows of the splits, roughly; its Grams.
 
         Newton's method on a regular subsample of the rows (every s-th, at
         least _SUBSAMPLE_MIN_ROWS, the penalty scaled to its weight), then
         on all the rows with the subsample's Hessian: two or three passes
-        over the data. Returns ``(a, data gradient at a, grams)``,
-        ``grams`` of shape (n_patterns, n_params, n_params): every row
-        pattern's Gram at ``a``.
+        over the data. Returns ``(a, data gradient at a, grams, losses,
+        gradients)``: every row pattern's Gram at ``a`` (n_patterns,
+        n_params, n_params), log-loss (n_patterns,) and data gradient
+        (n_patterns, n_params).
         """
         used = self.labels >= 0
         sw = np.where(used, self.sw, 0.0)
@@ -291,38 +333,57 @@ class _SharedRows:
         if self.fit_intercept:
             mean = np.clip(sw @ self.targets / total, 1e-10, 1 - 1e-10)
             a[-1] = np.log(mean / (1.0 - mean))
+        targets_sample = self.targets[sample]
+
+        def sample_terms(a):
+            loss, grad, P = _loss_grad(
+                X_sample, a[:, None], targets_sample, sw_sample, self.fit_intercept
+            )
+            return loss + 0.5 * share * penalty @ (a * a), grad[:, 0], P[:, 0]
+
         a, _, _, hessian = self._newton(
-            X_sample, self.targets[sample], sw_sample, share * penalty, a,
+            sample_terms, share * penalty, a,
             lambda P: weighted_grams(
                 X_sample, np.sqrt(logistic_curvature(P[:, None], sw_sample)[:, 0]),
                 fit_intercept=self.fit_intercept, float32=float32,
             )[0],
+            float(sw_sample.sum()),
         )  # fmt: skip
         # On all the rows, the sample's last Hessian (scaled to their weight):
-        # the subsample's solution is close enough for it to stay valid.
+        # the subsample's solution is close enough for it to stay valid. The
+        # passes sum the loss and gradient per pattern of rows, which gives
+        # every split's terms at the anchor without a pass of their own.
+        kept = {}
+
+        def terms(a):
+            losses, grads, P = self.labelled_terms(a)
+            kept.update(losses=losses, grads=grads)
+            return losses.sum() + 0.5 * penalty @ (a * a), grads.sum(axis=0), P
+
         a, gradient, P, _ = self._newton(
-            self.X, self.targets, sw, penalty, a, lambda P: hessian / share
+            terms, penalty, a, lambda P: hessian / share, total
         )
         root = np.sqrt(logistic_curvature(P[:, None], sw)[:, 0])
         grams = weighted_grams(
             self.X, root, self.labels, len(self.pattern_trains),
             fit_intercept=self.fit_intercept, float32=float32,
         )  # fmt: skip
-        return a, gradient - penalty * a, grams
+        return a, gradient - penalty * a, grams, kept["losses"], kept["grads"]
 
-    def _newton(self, X, targets, sw, penalty, a, data_hessian):
-        """Newton steps from ``a`` with the data Hessians
+    @staticmethod
+    def _newton(terms, penalty, a, data_hessian, total):
+        """Newton steps from ``a`` on the objective ``terms(a) = (value, data
+        gradient, probabilities)`` plus the penalty, with the data Hessians
         ``data_hessian(probabilities)`` and a backtracking line search, to a
-        relative accuracy of _ANCHOR_TOL. Returns ``(a, gradient,
-        probabilities, data Hessian)`` at the last point."""
-        total = max(float(sw.sum()), _TINY)
+        relative accuracy of _ANCHOR_TOL (``total``: the rows' weight).
+        Returns ``(a, gradient, probabilities, data Hessian)`` at the last
+        point, the gradient with the penalty's."""
 
-        def terms(a):
-            loss, grad, P = _loss_grad(X, a[:, None], targets, sw, self.fit_intercept)
-            value = loss + 0.5 * penalty @ (a * a)
-            return value, grad[:, 0] + penalty * a, P[:, 0]
+        def penalized(a):
+            value, grad, P = terms(a)
+            return value, grad + penalty * a, P
 
-        value, gradient, P = terms(a)
+        value, gradient, P = penalized(a)
         H = None
         for _ in range(_MAX_STEPS):
             H = data_hessian(P)
@@ -334,7 +395,7 @@ class _SharedRows:
                 break
             t = 1.0
             while True:
-                candidate = terms(a - t * step)
+                candidate = penalized(a - t * step)
                 if candidate[0] <= value - 1e-4 * t * decrement or t < 1e-6:
                     break
                 t *= 0.5
@@ -380,7 +441,7 @@ class QuadraticObjective(CVObjective):
             # The anchor's penalty: every split's strengths, on all the rows.
             weights = penalty_weights(theta0, groups[:, :1])[:, 0]
             penalty = self._augmented(weights, 1e-10 * rows.sw.sum())
-            a, gradient, grams = rows.anchor(penalty, float32)
+            a, gradient, grams, losses, grads = rows.anchor(penalty, float32)
             state = dict(rows=rows, ks=ks, coef_groups=groups, anchor=a,
                          anchor_gradient=gradient, grams=grams)  # fmt: skip
             # Every split's Hessians: sums of its rows' patterns' Grams.
@@ -389,7 +450,16 @@ class QuadraticObjective(CVObjective):
             state["V"] /= rows.val_weight[:, None, None]
             state["full_gram"] = grams.sum(axis=0)
             self.groups.append(state)
-            self._anchor_at(state, np.tile(a[:, None], (1, len(ks))))
+            # Every split's terms at the anchor: sums of its rows' patterns'.
+            trains = rows.pattern_trains.astype(float)
+            validates = rows.pattern_validates.astype(float)
+            self._set_anchor(
+                state,
+                np.tile(a[:, None], (1, len(ks))),
+                grads.T @ trains,
+                losses @ validates / rows.val_weight,
+                grads.T @ validates / rows.val_weight,
+            )
         # The models' first-order correction (see _evaluate), none at first.
         self._correction = np.zeros(n_hyper)
         self._anchor_theta = theta0
@@ -407,11 +477,6 @@ class QuadraticObjective(CVObjective):
         if self.fit_intercept:
             P = np.vstack([P, 1e-10 * state["rows"].train_weight])
         return P
-
-    def _anchor_at(self, state, A):
-        """Anchor the splits' models at their coefficients ``A``."""
-        g, E, e = state["rows"].split_terms(A)
-        self._set_anchor(state, A, g, E, e)
 
     def _set_anchor(self, state, A, g, E, e):
         state["A"], state["g"], state["E"], state["e"] = A, g, E, e

@@ -99,6 +99,38 @@ def test_shared_passes_match_every_fold_problem(sparse, fit_intercept):
 
 
 @pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_pattern_sums_at_the_anchor_are_those_of_their_rows(sparse, fit_intercept):
+    # The anchor's passes sum the log-loss and gradient per pattern of rows
+    # (in K-fold: per validation fold), which make the splits' first terms.
+    X, y, sw, folds = _data(sparse=sparse, weights=True)
+    groups = np.zeros((X.shape[1], 1), dtype=np.int64)
+    objective = _objective(X, y, sw, folds, groups, fit_intercept)
+    rows = objective.groups[0]["rows"]
+    a = np.random.default_rng(0).standard_normal(rows.n_params) * 0.3
+    losses, grads, P = rows.labelled_terms(a)
+    group_idx = np.vstack([groups, [[-1]]]) if fit_intercept else groups
+    zero = np.full(1, -np.inf)
+    for label in range(len(rows.pattern_trains)):
+        mine = np.flatnonzero(rows.labels == label)
+        problem = LogisticProblem(
+            X[mine], y[mine], sw[mine], 1, group_idx, 1, fit_intercept
+        )
+        W = a[:, None]
+        assert losses[label] == pytest.approx(problem.value(W, zero), rel=1e-10)
+        np.testing.assert_allclose(
+            grads[label], problem.gradient(W, zero)[:, 0], rtol=1e-9, atol=1e-9
+        )
+    # Every split's terms at the anchor, from the pattern sums, are those of
+    # a pass of their own.
+    state = objective.groups[0]
+    g, E, e = rows.split_terms(state["A"])
+    np.testing.assert_allclose(state["g"], g, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(state["E"], E, rtol=1e-12)
+    np.testing.assert_allclose(state["e"], e, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
 def test_labelled_grams_are_the_grams_of_their_rows(sparse):
     X, _, sw, _ = _data(n=2000, sparse=sparse)
     rng = np.random.default_rng(0)
