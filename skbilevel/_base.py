@@ -478,7 +478,11 @@ class BaseBilevelCV(DocLinkMixin, CallbackSupportMixin, BaseEstimator):
         it reads the estimator's parameters and sets no attribute.
         """
         method = self._check_params(splits.leave_one_out)
-        check_square_range(splits.bounds_data[0], "X")
+        # Kept for the checks of the same matrix that follow (one pass less).
+        splits.largest_entry = (
+            splits.bounds_data[0],
+            check_square_range(splits.bounds_data[0], "X"),
+        )
         layouts = self._split_layouts(splits, info)
         layout, widest = layouts[0], max(layouts, key=lambda lay: lay.group_idx.size)
         n_hyper = layout.n_hyper

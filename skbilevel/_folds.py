@@ -210,6 +210,9 @@ class Splits:
             self.n_samples = n_samples  # the data's, not the splits' total
             self.min_train_size = min(train[0].shape[0] for train, _ in parts)
         self.bounds_data = X, sw
+        # (bounds_data's X, its largest absolute entry) once the search has
+        # checked it (BaseBilevelCV._bilevel_search), for later checks.
+        self.largest_entry = None
         # The encoded targets of the same rows (a box may follow them).
         self.bounds_targets = whole[1] if parts is None else parts[0][0][1]
         self.n_features, self.sparse = max(self.widths), sp.issparse(X)

@@ -477,6 +477,7 @@ class BilevelLogisticCV(ClassifierMixin, BaseBilevelCV):
                     self.fit_intercept,
                     theta0,
                     self.verbose,
+                    splits.largest_entry,
                 )
             except TooManyRowPatterns as error:
                 reason = str(error)

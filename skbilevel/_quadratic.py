@@ -421,10 +421,12 @@ class QuadraticObjective(CVObjective):
     theta0 : ndarray of shape (n_hyper,)
         The strengths at which the models' Hessians are formed.
     verbose : int, default=0
+    largest_entry : tuple of (matrix, float), default=None
+        A design matrix and its largest absolute entry, already computed.
     """
 
     def __init__(self, readers, coef_groups, n_hyper, fit_intercept, theta0,
-                 verbose=0):  # fmt: skip
+                 verbose=0, largest_entry=None):  # fmt: skip
         super().__init__(n_hyper, len(readers), verbose)
         self.fit_intercept = fit_intercept
         by_matrix = {}
@@ -437,7 +439,10 @@ class QuadraticObjective(CVObjective):
             parts = [(readers[k][3], readers[k][4]) for k in ks]
             rows = _SharedRows(X, targets, sw, parts, fit_intercept)
             groups = np.column_stack([coef_groups[k][:, 0] for k in ks])
-            float32 = not hasattr(X, "tocsr") and float32_gram_is_safe(X, rows.sw)
+            known = largest_entry is not None and largest_entry[0] is X
+            float32 = rows.dense and float32_gram_is_safe(
+                X, rows.sw, largest_entry[1] if known else None
+            )
             # The anchor's penalty: every split's strengths, on all the rows.
             weights = penalty_weights(theta0, groups[:, :1])[:, 0]
             penalty = self._augmented(weights, 1e-10 * rows.sw.sum())

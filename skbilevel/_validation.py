@@ -169,9 +169,11 @@ def check_square_range(A, name):
 
     Losses, Gram matrices and Hessians sum squares over the rows: past
     ``sqrt(max_float / n)`` they are infinite and every strength looks alike.
+    Returns the largest absolute entry (0 for an empty ``A``), for checks of
+    the same data that follow.
     """
     if A.size == 0:
-        return
+        return 0.0
     largest = max_abs(A)
     if largest > np.sqrt(np.finfo(np.float64).max / (16.0 * A.shape[0])):
         raise ValueError(
@@ -179,6 +181,7 @@ def check_square_range(A, name):
             f"overflow float64. Rescale {name} (e.g. StandardScaler, or divide "
             "by a constant)."
         )
+    return largest
 
 
 def check_bounds(bounds, name):

@@ -117,9 +117,11 @@ def factorization_cost_in_passes(n_coef, n_rows):
     return n_coef**2 / (30.0 * max(n_rows, 1))
 
 
-def float32_gram_is_safe(X, sw):
-    """Whether dense X and weights ``sw`` fit the float32 Hessian products."""
-    return bool(np.sqrt(np.max(sw)) * max_abs(X) < _FLOAT32_MAX_ENTRY)
+def float32_gram_is_safe(X, sw, largest=None):
+    """Whether dense X and weights ``sw`` fit the float32 Hessian products
+    (``largest``: X's largest absolute entry, if known)."""
+    largest = max_abs(X) if largest is None else largest
+    return bool(np.sqrt(np.max(sw)) * largest < _FLOAT32_MAX_ENTRY)
 
 
 def uses_float32_gram(n_params, n_out, sparse):
