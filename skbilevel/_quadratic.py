@@ -812,6 +812,7 @@ def minimize_quadratic(objective, theta0, lo, hi, *, max_iter, tol):
     if not exact:  # no candidate evaluated: theta0 itself
         f, grad = objective(theta)
         n_iter += 1
+        best = objective.anchors()
     # Strengths within _SNAP of a bound that the exact hypergradient descends
     # to: the bound itself, if no worse (the trust region creeps towards a
     # bound where the loss flattens, e.g. separable classes).
@@ -822,4 +823,6 @@ def minimize_quadratic(objective, theta0, lo, hi, *, max_iter, tol):
         n_iter += 1
         if f_edge <= f:
             theta, f = edge, f_edge
+        else:
+            objective.restore(best)  # the refit starts from theta's solutions
     return OuterResult(theta, f, n_iter, converged)

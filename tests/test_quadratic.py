@@ -304,8 +304,11 @@ def test_auto_takes_the_quadratic_mode_where_it_pays():
     assert chosen((30000, 200)) == "deterministic"  # few per coefficient
     assert chosen((30000, 20), n_out=3) == "deterministic"  # multinomial
     assert chosen((30000, 20), sparse=True) == "deterministic"
-    # Many strengths with fewer than 1000 samples each: the guard's place.
-    assert chosen((100000, 200), n_hyper=200) != "quadratic"
+    # Many strengths with fewer than 1000 samples each: the guard's place,
+    # unless the alternative is the (unguarded) stochastic mode.
+    assert chosen((50000, 200), n_hyper=200) == "deterministic"
+    assert chosen((50000, 200), n_hyper=200, early_stopping=False) == "quadratic"
+    assert chosen((100000, 200), n_hyper=200) == "quadratic"
     assert chosen((30000, 20), solver="deterministic") == "deterministic"
     assert (
         BilevelLogisticCV(hypergradient="cg")._choose_solver(
