@@ -270,7 +270,7 @@ def dense_binary_split_pass(X, W, b, targets, sw, role, C, start, stop):
     Every row of X is read once for all the splits: its score under each
     split's coefficients, and its share of that split's training or
     validation gradient (measured on 400000 x 200 and 5 splits, 2 threads:
-    about 40 against 100 ms for BLAS's two products and the per-sample pass).
+    about 60 against 100 ms for BLAS's two products and the per-sample pass).
 
     Parameters
     ----------
