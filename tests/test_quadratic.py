@@ -303,7 +303,8 @@ def test_auto_takes_the_quadratic_mode_where_it_pays():
     assert chosen((5000, 20)) == "deterministic"  # few samples
     assert chosen((30000, 200)) == "deterministic"  # few per coefficient
     assert chosen((30000, 20), n_out=3) == "deterministic"  # multinomial
-    assert chosen((30000, 20), sparse=True) == "deterministic"
+    assert chosen((30000, 20), sparse=True) == "quadratic"  # one-hot columns
+    assert chosen((10000, 50000), sparse=True) == "deterministic"  # text
     # Many strengths with fewer than 1000 samples each: the guard's place,
     # unless the alternative is the (unguarded) stochastic mode.
     assert chosen((50000, 200), n_hyper=200) == "deterministic"
