@@ -326,6 +326,9 @@ def test_bad_settings_raise_and_auto_falls_back():
     y2 = (y > 0).astype(int)
     with pytest.raises(ValueError, match="hypergradient='cg' applies"):
         BilevelLogisticCV(solver="quadratic", hypergradient="cg").fit(X, y2)
+    wide = np.random.default_rng(0).standard_normal((60, 1500))
+    with pytest.raises(ValueError, match="at most 1500 coefficients"):
+        BilevelLogisticCV(solver="quadratic").fit(wide, np.arange(60) % 2)
     many = ShuffleSplit(n_splits=7, test_size=0.3, random_state=0)  # 2**7 groups
     with pytest.raises(ValueError, match="groups with the same part"):
         BilevelLogisticCV(solver="quadratic", cv=many).fit(X, y2)
