@@ -154,9 +154,10 @@ def _csr_row_scatter(data, indices, start, stop, r, out_W, out_b):
             out_W[j, k] += data[q] * r[k]
 
 
-@jit(reassociate=True)
+@jit
 def dense_binary_loss_grad(X, w, b, targets, sw, start, stop, P):
-    """Binary log-loss of rows ``start:stop`` of dense X, and its gradient.
+    """Binary log-loss of rows ``start:stop`` of dense X, and its gradient:
+    :func:`dense_binary_labelled_loss_grad` with every row in one sum.
 
     Parameters
     ----------
@@ -178,19 +179,11 @@ def dense_binary_loss_grad(X, w, b, targets, sw, start, stop, P):
     grad : ndarray of shape (n_features + 1,)
         Gradient in ``w`` then in ``b``, over the block.
     """
-    d = X.shape[1]
-    grad = np.zeros(d + 1)
-    loss = 0.0
-    for i in range(start, stop):
-        score = b
-        for j in range(d):
-            score += X[i, j] * w[j]
-        loss_i, gi, P[i, 0] = _binary_loss_grad(score, targets[i], sw[i])
-        loss += loss_i
-        for j in range(d):
-            grad[j] += X[i, j] * gi
-        grad[d] += gi
-    return loss, grad
+    no_labels = np.empty(0, dtype=np.int64)
+    losses, grads = dense_binary_labelled_loss_grad(
+        X, w, b, targets, sw, no_labels, 1, start, stop, P
+    )
+    return losses[0], grads[0]
 
 
 @jit(reassociate=True)
@@ -364,8 +357,9 @@ def dense_binary_labelled_loss_grad(
     ----------
     X, w, b, targets, sw
         As :func:`dense_binary_loss_grad`.
-    labels : ndarray of shape (n_samples,), dtype int64
-        The sum each row adds to (-1: none; its probability is still set).
+    labels : ndarray of shape (n_samples,) or (0,), dtype int64
+        The sum each row adds to (-1: none; its probability is still set);
+        empty: every row adds to the first sum.
     n_labels : int
     start, stop : int
         The block of rows.
@@ -386,7 +380,7 @@ def dense_binary_labelled_loss_grad(
         for j in range(d):
             score += X[i, j] * w[j]
         loss_i, gi, P[i, 0] = _binary_loss_grad(score, targets[i], sw[i])
-        label = labels[i]
+        label = labels[i] if labels.shape[0] else 0
         if label < 0:
             continue
         losses[label] += loss_i
