@@ -448,7 +448,7 @@ class QuadraticObjective(CVObjective):
             penalty = self._augmented(weights, 1e-10 * rows.sw.sum())
             a, gradient, grams, losses, grads = rows.anchor(penalty, float32)
             state = dict(rows=rows, ks=ks, coef_groups=groups, anchor=a,
-                         anchor_gradient=gradient, grams=grams)  # fmt: skip
+                         anchor_gradient=gradient)  # fmt: skip
             # Every split's Hessians: sums of its rows' patterns' Grams.
             state["H"] = np.einsum("pk,pij->kij", rows.pattern_trains, grams)
             state["V"] = np.einsum("pk,pij->kij", rows.pattern_validates, grams)

@@ -40,6 +40,14 @@ def _objective(X, y, sw, folds, groups, fit_intercept=True, theta0=None):
     )
 
 
+def _scalar_objective(sparse, fit_intercept):
+    """Weighted data, its folds, one strength's groups and their objective."""
+    X, y, sw, folds = _data(sparse=sparse, weights=True)
+    groups = np.zeros((X.shape[1], 1), dtype=np.int64)
+    objective = _objective(X, y, sw, folds, groups, fit_intercept)
+    return X, y, sw, folds, groups, objective
+
+
 def _fold_problems(X, y, sw, folds, groups, fit_intercept=True):
     group_idx = np.vstack([groups, [[-1]]]) if fit_intercept else groups
     return [
@@ -73,9 +81,7 @@ def _exact_cv_loss(problems, theta):
 def test_shared_passes_match_every_fold_problem(sparse, fit_intercept):
     # One pass for all the splits gives each one's training gradient,
     # validation loss and gradient, and training Hessian products.
-    X, y, sw, folds = _data(sparse=sparse, weights=True)
-    groups = np.zeros((X.shape[1], 1), dtype=np.int64)
-    objective = _objective(X, y, sw, folds, groups, fit_intercept)
+    X, y, sw, folds, groups, objective = _scalar_objective(sparse, fit_intercept)
     rows = objective.groups[0]["rows"]
     problems = _fold_problems(X, y, sw, folds, groups, fit_intercept)
     rng = np.random.default_rng(1)
@@ -103,9 +109,7 @@ def test_shared_passes_match_every_fold_problem(sparse, fit_intercept):
 def test_pattern_sums_at_the_anchor_are_those_of_their_rows(sparse, fit_intercept):
     # The anchor's passes sum the log-loss and gradient per pattern of rows
     # (in K-fold: per validation fold), which make the splits' first terms.
-    X, y, sw, folds = _data(sparse=sparse, weights=True)
-    groups = np.zeros((X.shape[1], 1), dtype=np.int64)
-    objective = _objective(X, y, sw, folds, groups, fit_intercept)
+    X, y, sw, folds, groups, objective = _scalar_objective(sparse, fit_intercept)
     rows = objective.groups[0]["rows"]
     a = np.random.default_rng(0).standard_normal(rows.n_params) * 0.3
     losses, grads, P = rows.labelled_terms(a)
