@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._linalg import conjugate_gradient
-
 __all__ = ["HYPERGRADIENT_METHODS", "FoldState", "fold_value_and_grad"]
 
 # Iteration cap of the inner solves of fold_value_and_grad.
@@ -76,14 +74,7 @@ def _tangent(problem, theta, w, state, method, tol, max_iter):
 def _cg_solve(problem, theta, w, rhs, x0, state, tol, max_iter):
     """``H x = rhs`` by conjugate gradients, warm-started at ``x0`` and
     Jacobi-preconditioned; stopping short is recorded as an adjoint failure."""
-    x, _, converged = conjugate_gradient(
-        lambda v: problem.hvp(w, theta, v),
-        rhs,
-        x0=x0,
-        tol=tol,
-        max_iter=max_iter,
-        diagonal=problem.hessian_diagonal(w, theta),
-    )
+    x, _, converged = problem.cg_solve(w, theta, rhs, x0=x0, tol=tol, max_iter=max_iter)
     if not converged:
         state.failures.append("adjoint")
     return x

@@ -25,6 +25,7 @@ __all__ = [
     "dense_binary_loss_grad",
     "samplewise_loss_grad",
     "samplewise_hvp",
+    "sparse_binary_cg",
 ]
 
 
@@ -405,3 +406,124 @@ def binary_labelled_terms(z, targets, sw, labels, n_labels, G, P):
         if labels[i] >= 0:
             losses[labels[i]] += loss_i
     return losses
+
+
+@jit
+def _sparse_binary_hvp(indptr, indices, data, curvature, penalty, n_coef, v, out):
+    """``out = H v`` for the binary Hessian ``[X, 1]^T diag(curvature) [X, 1]
+    + diag(penalty)`` (the intercept's entry last where ``v`` has
+    ``n_coef + 1``), in one read of CSR X: each row's score, then at once its
+    share of ``X.T r``. Returns ``v . H v``, summed on the way."""
+    fit_intercept = v.shape[0] > n_coef
+    vb = v[n_coef] if fit_intercept else 0.0
+    quadratic = 0.0
+    for j in range(v.shape[0]):
+        out[j] = penalty[j] * v[j]
+        quadratic += out[j] * v[j]
+    total = 0.0
+    for i in range(indptr.shape[0] - 1):
+        s = vb
+        for q in range(indptr[i], indptr[i + 1]):
+            s += data[q] * v[indices[q]]
+        r = curvature[i] * s
+        quadratic += r * s
+        total += r
+        for q in range(indptr[i], indptr[i + 1]):
+            out[indices[q]] += data[q] * r
+    if fit_intercept:
+        out[n_coef] += total
+    return quadratic
+
+
+@jit
+def sparse_binary_cg(
+    indptr, indices, data, n_coef, curvature, penalty, rhs, x0, warm, tol, max_iter
+):
+    """Jacobi-preconditioned conjugate gradients on a binary logistic Hessian
+    over CSR X (see :func:`_sparse_binary_hvp`), the whole loop compiled.
+
+    The iterates are :func:`~skbilevel._linalg.conjugate_gradient`'s with
+    ``diagonal`` the Hessian's; compiled, a solve skips the Python overhead
+    of every iteration (a third of the time on 8000 x 50000 with 50 entries
+    a row) and holds no GIL, so that folds in threads run side by side.
+    ``indptr`` and ``indices`` are unsigned 32-bit: with signed ones every
+    gather checks for a negative index, which halved the speed of the
+    products (measured 0.79 against 0.41 ms, SciPy's two 0.43 ms).
+
+    Parameters
+    ----------
+    indptr, indices : ndarray of dtype uint32
+    data : ndarray of shape (nnz,)
+    n_coef : int
+        Number of columns of X.
+    curvature : ndarray of shape (n_samples,)
+        ``sw * p * (1 - p)``: each row's second derivative in its score.
+    penalty : ndarray of shape (n_params,)
+        L2 weights; the intercept's last when ``n_params == n_coef + 1``.
+    rhs, x0 : ndarray of shape (n_params,)
+        Right-hand side; warm start, used where ``warm`` (else zeros).
+    warm : bool
+    tol : float
+        Stop when ``||H x - rhs|| <= tol * ||rhs||``.
+    max_iter : int
+
+    Returns
+    -------
+    x : ndarray of shape (n_params,)
+    n_products : int
+    converged : bool
+    """
+    m = rhs.shape[0]
+    rhs_norm = np.sqrt(np.sum(rhs * rhs))
+    if rhs_norm == 0.0:
+        return np.zeros(m), 0, True
+    # The Jacobi preconditioner: the Hessian's diagonal, in one pass.
+    diagonal = penalty.copy()
+    total = 0.0
+    for i in range(indptr.shape[0] - 1):
+        c = curvature[i]
+        total += c
+        for q in range(indptr[i], indptr[i + 1]):
+            diagonal[indices[q]] += c * data[q] * data[q]
+    if m > n_coef:
+        diagonal[n_coef] += total
+    inverse = np.empty(m)
+    for j in range(m):
+        inverse[j] = 1.0 / diagonal[j] if diagonal[j] > 0.0 else 1.0
+    ap = np.empty(m)
+    if warm:
+        x = x0.copy()
+        _sparse_binary_hvp(indptr, indices, data, curvature, penalty, n_coef, x, ap)
+        r = rhs - ap
+        n_products = 1
+    else:
+        x = np.zeros(m)
+        r = rhs.copy()
+        n_products = 0
+    threshold = tol * rhs_norm
+    if np.sqrt(np.sum(r * r)) <= threshold:
+        return x, n_products, True
+    p = inverse * r
+    rz = np.sum(r * p)
+    for _ in range(max_iter):
+        pap = _sparse_binary_hvp(
+            indptr, indices, data, curvature, penalty, n_coef, p, ap
+        )
+        n_products += 1
+        if not pap > 0.0:  # lost positive definiteness to round-off: stop
+            break
+        step = rz / pap
+        residual = 0.0
+        rz_new = 0.0
+        for j in range(m):
+            x[j] += step * p[j]
+            r[j] -= step * ap[j]
+            residual += r[j] * r[j]
+            rz_new += r[j] * r[j] * inverse[j]
+        if np.sqrt(residual) <= threshold:
+            return x, n_products, True
+        beta = rz_new / rz
+        for j in range(m):
+            p[j] = inverse[j] * r[j] + beta * p[j]
+        rz = rz_new
+    return x, n_products, False

@@ -24,6 +24,7 @@ from skbilevel import (
     _stochastic_kernels,
 )
 from skbilevel._numba import jit
+from skbilevel._problems import InnerProblem, LogisticProblem
 from skbilevel._problems._logistic import logistic_curvature
 from skbilevel._problems._ridge import centered_sum_of_squares
 from skbilevel._problems._ridge_spectral import holdout_predictions, loo_residuals
@@ -320,6 +321,44 @@ def test_dense_binary_kernels_match_blas_products():
     )
     R = logistic_curvature(P, sw)[:, 0] * (X @ v + vb)
     _assert_close(out, np.r_[X.T @ R, R.sum()])
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_sparse_binary_cg_matches_python_cg(fit_intercept):
+    """The compiled solver of a sparse binary logistic Hessian takes the
+    iterates of the Python conjugate gradients (same products, same count),
+    cold and warm-started; its solution solves the system."""
+    rng = np.random.RandomState(7)
+    X = sp.random(60, 25, density=0.2, format="csr", random_state=rng)
+    y = (rng.rand(60) < 0.5).astype(np.int64)
+    sw = rng.uniform(0.5, 2.0, 60)
+    n_params = 25 + int(fit_intercept)
+    group_idx = np.zeros((n_params, 1), dtype=np.int64)
+    if fit_intercept:
+        group_idx[-1] = -1
+    problem = LogisticProblem(X, y, sw, 1, group_idx, 1, fit_intercept)
+    assert problem.X.indices.dtype == np.int32  # what the compiled path takes
+    W, theta = rng.randn(n_params, 1), np.array([-1.0])
+    rhs = rng.randn(n_params, 1)
+    H = np.column_stack(
+        [problem.hvp(W, theta, e[:, None])[:, 0] for e in np.eye(n_params)]
+    )
+    for x0 in [None, rng.randn(n_params, 1)]:
+        for tol, max_iter in [(1e-12, 200), (1e-3, 200), (1e-12, 3)]:
+            compiled = problem.cg_solve(
+                W, theta, rhs, x0=x0, tol=tol, max_iter=max_iter
+            )
+            reference = InnerProblem.cg_solve(
+                problem, W, theta, rhs, x0=x0, tol=tol, max_iter=max_iter
+            )
+            _assert_close(compiled[0], reference[0])
+            assert compiled[1:] == reference[1:]
+        assert compiled[2] is False  # 3 products are not enough
+    x, _, converged = problem.cg_solve(W, theta, rhs, tol=1e-12)
+    assert converged
+    _assert_close(H @ x, rhs)
+    zero, n_products, converged = problem.cg_solve(W, theta, 0.0 * rhs)
+    assert not zero.any() and n_products == 0 and converged
 
 
 def test_row_blocks_follow_the_blas_thread_limit(monkeypatch):

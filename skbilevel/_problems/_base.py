@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from .._linalg import conjugate_gradient
+
 __all__ = ["InnerProblem", "penalty_weights"]
 
 
@@ -58,6 +60,20 @@ class InnerProblem:
     def hessian_diagonal(self, w, theta):
         """Diagonal of the Hessian (a preconditioner), or None if unavailable."""
         return None
+
+    def cg_solve(self, w, theta, rhs, x0=None, tol=1e-10, max_iter=1000):
+        """``(d2L/dw2) x = rhs`` by conjugate gradients, Jacobi-preconditioned
+        where :meth:`hessian_diagonal` is known; returns
+        :func:`~skbilevel._linalg.conjugate_gradient`'s ``(x, n_products,
+        converged)``. Problems may run it in a compiled loop instead."""
+        return conjugate_gradient(
+            lambda v: self.hvp(w, theta, v),
+            rhs,
+            x0=x0,
+            tol=tol,
+            max_iter=max_iter,
+            diagonal=self.hessian_diagonal(w, theta),
+        )
 
     def hessian_solve(self, w, theta, rhs):
         """``(d2L/dw2)^{-1} @ rhs`` by a factorization (or NotImplementedError)."""

@@ -33,6 +33,7 @@ from .._logistic_kernels import (
     dense_binary_loss_grad,
     samplewise_hvp,
     samplewise_loss_grad,
+    sparse_binary_cg,
 )
 from .._results import log_probabilities
 from .._rows import map_row_blocks, row_block_count
@@ -248,7 +249,16 @@ def logistic_curvature(P, sw):
 
 def _prepare_X(X):
     if sp.issparse(X):
-        return sp.csr_matrix(X, dtype=np.float64)
+        X = sp.csr_matrix(X, dtype=np.float64)
+        if X.indices.dtype != np.int32 and max(X.nnz, *X.shape) < 2**31:
+            # 32-bit indices (what SciPy makes where they fit): half the
+            # memory a product reads for them, and the compiled solver's
+            # (see LogisticProblem.cg_solve).
+            X = sp.csr_matrix(
+                (X.data, X.indices.astype(np.int32), X.indptr.astype(np.int32)),
+                shape=X.shape,
+            )
+        return X
     # Dense X meets BLAS and the fused binary kernels (which compile once
     # more for a read-only array, such as a memory map): no copy needed.
     return np.ascontiguousarray(X, dtype=np.float64)
@@ -486,6 +496,29 @@ class LogisticProblem(InnerProblem):
                 intercept[:] = intercept.mean()
             diag = np.vstack([diag, intercept])
         return diag + self._penalty(theta)
+
+    def cg_solve(self, W, theta, rhs, x0=None, tol=1e-10, max_iter=1000):
+        """:meth:`InnerProblem.cg_solve`; binary problems on sparse X run the
+        whole loop compiled (:func:`~skbilevel._logistic_kernels.sparse_binary_cg`,
+        the same iterates)."""
+        X = self.X
+        if not (sp.issparse(X) and self.n_out == 1 and X.indices.dtype == np.int32):
+            return super().cg_solve(W, theta, rhs, x0=x0, tol=tol, max_iter=max_iter)
+        curvature = logistic_curvature(self._data_terms(W)[2], self.sw)
+        x, n_products, converged = sparse_binary_cg(
+            X.indptr.view(np.uint32),
+            X.indices.view(np.uint32),
+            X.data,
+            self.n_features,
+            np.ascontiguousarray(curvature[:, 0]),
+            np.ascontiguousarray(self._penalty(theta)[:, 0]),
+            np.ascontiguousarray(rhs[:, 0], dtype=np.float64),
+            np.ascontiguousarray((rhs if x0 is None else x0)[:, 0], dtype=np.float64),
+            x0 is not None,
+            float(tol),
+            int(max_iter),
+        )
+        return x.reshape(-1, 1), n_products, converged
 
     def lipschitz(self, W, theta):
         return power_iteration(lambda v: self.hvp(W, theta, v), W.shape)
@@ -752,12 +785,8 @@ class LogisticProblem(InnerProblem):
                 fresh = True
                 g_norm = np.linalg.norm(grad)
                 forcing = min(0.5, np.sqrt(g_norm / scale))
-                step, _, _ = conjugate_gradient(
-                    lambda v, W=W: self.hvp(W, theta, v),
-                    -grad,
-                    tol=forcing,
-                    max_iter=max(50, 2 * self.n_params),
-                    diagonal=self.hessian_diagonal(W, theta),
+                step, _, _ = self.cg_solve(
+                    W, theta, -grad, tol=forcing, max_iter=max(50, 2 * self.n_params)
                 )
             decrement = -float(np.sum(grad * step))
             trusted = fresh or not for_adjoint or previous is not None
