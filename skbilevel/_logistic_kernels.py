@@ -436,8 +436,33 @@ def _sparse_binary_hvp(indptr, indices, data, curvature, penalty, n_coef, v, out
 
 
 @jit
+def _smallest_ritz_value(alphas, betas, k):
+    """Smallest eigenvalue of the Lanczos tridiagonal of ``k`` (P)CG steps
+    (step lengths ``alphas``, direction updates ``betas``): an estimate from
+    above of the preconditioned operator's smallest eigenvalue."""
+    T = np.zeros((k, k))
+    for j in range(k):
+        T[j, j] = 1.0 / alphas[j]
+        if j > 0:
+            T[j, j] += betas[j - 1] / alphas[j - 1]
+            T[j, j - 1] = T[j - 1, j] = np.sqrt(betas[j - 1]) / alphas[j - 1]
+    return np.linalg.eigvalsh(T)[0]
+
+
+@jit
 def sparse_binary_cg(
-    indptr, indices, data, n_coef, curvature, penalty, rhs, x0, warm, tol, max_iter
+    indptr,
+    indices,
+    data,
+    n_coef,
+    curvature,
+    penalty,
+    rhs,
+    x0,
+    warm,
+    tol,
+    max_iter,
+    settle=0.0,
 ):
     """Jacobi-preconditioned conjugate gradients on a binary logistic Hessian
     over CSR X (see :func:`_sparse_binary_hvp`), the whole loop compiled.
@@ -449,6 +474,16 @@ def sparse_binary_cg(
     ``indptr`` and ``indices`` are unsigned 32-bit: with signed ones every
     gather checks for a negative index, which halved the speed of the
     products (measured 0.79 against 0.41 ms, SciPy's two 0.43 ms).
+
+    With ``settle > 0`` (a Newton step, ``rhs`` the negative gradient, from
+    zero), the solve also stops once the Newton decrement ``rhs . H^-1 rhs``
+    is estimated below ``settle``: the solver then stops at the current
+    point, and the step is not needed to the forcing tolerance. CG's
+    decrement ``rhs . x_k`` grows to the decrement; what it lacks is
+    ``r_k . H^-1 r_k``, at most ``r_k . M^-1 r_k / lambda_min`` for the
+    preconditioner ``M``, where ``lambda_min`` (of ``M^-1 H``) is estimated
+    by the smallest Ritz value of the iterations so far (3 at least), an
+    estimate from above, which a safety factor of 10 makes up for.
 
     Parameters
     ----------
@@ -466,17 +501,20 @@ def sparse_binary_cg(
     tol : float
         Stop when ``||H x - rhs|| <= tol * ||rhs||``.
     max_iter : int
+    settle : float, default=0.0
 
     Returns
     -------
     x : ndarray of shape (n_params,)
     n_products : int
     converged : bool
+        Whether the tolerance was reached, or the decrement settled.
+    settled : bool
     """
     m = rhs.shape[0]
     rhs_norm = np.sqrt(np.sum(rhs * rhs))
     if rhs_norm == 0.0:
-        return np.zeros(m), 0, True
+        return np.zeros(m), 0, True, settle > 0.0
     # The Jacobi preconditioner: the Hessian's diagonal, in one pass.
     diagonal = penalty.copy()
     total = 0.0
@@ -496,16 +534,20 @@ def sparse_binary_cg(
         _sparse_binary_hvp(indptr, indices, data, curvature, penalty, n_coef, x, ap)
         r = rhs - ap
         n_products = 1
+        settle = 0.0  # the decrement's sum holds from zero only
     else:
         x = np.zeros(m)
         r = rhs.copy()
         n_products = 0
     threshold = tol * rhs_norm
     if np.sqrt(np.sum(r * r)) <= threshold:
-        return x, n_products, True
+        return x, n_products, True, False
     p = inverse * r
     rz = np.sum(r * p)
-    for _ in range(max_iter):
+    decrement = 0.0
+    alphas = np.empty(max_iter)
+    betas = np.empty(max_iter)
+    for k in range(max_iter):
         pap = _sparse_binary_hvp(
             indptr, indices, data, curvature, penalty, n_coef, p, ap
         )
@@ -513,6 +555,7 @@ def sparse_binary_cg(
         if not pap > 0.0:  # lost positive definiteness to round-off: stop
             break
         step = rz / pap
+        decrement += step * rz
         residual = 0.0
         rz_new = 0.0
         for j in range(m):
@@ -521,9 +564,14 @@ def sparse_binary_cg(
             residual += r[j] * r[j]
             rz_new += r[j] * r[j] * inverse[j]
         if np.sqrt(residual) <= threshold:
-            return x, n_products, True
+            return x, n_products, True, False
         beta = rz_new / rz
+        alphas[k], betas[k] = step, beta
+        if settle > 0.0 and k >= 2 and decrement <= settle:
+            lacking = rz_new / _smallest_ritz_value(alphas, betas, k + 1)
+            if decrement + 10.0 * lacking <= settle:
+                return x, n_products, True, True
         for j in range(m):
             p[j] = inverse[j] * r[j] + beta * p[j]
         rz = rz_new
-    return x, n_products, False
+    return x, n_products, False, False

@@ -323,26 +323,33 @@ def test_dense_binary_kernels_match_blas_products():
     _assert_close(out, np.r_[X.T @ R, R.sum()])
 
 
-@pytest.mark.parametrize("fit_intercept", [True, False])
-def test_sparse_binary_cg_matches_python_cg(fit_intercept):
-    """The compiled solver of a sparse binary logistic Hessian takes the
-    iterates of the Python conjugate gradients (same products, same count),
-    cold and warm-started; its solution solves the system."""
-    rng = np.random.RandomState(7)
-    X = sp.random(60, 25, density=0.2, format="csr", random_state=rng)
-    y = (rng.rand(60) < 0.5).astype(np.int64)
-    sw = rng.uniform(0.5, 2.0, 60)
-    n_params = 25 + int(fit_intercept)
+def _sparse_binary_problem(rng, fit_intercept, n=60, d=25):
+    """A sparse binary LogisticProblem, a point, its theta and dense Hessian."""
+    X = sp.random(n, d, density=0.2, format="csr", random_state=rng)
+    y = (rng.rand(n) < 0.5).astype(np.int64)
+    sw = rng.uniform(0.5, 2.0, n)
+    n_params = d + int(fit_intercept)
     group_idx = np.zeros((n_params, 1), dtype=np.int64)
     if fit_intercept:
         group_idx[-1] = -1
     problem = LogisticProblem(X, y, sw, 1, group_idx, 1, fit_intercept)
     assert problem.X.indices.dtype == np.int32  # what the compiled path takes
     W, theta = rng.randn(n_params, 1), np.array([-1.0])
-    rhs = rng.randn(n_params, 1)
     H = np.column_stack(
         [problem.hvp(W, theta, e[:, None])[:, 0] for e in np.eye(n_params)]
     )
+    return problem, W, theta, H
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_sparse_binary_cg_matches_python_cg(fit_intercept):
+    """The compiled solver of a sparse binary logistic Hessian takes the
+    iterates of the Python conjugate gradients (same products, same count),
+    cold and warm-started; its solution solves the system."""
+    rng = np.random.RandomState(7)
+    problem, W, theta, H = _sparse_binary_problem(rng, fit_intercept)
+    n_params = problem.n_params
+    rhs = rng.randn(n_params, 1)
     for x0 in [None, rng.randn(n_params, 1)]:
         for tol, max_iter in [(1e-12, 200), (1e-3, 200), (1e-12, 3)]:
             compiled = problem.cg_solve(
@@ -359,6 +366,34 @@ def test_sparse_binary_cg_matches_python_cg(fit_intercept):
     _assert_close(H @ x, rhs)
     zero, n_products, converged = problem.cg_solve(W, theta, 0.0 * rhs)
     assert not zero.any() and n_products == 0 and converged
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_sparse_binary_newton_settles_below_its_decrement(fit_intercept):
+    """A Newton step's solve stops early where the decrement is estimated
+    below ``settle``: only where the exact decrement is below it, and a
+    solve to a tolerance still ends within it."""
+    rng = np.random.RandomState(8)
+    problem, W, theta, H = _sparse_binary_problem(rng, fit_intercept, 400, 60)
+    grad = problem.gradient(W, theta)
+    decrement = float(grad[:, 0] @ np.linalg.solve(H, grad[:, 0]))
+    for settle, expected in [(0.5 * decrement, False), (30.0 * decrement, True)]:
+        step, n_products, _, settled = problem._cg(
+            W, theta, -grad, None, 1e-12, 200, settle=settle
+        )
+        assert settled is expected
+        if settled:
+            assert n_products < problem._cg(W, theta, -grad, None, 1e-12, 200)[1]
+            assert -float(np.sum(grad * step)) <= decrement
+    # Solves to tolerances that settle their last steps, checked exactly.
+    for tol in [1e-4, 1e-6, 1e-8]:
+        w, converged = problem.solve(theta, None, tol=tol, method="cg")
+        assert converged
+        grad = problem.gradient(w, theta)[:, 0]
+        H_w = np.column_stack(
+            [problem.hvp(w, theta, e[:, None])[:, 0] for e in np.eye(len(grad))]
+        )
+        assert grad @ np.linalg.solve(H_w, grad) <= tol**2 * problem.total
 
 
 def test_row_blocks_follow_the_blas_thread_limit(monkeypatch):
