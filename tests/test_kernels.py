@@ -368,6 +368,19 @@ def test_sparse_binary_cg_matches_python_cg(fit_intercept):
     assert not zero.any() and n_products == 0 and converged
 
 
+def test_smallest_ritz_value_matches_the_tridiagonal_eigenvalues():
+    rng = np.random.RandomState(9)
+    for k in [1, 2, 5, 20]:
+        alphas, betas = rng.uniform(0.1, 2.0, k), rng.uniform(0.01, 1.0, k)
+        T = np.diag(1.0 / alphas)
+        T[1:, 1:] += np.diag(betas[:-1] / alphas[:-1])
+        off = np.sqrt(betas[:-1]) / alphas[:-1]
+        T += np.diag(off, 1) + np.diag(off, -1)
+        smallest = np.linalg.eigvalsh(T)[0]
+        estimate = _logistic_kernels._smallest_ritz_value(alphas, betas, k)
+        assert smallest * (1 - 2e-3) <= estimate <= smallest * (1 + 1e-12)
+
+
 @pytest.mark.parametrize("fit_intercept", [True, False])
 def test_sparse_binary_newton_settles_below_its_decrement(fit_intercept):
     """A Newton step's solve stops early where the decrement is estimated
