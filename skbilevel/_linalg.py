@@ -4,16 +4,31 @@ import numpy as np
 import scipy.linalg
 from scipy.linalg import blas
 
+from ._numba import jit
+
 __all__ = [
+    "SETTLE_SAFETY",
     "cho_solve_vector",
     "conjugate_gradient",
     "power_iteration",
     "robust_cho_factor",
+    "smallest_ritz_value",
 ]
+
+# Factor on the bound of what a Newton step's decrement lacks, whose smallest
+# Ritz value is an estimate from above (see conjugate_gradient's ``settle``).
+SETTLE_SAFETY = 10.0
 
 
 def conjugate_gradient(
-    matvec, rhs, x0=None, tol=1e-10, max_iter=1000, diagonal=None, preconditioner=None
+    matvec,
+    rhs,
+    x0=None,
+    tol=1e-10,
+    max_iter=1000,
+    diagonal=None,
+    preconditioner=None,
+    settle=0.0,
 ):
     """Solve ``A x = rhs`` for a symmetric positive definite ``A`` by (P)CG.
 
@@ -44,6 +59,16 @@ def conjugate_gradient(
         ``preconditioner(r)`` returns an approximation of ``A^{-1} r`` (a
         symmetric positive definite operator), used instead of ``diagonal``:
         for instance a factorization of a nearby matrix.
+    settle : float, default=0.0
+        For a Newton step (``rhs`` the negative gradient, ``x0`` None), stop
+        as converged once the decrement ``rhs . A^-1 rhs`` is estimated
+        below ``settle``: the Newton solve then ends at the current point,
+        and the step's accuracy does not matter. CG's ``rhs . x_k`` grows
+        to the decrement; what it lacks is ``r_k . A^-1 r_k``, at most
+        ``r_k . M^-1 r_k / lambda_min`` for the preconditioner ``M``, where
+        ``lambda_min`` (of ``M^-1 A``) is estimated by the smallest Ritz
+        value of the iterations so far (:func:`smallest_ritz_value`, 3 at
+        least), an estimate from above which ``SETTLE_SAFETY`` makes up for.
 
     Returns
     -------
@@ -79,23 +104,76 @@ def conjugate_gradient(
     z = r if preconditioner is None else preconditioner(r)
     rz = np.vdot(r, z)
     p = z.copy()
-    for _ in range(max_iter):
+    if x0 is not None:
+        settle = 0.0  # the decrement's sum holds from zero only
+    decrement = 0.0
+    kept = max_iter if settle > 0.0 else 0  # the Lanczos coefficients
+    alphas, betas = np.empty(kept), np.empty(kept)
+    for k in range(max_iter):
         ap = matvec(p)
         n_matvec += 1
         pap = np.vdot(p, ap)
         if not pap > 0.0:  # lost positive definiteness to round-off: stop here
             break
         step = rz / pap
+        decrement += step * rz
         x += step * p
         r -= step * ap
         if np.linalg.norm(r) <= threshold:
             return x, n_matvec, True
         z = r if preconditioner is None else preconditioner(r)
         rz_new = np.vdot(r, z)
+        if settle > 0.0:
+            alphas[k], betas[k] = step, rz_new / rz
+        if settle > 0.0 and k >= 2 and decrement <= settle:
+            ritz = smallest_ritz_value(alphas, betas, k + 1)
+            if ritz > 0.0 and decrement + SETTLE_SAFETY * rz_new / ritz <= settle:
+                return x, n_matvec, True
         p *= rz_new / rz
         p += z
         rz = rz_new
     return x, n_matvec, False
+
+
+@jit
+def smallest_ritz_value(alphas, betas, k):
+    """Smallest eigenvalue of the Lanczos tridiagonal of ``k`` (P)CG steps
+    (step lengths ``alphas``, direction updates ``betas``): an estimate from
+    above of the preconditioned operator's smallest eigenvalue.
+
+    By bisection on Sturm counts (the number of negative pivots of
+    ``T - x I``), to 1e-3 relative: LAPACK's solver would add a second to
+    the kernel's first compilation (measured 1.85 s against 0.8 s)."""
+    diagonal = np.empty(k)
+    off = np.zeros(k)  # off[j] couples j - 1 and j
+    for j in range(k):
+        diagonal[j] = 1.0 / alphas[j]
+        if j > 0:
+            diagonal[j] += betas[j - 1] / alphas[j - 1]
+            off[j] = np.sqrt(betas[j - 1]) / alphas[j - 1]
+    # Gershgorin's interval holds every eigenvalue.
+    low, high = np.inf, -np.inf
+    for j in range(k):
+        radius = off[j] + (off[j + 1] if j + 1 < k else 0.0)
+        low = min(low, diagonal[j] - radius)
+        high = max(high, diagonal[j] + radius)
+    low = max(low, 0.0)  # T is positive definite (up to round-off)
+    for _ in range(100):
+        if high - low <= 1e-3 * high:
+            break
+        middle = 0.5 * (low + high)
+        pivot, below = 1.0, 0
+        for j in range(k):
+            pivot = diagonal[j] - middle - (off[j] ** 2 / pivot if j > 0 else 0.0)
+            if pivot == 0.0:
+                pivot = 1e-300
+            if pivot < 0.0:
+                below += 1
+        if below > 0:
+            high = middle
+        else:
+            low = middle
+    return low  # the interval's lower end: an estimate that errs low
 
 
 def power_iteration(matvec, shape, n_iter=30, safety=1.05):

@@ -13,6 +13,7 @@ X twice: measured 10.8 against 12.2 ms on one thread against two, 80000 x
 
 import numpy as np
 
+from ._linalg import SETTLE_SAFETY, smallest_ritz_value
 from ._numba import jit
 
 __all__ = [
@@ -436,47 +437,6 @@ def _sparse_binary_hvp(indptr, indices, data, curvature, penalty, n_coef, v, out
 
 
 @jit
-def _smallest_ritz_value(alphas, betas, k):
-    """Smallest eigenvalue of the Lanczos tridiagonal of ``k`` (P)CG steps
-    (step lengths ``alphas``, direction updates ``betas``): an estimate from
-    above of the preconditioned operator's smallest eigenvalue.
-
-    By bisection on Sturm counts (the number of negative pivots of
-    ``T - x I``), to 1e-3 relative: LAPACK's solver would add a second to
-    the kernel's first compilation (measured 1.85 s against 0.8 s)."""
-    diagonal = np.empty(k)
-    off = np.zeros(k)  # off[j] couples j - 1 and j
-    for j in range(k):
-        diagonal[j] = 1.0 / alphas[j]
-        if j > 0:
-            diagonal[j] += betas[j - 1] / alphas[j - 1]
-            off[j] = np.sqrt(betas[j - 1]) / alphas[j - 1]
-    # Gershgorin's interval holds every eigenvalue.
-    low, high = np.inf, -np.inf
-    for j in range(k):
-        radius = off[j] + (off[j + 1] if j + 1 < k else 0.0)
-        low = min(low, diagonal[j] - radius)
-        high = max(high, diagonal[j] + radius)
-    low = max(low, 0.0)  # T is positive definite (up to round-off)
-    for _ in range(100):
-        if high - low <= 1e-3 * high:
-            break
-        middle = 0.5 * (low + high)
-        pivot, below = 1.0, 0
-        for j in range(k):
-            pivot = diagonal[j] - middle - (off[j] ** 2 / pivot if j > 0 else 0.0)
-            if pivot == 0.0:
-                pivot = 1e-300
-            if pivot < 0.0:
-                below += 1
-        if below > 0:
-            high = middle
-        else:
-            low = middle
-    return low  # the interval's lower end: an estimate that errs low
-
-
-@jit
 def sparse_binary_cg(
     indptr,
     indices,
@@ -502,15 +462,9 @@ def sparse_binary_cg(
     gather checks for a negative index, which halved the speed of the
     products (measured 0.79 against 0.41 ms, SciPy's two 0.43 ms).
 
-    With ``settle > 0`` (a Newton step, ``rhs`` the negative gradient, from
-    zero), the solve also stops once the Newton decrement ``rhs . H^-1 rhs``
-    is estimated below ``settle``: the solver then stops at the current
-    point, and the step is not needed to the forcing tolerance. CG's
-    decrement ``rhs . x_k`` grows to the decrement; what it lacks is
-    ``r_k . H^-1 r_k``, at most ``r_k . M^-1 r_k / lambda_min`` for the
-    preconditioner ``M``, where ``lambda_min`` (of ``M^-1 H``) is estimated
-    by the smallest Ritz value of the iterations so far (3 at least), an
-    estimate from above, which a safety factor of 10 makes up for.
+    ``settle``: see :func:`~skbilevel._linalg.conjugate_gradient` (the
+    same rule, which lets a Newton step's solve stop where the decrement is
+    clearly below the solve's threshold).
 
     Parameters
     ----------
@@ -536,7 +490,6 @@ def sparse_binary_cg(
     n_products : int
     converged : bool
         Whether the tolerance was reached, or the decrement settled.
-    settled : bool
     """
     # Loops rather than array expressions: they compile in half the time.
     m = rhs.shape[0]
@@ -546,7 +499,7 @@ def sparse_binary_cg(
     rhs_norm = np.sqrt(rhs_norm)
     x = np.zeros(m)
     if rhs_norm == 0.0:
-        return x, 0, True, settle > 0.0
+        return x, 0, True
     # The Jacobi preconditioner: the Hessian's diagonal, in one pass.
     diagonal = np.empty(m)
     for j in range(m):
@@ -583,10 +536,11 @@ def sparse_binary_cg(
         rz += r[j] * p[j]
     threshold = tol * rhs_norm
     if np.sqrt(residual) <= threshold:
-        return x, n_products, True, False
+        return x, n_products, True
     decrement = 0.0
-    alphas = np.empty(max_iter)
-    betas = np.empty(max_iter)
+    kept = max_iter if settle > 0.0 else 0  # the Lanczos coefficients
+    alphas = np.empty(kept)
+    betas = np.empty(kept)
     for k in range(max_iter):
         pap = _sparse_binary_hvp(
             indptr, indices, data, curvature, penalty, n_coef, p, ap
@@ -604,14 +558,15 @@ def sparse_binary_cg(
             residual += r[j] * r[j]
             rz_new += r[j] * r[j] * inverse[j]
         if np.sqrt(residual) <= threshold:
-            return x, n_products, True, False
+            return x, n_products, True
         beta = rz_new / rz
-        alphas[k], betas[k] = step, beta
+        if settle > 0.0:
+            alphas[k], betas[k] = step, beta
         if settle > 0.0 and k >= 2 and decrement <= settle:
-            ritz = _smallest_ritz_value(alphas, betas, k + 1)
-            if ritz > 0.0 and decrement + 10.0 * rz_new / ritz <= settle:
-                return x, n_products, True, True
+            ritz = smallest_ritz_value(alphas, betas, k + 1)
+            if ritz > 0.0 and decrement + SETTLE_SAFETY * rz_new / ritz <= settle:
+                return x, n_products, True
         for j in range(m):
             p[j] = inverse[j] * r[j] + beta * p[j]
         rz = rz_new
-    return x, n_products, False, False
+    return x, n_products, False

@@ -23,6 +23,7 @@ from skbilevel import (
     _rows,
     _stochastic_kernels,
 )
+from skbilevel._linalg import smallest_ritz_value
 from skbilevel._numba import jit
 from skbilevel._problems import InnerProblem, LogisticProblem
 from skbilevel._problems._logistic import logistic_curvature
@@ -377,28 +378,43 @@ def test_smallest_ritz_value_matches_the_tridiagonal_eigenvalues():
         off = np.sqrt(betas[:-1]) / alphas[:-1]
         T += np.diag(off, 1) + np.diag(off, -1)
         smallest = np.linalg.eigvalsh(T)[0]
-        estimate = _logistic_kernels._smallest_ritz_value(alphas, betas, k)
+        estimate = smallest_ritz_value(alphas, betas, k)
         assert smallest * (1 - 2e-3) <= estimate <= smallest * (1 + 1e-12)
 
 
+@pytest.mark.parametrize("sparse", [True, False])
 @pytest.mark.parametrize("fit_intercept", [True, False])
-def test_sparse_binary_newton_settles_below_its_decrement(fit_intercept):
+def test_newton_steps_settle_below_their_decrement(sparse, fit_intercept):
     """A Newton step's solve stops early where the decrement is estimated
-    below ``settle``: only where the exact decrement is below it, and a
-    solve to a tolerance still ends within it."""
+    below ``settle``, only where the exact decrement is below it, compiled
+    (sparse binary) or not, with the same iterates; and a Newton solve to a
+    tolerance, which settles its last step, ends within it."""
     rng = np.random.RandomState(8)
     problem, W, theta, H = _sparse_binary_problem(rng, fit_intercept, 400, 60)
+    if not sparse:
+        problem = LogisticProblem(
+            problem.X.toarray(), problem.targets, problem.sw, 1,
+            problem.group_idx, 1, fit_intercept,
+        )  # fmt: skip
     grad = problem.gradient(W, theta)
     decrement = float(grad[:, 0] @ np.linalg.solve(H, grad[:, 0]))
-    for settle, expected in [(0.5 * decrement, False), (30.0 * decrement, True)]:
-        step, n_products, _, settled = problem._cg(
-            W, theta, -grad, None, 1e-12, 200, settle=settle
+    _, full, _ = problem.cg_solve(W, theta, -grad, tol=1e-12, max_iter=200)
+    for settle in [0.5 * decrement, 30.0 * decrement]:
+        step, n_products, converged = problem.cg_solve(
+            W, theta, -grad, tol=1e-12, max_iter=200, settle=settle
         )
-        assert settled is expected
-        if settled:
-            assert n_products < problem._cg(W, theta, -grad, None, 1e-12, 200)[1]
+        assert converged
+        if settle < decrement:
+            assert n_products == full
+        else:
+            assert n_products < full
             assert -float(np.sum(grad * step)) <= decrement
-    # Solves to tolerances that settle their last steps, checked exactly.
+        if sparse:
+            reference = InnerProblem.cg_solve(
+                problem, W, theta, -grad, tol=1e-12, max_iter=200, settle=settle
+            )
+            _assert_close(step, reference[0])
+            assert n_products == reference[1]
     for tol in [1e-4, 1e-6, 1e-8]:
         w, converged = problem.solve(theta, None, tol=tol, method="cg")
         assert converged

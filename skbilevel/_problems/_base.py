@@ -61,11 +61,12 @@ class InnerProblem:
         """Diagonal of the Hessian (a preconditioner), or None if unavailable."""
         return None
 
-    def cg_solve(self, w, theta, rhs, x0=None, tol=1e-10, max_iter=1000):
+    def cg_solve(self, w, theta, rhs, x0=None, tol=1e-10, max_iter=1000, settle=0.0):
         """``(d2L/dw2) x = rhs`` by conjugate gradients, Jacobi-preconditioned
         where :meth:`hessian_diagonal` is known; returns
         :func:`~skbilevel._linalg.conjugate_gradient`'s ``(x, n_products,
-        converged)``. Problems may run it in a compiled loop instead."""
+        converged)`` (``settle``: a Newton step's early end, see there).
+        Problems may run it in a compiled loop instead."""
         return conjugate_gradient(
             lambda v: self.hvp(w, theta, v),
             rhs,
@@ -73,6 +74,7 @@ class InnerProblem:
             tol=tol,
             max_iter=max_iter,
             diagonal=self.hessian_diagonal(w, theta),
+            settle=settle,
         )
 
     def hessian_solve(self, w, theta, rhs):

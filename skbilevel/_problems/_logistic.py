@@ -497,21 +497,17 @@ class LogisticProblem(InnerProblem):
             diag = np.vstack([diag, intercept])
         return diag + self._penalty(theta)
 
-    def cg_solve(self, W, theta, rhs, x0=None, tol=1e-10, max_iter=1000):
+    def cg_solve(self, W, theta, rhs, x0=None, tol=1e-10, max_iter=1000, settle=0.0):
         """:meth:`InnerProblem.cg_solve`; binary problems on sparse X run the
         whole loop compiled (:func:`~skbilevel._logistic_kernels.sparse_binary_cg`,
         the same iterates)."""
-        return self._cg(W, theta, rhs, x0, tol, max_iter)[:3]
-
-    def _cg(self, W, theta, rhs, x0, tol, max_iter, settle=0.0):
-        """:meth:`cg_solve`, and whether the Newton decrement was estimated
-        below ``settle`` (compiled solves only, see ``sparse_binary_cg``)."""
         X = self.X
         if not (sp.issparse(X) and self.n_out == 1 and X.indices.dtype == np.int32):
-            out = super().cg_solve(W, theta, rhs, x0=x0, tol=tol, max_iter=max_iter)
-            return (*out, False)
+            return super().cg_solve(
+                W, theta, rhs, x0=x0, tol=tol, max_iter=max_iter, settle=settle
+            )
         curvature = logistic_curvature(self._data_terms(W)[2], self.sw)
-        x, n_products, converged, settled = sparse_binary_cg(
+        x, n_products, converged = sparse_binary_cg(
             X.indptr.view(np.uint32),
             X.indices.view(np.uint32),
             X.data,
@@ -525,7 +521,7 @@ class LogisticProblem(InnerProblem):
             int(max_iter),
             float(settle),
         )
-        return x.reshape(-1, 1), n_products, converged, settled
+        return x.reshape(-1, 1), n_products, converged
 
     def lipschitz(self, W, theta):
         return power_iteration(lambda v: self.hvp(W, theta, v), W.shape)
@@ -794,12 +790,12 @@ class LogisticProblem(InnerProblem):
                 forcing = min(0.5, np.sqrt(g_norm / scale))
                 # Where the decrement is clearly below the threshold, the
                 # solve ends here and the step's accuracy does not matter:
-                # the compiled solver stops as soon as it can tell (measured
-                # on text-like 10000 x 50000: the last step of a solve took
-                # 3 products instead of 9-14).
-                step, _, _, _ = self._cg(
-                    W, theta, -grad, None, forcing, max(50, 2 * self.n_params),
-                    settle=threshold,
+                # the solver stops as soon as it can tell (measured on
+                # text-like 10000 x 50000: the last step of a solve took 3
+                # products instead of 9-14).
+                step, _, _ = self.cg_solve(
+                    W, theta, -grad, tol=forcing,
+                    max_iter=max(50, 2 * self.n_params), settle=threshold,
                 )  # fmt: skip
             decrement = -float(np.sum(grad * step))
             trusted = fresh or not for_adjoint or previous is not None
