@@ -142,8 +142,9 @@ def smallest_ritz_value(alphas, betas, k):
     above of the preconditioned operator's smallest eigenvalue.
 
     By bisection on Sturm counts (the number of negative pivots of
-    ``T - x I``), to 1e-3 relative: LAPACK's solver would add a second to
-    the kernel's first compilation (measured 1.85 s against 0.8 s)."""
+    ``T - x I``), to 1e-3 relative: LAPACK's solver made the first
+    compilation of the compiled sparse solver that calls it 1.85 s, against
+    1.3 s with this."""
     diagonal = np.empty(k)
     off = np.zeros(k)  # off[j] couples j - 1 and j
     for j in range(k):

@@ -491,7 +491,8 @@ def sparse_binary_cg(
     converged : bool
         Whether the tolerance was reached, or the decrement settled.
     """
-    # Loops rather than array expressions: they compile in half the time.
+    # Loops rather than array expressions: they compile faster (first call
+    # 1.48 -> 1.31 s with an empty cache).
     m = rhs.shape[0]
     rhs_norm = 0.0
     for j in range(m):

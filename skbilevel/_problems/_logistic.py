@@ -502,7 +502,12 @@ class LogisticProblem(InnerProblem):
         whole loop compiled (:func:`~skbilevel._logistic_kernels.sparse_binary_cg`,
         the same iterates)."""
         X = self.X
-        if not (sp.issparse(X) and self.n_out == 1 and X.indices.dtype == np.int32):
+        compiled = (
+            sp.issparse(X)
+            and self.n_out == 1
+            and X.indices.dtype == X.indptr.dtype == np.int32
+        )
+        if not compiled:
             return super().cg_solve(
                 W, theta, rhs, x0=x0, tol=tol, max_iter=max_iter, settle=settle
             )
