@@ -783,6 +783,7 @@ class LogisticProblem(InnerProblem):
                         tol=forcing,
                         max_iter=self._krylov_products,
                         preconditioner=lambda r: self._factor_solve(theta, r),
+                        settle=threshold,
                     )
                     # Short of its tolerance, the step still descends, but
                     # its decrement proves nothing, and a fresh Hessian is
