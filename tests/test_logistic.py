@@ -378,6 +378,44 @@ def test_tangent_starts_keep_the_search_and_save_products(monkeypatch):
     assert products[0] < products[1]
 
 
+def test_sparse_compiled_path_weights_equal_repeated_rows():
+    """Past the factorizable size, binary folds on sparse X are solved by
+    the compiled conjugate gradients (settled Newton steps included): an
+    integer sample weight still equals the row repeated that many times,
+    folds mapped to the repeats."""
+    rng = np.random.RandomState(3)
+    X = sp.random(240, 1600, density=0.02, format="csr", random_state=rng)
+    y = (rng.rand(240) < 1 / (1 + np.exp(-X @ rng.randn(1600)))).astype(int)
+    weights = rng.randint(1, 4, 240)
+    folds = list(StratifiedKFold(4, shuffle=True, random_state=0).split(X, y))
+    index = np.repeat(np.arange(240), weights)
+    position = np.split(np.arange(len(index)), np.cumsum(weights)[:-1])
+    repeated_folds = [
+        tuple(np.concatenate([position[i] for i in part]) for part in fold)
+        for fold in folds
+    ]
+    calls = []
+    compiled = _logistic_problem.sparse_binary_cg
+
+    def counted(*args):
+        calls.append(1)
+        return compiled(*args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_logistic_problem, "sparse_binary_cg", counted)
+        weighted = BilevelLogisticCV(cv=folds, solver="deterministic").fit(
+            X, y, sample_weight=weights
+        )
+    assert calls  # the compiled path ran
+    repeated = BilevelLogisticCV(cv=repeated_folds, solver="deterministic").fit(
+        X[index], y[index]
+    )
+    # (Equal to round-off when measured: same points, same iterates.)
+    assert weighted.C_ == pytest.approx(repeated.C_, rel=1e-9)
+    assert weighted.best_score_ == pytest.approx(repeated.best_score_, rel=1e-12)
+    np.testing.assert_allclose(weighted.coef_, repeated.coef_, rtol=1e-8, atol=1e-12)
+
+
 def _cv_log_loss(X, y, C, folds):
     """CV log-loss of sklearn's LogisticRegression at C (independent code)."""
     losses = []
