@@ -33,6 +33,7 @@ from .._logistic_kernels import (
     dense_binary_loss_grad,
     samplewise_hvp,
     samplewise_loss_grad,
+    scaled_rows_by_label,
     sparse_binary_cg,
 )
 from .._results import log_probabilities
@@ -181,7 +182,38 @@ def weighted_grams(
         root32 = root.astype(dtype)
         source = X32 if X32 is not None else X
 
+        # float32 products of float64 rows with labels: the rows are scaled,
+        # rounded and grouped by label in one compiled pass per chunk.
+        grouped = (
+            labels is not None
+            and dtype == np.float32
+            and source.dtype == np.float64
+            and source.flags.c_contiguous
+        )
+        if grouped:
+            labels = np.ascontiguousarray(labels, dtype=np.int64)
+
+        def grouped_block(first, last):
+            grams = np.zeros((n_labels, d, d))
+            cross = np.zeros((n_labels, d))
+            B = np.empty((min(_GRAM_CHUNK, last - first), d), dtype=np.float32)
+            r = np.empty(B.shape[0], dtype=np.float32)
+            offsets = np.empty(n_labels + 1, dtype=np.int64)
+            for start in range(first, last, _GRAM_CHUNK):
+                stop = min(start + _GRAM_CHUNK, last)
+                scaled_rows_by_label(
+                    source, root32, labels, start, stop, n_labels, B, r, offsets
+                )
+                for label in range(n_labels):
+                    rows = slice(offsets[label], offsets[label + 1])
+                    Bl = B[rows]  # contiguous: B.T @ B below stays one syrk
+                    grams[label] += Bl.T @ Bl
+                    cross[label] += Bl.T @ r[rows]
+            return grams, cross
+
         def block(first, last):
+            if grouped:
+                return grouped_block(first, last)
             grams = np.zeros((n_labels, d, d))
             cross = np.zeros((n_labels, d))
             for start in range(first, last, _GRAM_CHUNK):
