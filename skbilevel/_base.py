@@ -37,6 +37,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import (
     _check_sample_weight,
+    assert_all_finite,
     check_is_fitted,
     validate_data,
 )
@@ -46,7 +47,7 @@ from ._folds import Splits, check_folds
 from ._hypergradient import HYPERGRADIENT_METHODS
 from ._objectives import FoldsObjective
 from ._outer import OuterResult, minimize_box, minimize_scalar, minimize_stochastic
-from ._problems._ridge import centered_sum_of_squares
+from ._problems._ridge import column_summary, dense_column_summary
 from ._quadratic import minimize_quadratic
 from ._results import build_cv_results
 from ._stochastic import RowReader, StochasticFold, StochasticObjective
@@ -371,6 +372,8 @@ class BaseBilevelCV(DocLinkMixin, CallbackSupportMixin, BaseEstimator):
             dtype=[np.float64, np.float32],
             multi_output=is_regressor(self),
             y_numeric=is_regressor(self),
+            # Checked below, in the pass that summarizes dense X's columns.
+            ensure_all_finite=False,
         )
         dtype = X.dtype
         if sample_weight is not None:
@@ -378,6 +381,9 @@ class BaseBilevelCV(DocLinkMixin, CallbackSupportMixin, BaseEstimator):
         info = self._target_info(y, sample_weight)
         targets = self._encode(y, info)
         sw = check_sample_weight(sample_weight, X, info.sample_multiplier(targets))
+        summary = dense_column_summary(X, sw)
+        if summary is None:  # the pass saw no NaN nor infinity, or did not run
+            assert_all_finite(X, input_name="X", estimator_name=type(self).__name__)
         loo = self._leave_one_out
         n_hyper = self._layout(X.shape[1], info).n_hyper
         solver = self._choose_solver(
@@ -394,6 +400,8 @@ class BaseBilevelCV(DocLinkMixin, CallbackSupportMixin, BaseEstimator):
             )
         splits = Splits.from_indices(X, targets, sw, folds, y, sample_weight)
         splits.groups = None if groups is None else np.asarray(groups)
+        if summary is not None:
+            splits.column_summary = (X, summary)
         callback = self._callback_begin(X, y)
         outcome = self._bilevel_search(splits, info, start_time, callback=callback)
 
@@ -478,10 +486,16 @@ class BaseBilevelCV(DocLinkMixin, CallbackSupportMixin, BaseEstimator):
         it reads the estimator's parameters and sets no attribute.
         """
         method = self._check_params(splits.leave_one_out)
+        # One pass for the range check and the default box (dense X).
+        known = splits.column_summary
+        if known is not None and known[0] is splits.bounds_data[0]:
+            summary = known[1]
+        else:
+            summary = column_summary(*splits.bounds_data)
         # Kept for the checks of the same matrix that follow (one pass less).
         splits.largest_entry = (
             splits.bounds_data[0],
-            check_square_range(splits.bounds_data[0], "X"),
+            check_square_range(splits.bounds_data[0], "X", largest=summary[2]),
         )
         layouts = self._split_layouts(splits, info)
         layout, widest = layouts[0], max(layouts, key=lambda lay: lay.group_idx.size)
@@ -494,7 +508,9 @@ class BaseBilevelCV(DocLinkMixin, CallbackSupportMixin, BaseEstimator):
             method,
             splits.leave_one_out,
         )
-        lo, hi = self._log_bounds(*splits.bounds_data, splits.bounds_targets)
+        lo, hi = self._log_bounds(
+            *splits.bounds_data, splits.bounds_targets, summary=summary
+        )
         if np.ndim(lo) or np.ndim(hi):  # one (low, high) per hyperparameter
             sizes = {np.size(lo), np.size(hi)} - {1}
             if sizes - {n_hyper}:
@@ -1024,15 +1040,20 @@ class BaseBilevelCV(DocLinkMixin, CallbackSupportMixin, BaseEstimator):
         theta = self._param_sign * np.log(np.broadcast_to(init, (n_hyper,)))
         return np.clip(theta, lo, hi)
 
-    def _log_bounds(self, X, sw, targets=None):
-        """Box of log penalty strengths (theta), from the bounds or the data."""
+    def _log_bounds(self, X, sw, targets=None, summary=None):
+        """Box of log penalty strengths (theta), from the bounds or the data
+        (``summary``: :func:`~skbilevel._problems._ridge.column_summary` of
+        ``X, sw``, if already known)."""
         bounds = getattr(self, f"{self._param_name}_bounds")
         if bounds is None:
-            return self._data_scaled_box(X, sw, targets, **self._default_box)
+            return self._data_scaled_box(
+                X, sw, targets, summary=summary, **self._default_box
+            )
         low, high = check_bounds(bounds, f"{self._param_name}_bounds")
         return (low, high) if self._param_sign > 0 else (-high, -low)
 
-    def _data_scaled_box(self, X, sw, targets, *, scale, low, high, floor):
+    def _data_scaled_box(self, X, sw, targets, *, scale, low, high, floor,
+                         summary=None):  # fmt: skip
         """Default box of log penalty strengths, following the data's units.
 
         With ``ss_j`` the weighted sum of squares of centered column ``j``, a
@@ -1045,10 +1066,9 @@ class BaseBilevelCV(DocLinkMixin, CallbackSupportMixin, BaseEstimator):
         same rows) are not used here; a model whose box follows them (the
         Lasso's ``alpha_max``) overrides this method.
         """
-        mean = np.asarray(X.T @ sw).ravel() / sw.sum()
-        if not self.fit_intercept:
-            mean[:] = 0.0
-        sq = centered_sum_of_squares(X, sw, mean)
+        mean, sq, _ = column_summary(X, sw) if summary is None else summary
+        if not self.fit_intercept:  # the squares about zero
+            sq = sq + sw.sum() * mean**2
         sq = scale * sq[np.isfinite(sq)]
         if sq.size == 0 or not sq.max() > 0:  # only constant columns
             return float(np.log(low)), float(np.log(high))

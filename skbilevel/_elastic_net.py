@@ -269,7 +269,7 @@ class BilevelElasticNetCV(BilevelLassoCV):
         check_ratio_bounds(self.l1_ratio_bounds)
         return super()._check_params(leave_one_out)
 
-    def _log_bounds(self, X, sw, targets=None):
+    def _log_bounds(self, X, sw, targets=None, summary=None):
         """The box of ``phi = [log alpha, logit l1_ratio]`` (module docstring)."""
         n_out = targets.shape[1]
         half = check_penalty(self.penalty, X.shape[1], n_out, "per_target")[1]

@@ -213,6 +213,9 @@ class Splits:
         # (bounds_data's X, its largest absolute entry) once the search has
         # checked it (BaseBilevelCV._bilevel_search), for later checks.
         self.largest_entry = None
+        # (bounds_data's X, its column_summary) when the estimator computed
+        # it already (in the pass that checks X's entries are finite).
+        self.column_summary = None
         # The encoded targets of the same rows (a box may follow them).
         self.bounds_targets = whole[1] if parts is None else parts[0][0][1]
         self.n_features, self.sparse = max(self.widths), sp.issparse(X)

@@ -245,7 +245,8 @@ class BilevelLassoCV(SquaredErrorRegressorHooks, BaseBilevelCV):
     def _stochastic_fold(self, layout):
         return ProximalStochasticFold, {}
 
-    def _data_scaled_box(self, X, sw, targets, *, scale, low, high, floor):
+    def _data_scaled_box(self, X, sw, targets, *, scale, low, high, floor,
+                         summary=None):  # fmt: skip
         """``(low * alpha_max, high * alpha_max)`` in log-space.
 
         Above ``alpha_max`` every coefficient is zero and the validation loss

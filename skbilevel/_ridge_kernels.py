@@ -14,6 +14,7 @@ from ._numba import jit
 
 __all__ = [
     "dense_centered_squares",
+    "dense_chunked_summary",
     "spectral_holdout_loss_grad",
     "spectral_loo_loss_grad",
     "dense_centered_gram_matvec",
@@ -238,3 +239,80 @@ def dense_centered_squares(X, sw, xbar, start, stop):
             r = X[i, j] - xbar[j]
             out[j] += w * r * r
     return out
+
+
+# Rows of a chunk in dense_chunked_summary: about 128 KiB, so that its second
+# read (the squares about the chunk's mean) comes from the cache.
+_SUMMARY_CHUNK_ENTRIES = 16384
+
+
+@jit
+def dense_chunked_summary(X, sw, start, stop):
+    """Weight, mean, centered squares and largest entry of rows ``start:stop``.
+
+    Chunks of rows that fit in the cache are read twice (their weighted
+    mean, then the squares about it) and merged into the running totals by
+    the pairwise update of Chan, Golub and LeVeque: one pass over memory
+    for what :func:`dense_centered_squares` needs two for (the means first),
+    and the largest absolute entry besides.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    sw : ndarray of shape (n_samples,)
+    start, stop : int
+
+    Returns
+    -------
+    weight : float
+        ``sum(sw[start:stop])``.
+    mean : ndarray of shape (n_features,)
+        Weighted column means of the rows (zeros when ``weight`` is 0).
+    squares : ndarray of shape (n_features,)
+        ``sum_i sw_i (X[i] - mean) ** 2`` per column.
+    largest : ndarray of shape (n_features,)
+        Largest absolute entry per column (NaN entries are skipped; a NaN
+        or infinite entry leaves ``mean`` non-finite).
+    """
+    d = X.shape[1]
+    chunk = max(1, _SUMMARY_CHUNK_ENTRIES // max(d, 1))
+    total = 0.0
+    mean = np.zeros(d)
+    squares = np.zeros(d)
+    largest = np.zeros(d)
+    chunk_mean = np.empty(d)
+    chunk_squares = np.empty(d)
+    for c0 in range(start, stop, chunk):
+        c1 = min(c0 + chunk, stop)
+        weight = 0.0
+        chunk_mean[:] = 0.0
+        for i in range(c0, c1):
+            w = sw[i]
+            weight += w
+            for j in range(d):
+                x = X[i, j]
+                # w * x is NaN for an infinite x of weight 0: the check
+                # sees every entry, weighted or not.
+                chunk_mean[j] += w * x
+                a = abs(x)
+                largest[j] = a if a > largest[j] else largest[j]
+        if weight <= 0.0:
+            for j in range(d):
+                if not np.isfinite(chunk_mean[j]):
+                    mean[j] = chunk_mean[j]
+            continue
+        chunk_squares[:] = 0.0
+        for j in range(d):
+            chunk_mean[j] /= weight
+        for i in range(c0, c1):
+            w = sw[i]
+            for j in range(d):
+                r = X[i, j] - chunk_mean[j]
+                chunk_squares[j] += w * r * r
+        share = weight / (total + weight)
+        for j in range(d):
+            delta = chunk_mean[j] - mean[j]
+            squares[j] += chunk_squares[j] + delta * delta * total * share
+            mean[j] += delta * share
+        total += weight
+    return total, mean, squares, largest

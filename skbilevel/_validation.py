@@ -164,17 +164,18 @@ def max_abs(A):
     return max(float(data.max()), -float(data.min()))
 
 
-def check_square_range(A, name):
+def check_square_range(A, name, largest=None):
     """Raise a ValueError when sums of squares of ``A`` would overflow float64.
 
     Losses, Gram matrices and Hessians sum squares over the rows: past
     ``sqrt(max_float / n)`` they are infinite and every strength looks alike.
     Returns the largest absolute entry (0 for an empty ``A``), for checks of
-    the same data that follow.
+    the same data that follow. ``largest``: that entry, if already known.
     """
     if A.size == 0:
         return 0.0
-    largest = max_abs(A)
+    if largest is None:
+        largest = max_abs(A)
     if largest > np.sqrt(np.finfo(np.float64).max / (16.0 * A.shape[0])):
         raise ValueError(
             f"{name} holds values up to {largest:.3g}: sums of their squares "

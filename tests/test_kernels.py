@@ -27,7 +27,11 @@ from skbilevel._linalg import smallest_ritz_value
 from skbilevel._numba import jit
 from skbilevel._problems import InnerProblem, LogisticProblem
 from skbilevel._problems._logistic import logistic_curvature
-from skbilevel._problems._ridge import centered_sum_of_squares
+from skbilevel._problems._ridge import (
+    centered_sum_of_squares,
+    column_summary,
+    dense_column_summary,
+)
 from skbilevel._problems._ridge_spectral import holdout_predictions, loo_residuals
 from skbilevel._stochastic import relaxation_step
 from skbilevel._validation import as_float64_data
@@ -40,6 +44,7 @@ KERNELS = [
     _ridge_kernels.dense_centered_gram_matvec,
     _ridge_kernels.csr_centered_gram_matvec,
     _ridge_kernels.dense_centered_squares,
+    _ridge_kernels.dense_chunked_summary,
 ]
 
 
@@ -106,6 +111,54 @@ def test_centered_sum_of_squares_matches_numpy(layout, monkeypatch):
         np.ascontiguousarray(X), sw, xbar, 100, 250
     )
     _assert_close(kernel, sw[100:250] @ (X[100:250] - xbar) ** 2, rtol=1e-12)
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "csr"])
+def test_column_summary_matches_numpy(layout, monkeypatch):
+    """The one-pass summary (C-ordered float64: cache-sized chunks merged
+    pairwise, here over several chunks in 3 row blocks, whole chunks of zero
+    weight among them) and the three passes of other layouts give the
+    weighted means, the centered squares (exact zeros on constant columns)
+    and the largest entry."""
+    rng = np.random.RandomState(0)
+    X = 3.0 * rng.randn(12000, 5) + 100.0
+    X[:, 2] = 7.3  # constant
+    X[5000, 4] = -1e3  # the largest entry, in a row of weight 0
+    sw = rng.uniform(0.5, 2.0, 12000)
+    sw[4000:8000] = 0.0  # more than one chunk of 16384 // 5 rows
+    mean = sw @ X / sw.sum()
+    squares = sw @ (X - mean) ** 2
+    if layout == "C":
+        assert dense_column_summary(X, sw) is not None
+    X = {"C": X, "F": np.asfortranarray(X), "csr": sp.csr_matrix(X)}[layout]
+    monkeypatch.setattr(_rows, "row_threads", lambda: 3)
+    monkeypatch.setattr(_rows, "MIN_WORK_PER_THREAD", 1)
+    out_mean, out_squares, largest = column_summary(X, sw)
+    _assert_close(out_mean, mean, rtol=1e-12)
+    _assert_close(out_squares, squares, rtol=1e-10)
+    if layout != "csr":  # (the sparse formula is not centered first)
+        assert out_squares[2] <= 1e-20 * out_squares.max()
+    assert largest == 1e3
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("weight", [0.0, 1.0])
+def test_column_summary_sees_every_non_finite_entry(bad, weight, monkeypatch):
+    """The estimators leave their check of finite X to this pass: it returns
+    None for any NaN or infinite entry, in a row of weight 0 too."""
+    monkeypatch.setattr(_rows, "row_threads", lambda: 3)
+    monkeypatch.setattr(_rows, "MIN_WORK_PER_THREAD", 1)
+    X = np.random.RandomState(0).randn(9000, 4)
+    sw = np.ones(9000)
+    sw[6000:] = 0.0  # the last block: weight 0 throughout
+    for row in [0, 4500, 8999]:
+        bad_X = X.copy()
+        bad_X[row, 1] = bad
+        bad_sw = sw.copy()
+        bad_sw[row] = weight
+        assert dense_column_summary(bad_X, bad_sw) is None
+        with pytest.raises(ValueError, match="Input X contains"):
+            BilevelRidgeCV().fit(bad_X, X[:, 0], sample_weight=bad_sw + 1e-3)
 
 
 def _assert_close(actual, desired, rtol=1e-10):

@@ -26,9 +26,10 @@ from .._ridge_kernels import (
     csr_centered_gram_matvec,
     dense_centered_gram_matvec,
     dense_centered_squares,
+    dense_chunked_summary,
 )
 from .._rows import map_row_blocks
-from .._validation import as_float_c, as_index_c
+from .._validation import as_float_c, as_index_c, max_abs
 from ._base import InnerProblem, penalty_weights
 
 __all__ = [
@@ -92,6 +93,78 @@ def centered_gram(X, sw, xbar):
             G += block.T @ (block * sw[start : start + _CHUNK, None])
     G -= sw.sum() * np.outer(xbar, xbar)
     return G
+
+
+def column_summary(X, sw):
+    """Weighted column means and centered sums of squares of ``X``, and its
+    largest absolute entry.
+
+    Dense C-contiguous float64 ``X`` is read once (see
+    :func:`dense_column_summary`); other layouts take three passes (the
+    means, the squares about them, the largest entry).
+
+    Parameters
+    ----------
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+    sw : ndarray of shape (n_samples,)
+        Sample weights, with a positive sum.
+
+    Returns
+    -------
+    mean : ndarray of shape (n_features,)
+    squares : ndarray of shape (n_features,)
+        ``sum_i sw_i (X[i] - mean) ** 2`` per column.
+    largest : float
+        0 for an empty ``X``.
+    """
+    summary = dense_column_summary(X, sw)
+    if summary is not None:
+        return summary
+    mean = np.asarray(X.T @ sw).ravel() / sw.sum()
+    return mean, centered_sum_of_squares(X, sw, mean), max_abs(X)
+
+
+def dense_column_summary(X, sw):
+    """:func:`column_summary` of dense C-contiguous float64 ``X`` in one pass
+    over it, or None: for other layouts, and where an entry is NaN or
+    infinite (or the sums overflow), which the pass detects.
+
+    Cache-sized chunks of rows, merged pairwise
+    (:func:`~skbilevel._ridge_kernels.dense_chunked_summary`): 400000 x 200
+    in 0.03 s on 2 cores, against 0.09 s for the three passes, and 0.036 s
+    for scikit-learn's check of finite entries alone, which the estimators
+    leave to this pass.
+    """
+    if (
+        sp.issparse(X)
+        or X.dtype != np.float64
+        or not X.flags.c_contiguous
+        # Read-only arrays (memory maps) would compile the kernel once more.
+        or not X.flags.writeable
+        or X.size == 0
+    ):
+        return None
+    sw = as_float_c(sw)
+    blocks = map_row_blocks(
+        lambda start, stop: dense_chunked_summary(X, sw, start, stop),
+        X.shape[0],
+        row_work=2 * X.shape[1],
+    )
+    total, mean, squares, largest = blocks[0]
+    for weight, block_mean, block_squares, block_largest in blocks[1:]:
+        largest = np.maximum(largest, block_largest)
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN is the answer
+            if not weight > 0.0:
+                mean = mean + 0.0 * block_mean  # a non-finite entry stays seen
+                continue
+            share = weight / (total + weight)
+            delta = block_mean - mean
+            squares = squares + block_squares + delta * delta * total * share
+            mean = mean + delta * share
+        total += weight
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(squares))):
+        return None
+    return mean, squares, float(largest.max())
 
 
 def centered_sum_of_squares(X, sw, xbar):
