@@ -26,6 +26,7 @@ __all__ = [
     "dense_binary_loss_grad",
     "samplewise_loss_grad",
     "samplewise_hvp",
+    "labelled_terms_scaled_rows",
     "scaled_rows_by_label",
     "sparse_binary_cg",
 ]
@@ -618,4 +619,63 @@ def scaled_rows_by_label(X, root, labels, start, stop, n_labels, B, r, offsets):
         scale = root[i]
         for j in range(d):
             B[k, j] = np.float32(X[i, j]) * scale
+        r[k] = scale
+
+
+@jit
+def labelled_terms_scaled_rows(
+    X, w, b, targets, sw, labels, start, stop, n_labels, B, r, offsets, sums
+):
+    """:func:`dense_binary_labelled_loss_grad` and :func:`scaled_rows_by_label`
+    in one read of rows ``start:stop``, the roots those of the rows' weighted
+    logistic curvatures at ``(w, b)``: the log-losses and data gradients of
+    every label's rows, and what their Hessians' Grams are formed from, at
+    one point.
+
+    The scaled rows are those of :func:`scaled_rows_by_label` given the
+    roots ``sqrt(sw * p * (1 - p))`` rounded to float32 (computed as
+    :func:`~skbilevel._problems._logistic.logistic_curvature` does), so the
+    Grams are the same to the bit. Rows labelled -1 are skipped.
+
+    Parameters
+    ----------
+    X, w, b, targets, sw
+        As :func:`dense_binary_loss_grad`.
+    labels : ndarray of shape (n_samples,), dtype int64
+    start, stop : int
+    n_labels : int
+    B, r, offsets
+        Filled, as by :func:`scaled_rows_by_label`.
+    sums : ndarray of shape (n_labels, n_features + 3)
+        Receives, added per label: the gradient in ``w``, in ``b``, the
+        log-loss, and the sum of the squared roots (the intercept's
+        curvature), in that order.
+    """
+    offsets[:] = 0
+    for i in range(start, stop):
+        if labels[i] >= 0:
+            offsets[labels[i] + 1] += 1
+    for label in range(n_labels):
+        offsets[label + 1] += offsets[label]
+    position = offsets[:n_labels].copy()
+    d = X.shape[1]
+    for i in range(start, stop):
+        label = labels[i]
+        if label < 0:
+            continue
+        score = b
+        for j in range(d):
+            score += X[i, j] * w[j]
+        loss_i, gi, p = _binary_loss_grad(score, targets[i], sw[i])
+        root = np.sqrt(sw[i] * p * (1.0 - p))
+        scale = np.float32(root)
+        k = position[label]
+        position[label] += 1
+        for j in range(d):
+            x = X[i, j]
+            sums[label, j] += x * gi
+            B[k, j] = np.float32(x) * scale
+        sums[label, d] += gi
+        sums[label, d + 1] += loss_i
+        sums[label, d + 2] += root * root
         r[k] = scale

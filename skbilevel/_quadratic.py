@@ -50,6 +50,7 @@ from ._problems._logistic import (
     LogisticProblem,
     _loss_grad,
     float32_gram_is_safe,
+    labelled_terms_and_grams,
     logistic_curvature,
     weighted_grams,
 )
@@ -317,9 +318,10 @@ class _SharedRows:
         Newton's method on a regular subsample of the rows (every s-th, at
         least _SUBSAMPLE_MIN_ROWS, the penalty scaled to its weight), then
         on all the rows with the subsample's Hessian: two or three passes
-        over the data. Returns ``(a, data gradient at a, grams, losses,
-        gradients)``: every row pattern's Gram at ``a`` (n_patterns,
-        n_params, n_params), log-loss (n_patterns,) and data gradient
+        over the data, the last of which forms the Grams. Returns ``(a,
+        data gradient at a, grams, losses, gradients)``: every row
+        pattern's Gram at ``a`` (n_patterns, n_params, n_params), log-loss
+        (n_patterns,) and data gradient
         (n_patterns, n_params).
         """
         used = self.labels >= 0
@@ -349,26 +351,75 @@ class _SharedRows:
             )[0],
             float(sw_sample.sum()),
         )  # fmt: skip
-        # On all the rows, the sample's last Hessian (scaled to their weight):
-        # the subsample's solution is close enough for it to stay valid. The
-        # passes sum the loss and gradient per pattern of rows, which gives
-        # every split's terms at the anchor without a pass of their own.
-        kept = {}
+        # On all the rows, the sample's last Hessian (scaled to their weight)
+        # while the subsample's solution keeps it valid. The passes sum the
+        # loss and gradient per pattern of rows, which gives every split's
+        # terms at the anchor without a pass of their own; the pass at a
+        # point predicted to be the last forms the Grams there too.
+        data_hessian = hessian / share
+        grams = None
 
-        def terms(a):
-            losses, grads, P = self.labelled_terms(a)
-            kept.update(losses=losses, grads=grads)
-            return losses.sum() + 0.5 * penalty @ (a * a), grads.sum(axis=0), P
+        def penalized(a, with_grams):
+            nonlocal grams
+            if with_grams:
+                losses, grads, grams = self.labelled_terms_and_grams(a, float32)
+            else:
+                losses, grads, _ = self.labelled_terms(a)
+                grams = None
+            value = losses.sum() + 0.5 * penalty @ (a * a)
+            return value, grads.sum(axis=0) + penalty * a, losses, grads
 
-        a, gradient, P, _ = self._newton(
-            terms, penalty, a, lambda P: hessian / share, total
-        )
+        value, gradient, losses, grads = penalized(a, False)
+        threshold = _ANCHOR_TOL**2 * total
+        last_decrement = np.inf
+        for _ in range(_MAX_STEPS):
+            if grams is not None:  # the exact Hessian at a: Newton's method
+                data_hessian = grams.sum(axis=0)
+            F = data_hessian.copy()
+            F[np.diag_indices_from(F)] += penalty
+            step = cho_solve_vector(robust_cho_factor(F), gradient)
+            decrement = gradient @ step
+            if decrement <= threshold:
+                break
+            # Steps with a fixed Hessian shrink the decrement by a steady
+            # factor, Newton's steps faster: the next point is predicted to
+            # be the last when this factor takes the decrement under the
+            # threshold.
+            final = grams is not None or (
+                np.isfinite(last_decrement)
+                and decrement**2 <= threshold * last_decrement
+            )
+            last_decrement = decrement
+            t = 1.0
+            while True:
+                candidate = penalized(a - t * step, final and t == 1.0)
+                if candidate[0] <= value - 1e-4 * t * decrement or t < 1e-6:
+                    break
+                t *= 0.5
+            a = a - t * step
+            value, gradient, losses, grads = candidate
+        if grams is None:  # the last point's Grams: a pass of their own
+            _, _, grams = self.labelled_terms_and_grams(a, float32)
+        return a, gradient - penalty * a, grams, losses, grads
+
+    def labelled_terms_and_grams(self, a, float32):
+        """:meth:`labelled_terms` (without the probabilities) and every row
+        pattern's Gram of the Hessian at ``a``, in one pass over dense X
+        where the Grams are float32 ones; in two otherwise."""
+        n_labels = len(self.pattern_trains)
+        if self.dense and float32:
+            return labelled_terms_and_grams(
+                self.X, a, self.targets, self.sw, self.labels, n_labels,
+                self.fit_intercept,
+            )  # fmt: skip
+        losses, grads, P = self.labelled_terms(a)
+        sw = np.where(self.labels >= 0, self.sw, 0.0)
         root = np.sqrt(logistic_curvature(P[:, None], sw)[:, 0])
         grams = weighted_grams(
-            self.X, root, self.labels, len(self.pattern_trains),
+            self.X, root, self.labels, n_labels,
             fit_intercept=self.fit_intercept, float32=float32,
         )  # fmt: skip
-        return a, gradient - penalty * a, grams, kept["losses"], kept["grads"]
+        return losses, grads, grams
 
     @staticmethod
     def _newton(terms, penalty, a, data_hessian, total):

@@ -13,8 +13,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import skbilevel._quadratic as quadratic
-from skbilevel import BilevelLogisticCV, HypergradientSearchCV
-from skbilevel._problems._logistic import LogisticProblem, weighted_grams
+from skbilevel import BilevelLogisticCV, HypergradientSearchCV, _rows
+from skbilevel._problems._logistic import (
+    LogisticProblem,
+    labelled_terms_and_grams,
+    logistic_curvature,
+    weighted_grams,
+)
 from skbilevel._quadratic import QuadraticObjective, minimize_quadratic
 
 
@@ -154,6 +159,36 @@ def test_labelled_grams_are_the_grams_of_their_rows(sparse):
         # NumPy path).
         numpy_path = weighted_grams(np.asfortranarray(X), root, labels, 3, float32=True)
         np.testing.assert_array_equal(grams32, numpy_path)
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_labelled_terms_and_grams_in_one_pass(fit_intercept, monkeypatch):
+    """The fused pass (losses, gradients and float32 Grams of every label's
+    rows at one point) gives the Grams of the two-pass path to the bit (but
+    the intercept's corner, summed in another order), and its terms."""
+    monkeypatch.setattr(_rows, "row_threads", lambda: 3)
+    X, y, sw, _ = _data(n=40000, d=6, weights=True)  # several chunks, 3 blocks
+    labels = np.random.default_rng(1).integers(-1, 4, len(y))
+    a = np.random.default_rng(2).normal(size=7)[: 6 + fit_intercept]
+    losses, grads, grams = labelled_terms_and_grams(
+        X, a, y, sw, labels, 4, fit_intercept
+    )
+    z = X @ a[:6] + (a[6] if fit_intercept else 0.0)
+    p = 1.0 / (1.0 + np.exp(-z))
+    root = np.sqrt(logistic_curvature(p[:, None], sw)[:, 0])
+    expected = weighted_grams(
+        X, root, labels, 4, fit_intercept=fit_intercept, float32=True
+    )
+    d = 6
+    np.testing.assert_array_equal(grams[:, :d, :], expected[:, :d, :])
+    np.testing.assert_allclose(grams, expected, rtol=1e-13)
+    Xa = np.hstack([X, np.ones((len(y), 1))])[:, : d + fit_intercept]
+    for label in range(4):
+        mine = labels == label
+        loss = sw[mine] @ (np.logaddexp(0.0, z[mine]) - y[mine] * z[mine])
+        grad = Xa[mine].T @ (sw[mine] * (p[mine] - y[mine]))
+        np.testing.assert_allclose(losses[label], loss, rtol=1e-12)
+        np.testing.assert_allclose(grads[label], grad, rtol=1e-9, atol=1e-9)
 
 
 def test_fold_hessians_are_sums_of_pattern_grams():
