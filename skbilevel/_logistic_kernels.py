@@ -51,6 +51,19 @@ def _binary_loss_grad(z, target, weight):
 
 
 @jit
+def _binary_residual(z, target, weight):
+    """:func:`_binary_loss_grad` without the loss: the derivative in ``z``
+    and the probability (one exponential, no logarithm)."""
+    if z > 0:
+        ez = np.exp(-z) if z < 700.0 else 0.0
+        p = 1.0 / (1.0 + ez)
+    else:
+        ez = np.exp(z) if z > -700.0 else 0.0
+        p = ez / (1.0 + ez)
+    return weight * (p - target), p
+
+
+@jit
 def _softmax_loss_grad(Z, i, target, weight, G, P):
     """Weighted log-loss of row ``i`` of the scores ``Z`` (softmax); fills row
     ``i`` of the score gradient ``G`` and of the probabilities ``P``.
@@ -238,25 +251,26 @@ def binary_split_terms(S, targets, sw, role, R, C, start, stop):
 
     Returns
     -------
-    losses : ndarray of shape (2, n_splits)
-        Weighted log-loss sums over the training rows, then the validation
-        rows, of each split.
+    losses : ndarray of shape (n_splits,)
+        Weighted log-loss sums over the validation rows of each split (the
+        training rows' losses are not needed: their logarithms are spared).
     """
     K = S.shape[1]
-    losses = np.zeros((2, K))
+    losses = np.zeros(K)
     for i in range(start, stop):
         for k in range(K):
             R[i, k] = 0.0
             R[i, K + k] = 0.0
             C[i, k] = 0.0
             part = role[i, k]
-            if part == 0:
-                continue
-            loss, residual, p = _binary_loss_grad(S[i, k], targets[i], sw[i])
-            losses[part - 1, k] += loss
-            R[i, (part - 1) * K + k] = residual
             if part == 1:
+                residual, p = _binary_residual(S[i, k], targets[i], sw[i])
+                R[i, k] = residual
                 C[i, k] = sw[i] * p * (1.0 - p)
+            elif part == 2:
+                loss, residual, _ = _binary_loss_grad(S[i, k], targets[i], sw[i])
+                losses[k] += loss
+                R[i, K + k] = residual
     return losses
 
 
@@ -281,7 +295,7 @@ def dense_binary_split_pass(X, W, b, targets, sw, role, C, start, stop):
 
     Returns
     -------
-    losses : ndarray of shape (2, n_splits)
+    losses : ndarray of shape (n_splits,)
         As :func:`binary_split_terms`.
     grad : ndarray of shape (2 * n_splits, n_features + 1)
         Row k: split k's training gradient (in the coefficients, then the
@@ -289,21 +303,39 @@ def dense_binary_split_pass(X, W, b, targets, sw, role, C, start, stop):
     """
     d = X.shape[1]
     K = W.shape[0]
-    losses = np.zeros((2, K))
+    losses = np.zeros(K)
     grad = np.zeros((2 * K, d + 1))
+    residuals = np.empty(K)
+    # A row's scores, then their residuals, then its shares of the gradients:
+    # the dot products and the sums run without the exponentials between
+    # them. With the training rows' logarithms spared, measured on 200000 x
+    # 200 and 5 splits on one thread: 0.077 -> 0.054 s.
     for i in range(start, stop):
         for k in range(K):
-            part = role[i, k]
-            if part == 0:
-                C[i, k] = 0.0
+            C[i, k] = 0.0
+            residuals[k] = 0.0
+            if role[i, k] == 0:
                 continue
             score = b[k]
             for j in range(d):
                 score += X[i, j] * W[k, j]
-            loss, residual, p = _binary_loss_grad(score, targets[i], sw[i])
-            losses[part - 1, k] += loss
-            C[i, k] = sw[i] * p * (1.0 - p) if part == 1 else 0.0
+            residuals[k] = score
+        for k in range(K):
+            part = role[i, k]
+            if part == 1:
+                residuals[k], p = _binary_residual(residuals[k], targets[i], sw[i])
+                C[i, k] = sw[i] * p * (1.0 - p)
+            elif part == 2:
+                loss, residuals[k], _ = _binary_loss_grad(
+                    residuals[k], targets[i], sw[i]
+                )
+                losses[k] += loss
+        for k in range(K):
+            part = role[i, k]
+            if part == 0:
+                continue
             row = (part - 1) * K + k
+            residual = residuals[k]
             for j in range(d):
                 grad[row, j] += X[i, j] * residual
             grad[row, d] += residual

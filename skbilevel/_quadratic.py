@@ -250,7 +250,7 @@ class _SharedRows:
             if self.fit_intercept:
                 G = np.vstack([G, R.sum(axis=0)])
         val = self.val_weight
-        return G[:, :K], losses[1] / val, G[:, K:] / val
+        return G[:, :K], losses / val, G[:, K:] / val
 
     def hessian_products(self, V):
         """Every split's training data Hessian, at its last
