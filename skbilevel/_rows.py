@@ -30,6 +30,7 @@ __all__ = [
     "blas_controller",
     "fold_executor",
     "map_row_blocks",
+    "map_tasks",
     "row_block_count",
     "row_threads",
     "thread_budget",
@@ -192,3 +193,25 @@ def map_row_blocks(kernel, n_rows, row_work, blas=False, min_rows=1):
         ]
         first = kernel(int(bounds[0]), int(bounds[1]))
         return [first] + [future.result() for future in futures]
+
+
+def map_tasks(task, n_tasks, threads):
+    """``[task(i) for i in range(n_tasks)]`` on up to ``threads`` threads.
+
+    For a few short tasks that release the GIL (LAPACK factorizations of a
+    fraction of a millisecond each): consecutive tasks share a thread, the
+    calling thread running the first share itself.
+    """
+    threads = min(int(threads), n_tasks)
+    if threads <= 1:
+        return [task(i) for i in range(n_tasks)]
+    bounds = np.linspace(0, n_tasks, threads + 1).astype(int)
+    pool = _executor(threads - 1)
+    futures = [
+        pool.submit(lambda lo=lo, hi=hi: [task(i) for i in range(lo, hi)])
+        for lo, hi in zip(bounds[1:-1], bounds[2:], strict=True)
+    ]
+    out = [task(i) for i in range(bounds[0], bounds[1])]
+    for future in futures:
+        out.extend(future.result())
+    return out

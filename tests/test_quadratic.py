@@ -14,6 +14,7 @@ from sklearn.preprocessing import StandardScaler
 
 import skbilevel._quadratic as quadratic
 from skbilevel import BilevelLogisticCV, HypergradientSearchCV, _rows
+from skbilevel._linalg import robust_cho_factor
 from skbilevel._problems._logistic import (
     LogisticProblem,
     labelled_terms_and_grams,
@@ -287,6 +288,66 @@ def test_chord_steps_that_fail_fall_back_to_newton(monkeypatch):
     fallback = _objective(X, y, sw, folds, groups)(theta)
     assert fallback[0] == pytest.approx(expected[0], rel=1e-6)
     np.testing.assert_allclose(fallback[1], expected[1], rtol=2e-3)
+
+
+def test_refit_reaches_its_tolerance(monkeypatch):
+    """The refit's chord steps end within tolerance, with or without the rate
+    the splits' chord steps showed (which here bounds the refit's own)."""
+    X, y, sw, folds = _data(n=20000, weights=True)
+    groups = np.arange(X.shape[1], dtype=np.int64)[:, None]
+    objective = _objective(X, y, sw, folds, groups)
+    theta = np.linspace(-2.0, 1.0, X.shape[1])
+    objective(theta)
+    assert 0.0 < objective.contraction < 0.1
+    (full,) = _fold_problems(X, y, sw, [(np.arange(len(y)), [])], groups)
+    W, _ = full.solve(theta, None, tol=1e-12)
+    loss_grad = quadratic._loss_grad
+    passes = []
+    monkeypatch.setattr(
+        quadratic, "_loss_grad", lambda *a, **k: passes.append(1) or loss_grad(*a, **k)
+    )
+    counts = []
+    for contraction in [objective.contraction, None]:
+        objective.contraction = contraction
+        passes.clear()
+        coef, intercept, converged = objective.refit(X, theta)
+        counts.append(len(passes))
+        assert converged
+        np.testing.assert_allclose(coef[:, 0], W[:-1, 0], rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(intercept, W[-1], rtol=1e-6, atol=1e-8)
+    assert counts[0] <= counts[1]
+
+
+def test_chord_steps_trust_a_known_rate():
+    """With a bound on the ratio of successive decrements, the step that the
+    bound takes under the threshold is taken without a pass, and its end is
+    within the tolerance; without one, a pass confirms it."""
+    rng = np.random.default_rng(0)
+    M = rng.standard_normal((40, 6))
+    exact = M.T @ M
+    # The factorized Hessian is 2% off the exact one.
+    factor = robust_cho_factor(exact * (1.0 + 0.02 * np.eye(6)) + 0.01 * exact)
+    target = rng.standard_normal(6)
+    passes = []
+
+    def pass_at(A):
+        passes.append(1)
+        return (exact @ A - target[:, None],)
+
+    zero = np.zeros((6, 1))
+    tol, total = 1e-6, 40.0
+    A, _, _, converged, ratio = quadratic._chord_steps(
+        pass_at, zero, [factor], zero, [total], tol, 30
+    )
+    untrusted = len(passes)
+    assert converged and 0.0 < ratio < 1e-2
+    passes.clear()
+    A, last, _, converged, _ = quadratic._chord_steps(
+        pass_at, zero, [factor], zero, [total], tol, 30, contraction=ratio
+    )
+    assert converged and last is None and len(passes) == untrusted - 1
+    gradient = exact @ A[:, 0] - target
+    assert gradient @ np.linalg.solve(exact, gradient) <= tol**2 * total
 
 
 @pytest.mark.parametrize("penalty", ["scalar", "per_feature"])
