@@ -654,7 +654,7 @@ def scaled_rows_by_label(X, root, labels, start, stop, n_labels, B, r, offsets):
         r[k] = scale
 
 
-@jit
+@jit(reassociate=True)
 def labelled_terms_scaled_rows(
     X, w, b, targets, sw, labels, start, stop, n_labels, B, r, offsets, sums
 ):
@@ -666,8 +666,9 @@ def labelled_terms_scaled_rows(
 
     The scaled rows are those of :func:`scaled_rows_by_label` given the
     roots ``sqrt(sw * p * (1 - p))`` rounded to float32 (computed as
-    :func:`~skbilevel._problems._logistic.logistic_curvature` does), so the
-    Grams are the same to the bit. Rows labelled -1 are skipped.
+    :func:`~skbilevel._problems._logistic.logistic_curvature` does; the
+    scores are reassociated sums, a few ulps from BLAS's). Rows labelled -1
+    are skipped.
 
     Parameters
     ----------

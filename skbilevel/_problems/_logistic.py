@@ -302,7 +302,8 @@ def labelled_terms_and_grams(X, a, targets, sw, labels, n_labels, fit_intercept)
     label's rows at coefficients ``a``, in one read of dense X.
 
     What :func:`weighted_grams` (``float32=True``) gives for the roots of
-    the curvatures at ``a``, to the bit, and the losses and gradients of
+    the curvatures at ``a`` (to float32's round-off), and the losses and
+    gradients of
     :func:`~skbilevel._logistic_kernels.dense_binary_labelled_loss_grad`,
     without a pass of their own (measured on 400000 x 200 in 5 labels: the
     pass for the losses and gradients took 0.037 s, the Grams 0.175 s).
