@@ -382,7 +382,7 @@ class BaseBilevelCV(DocLinkMixin, CallbackSupportMixin, BaseEstimator):
         targets = self._encode(y, info)
         sw = check_sample_weight(sample_weight, X, info.sample_multiplier(targets))
         summary = dense_column_summary(X, sw)
-        if summary is None:  # the pass saw no NaN nor infinity, or did not run
+        if summary is None:  # a NaN or infinity seen, or no pass (other layouts)
             assert_all_finite(X, input_name="X", estimator_name=type(self).__name__)
         loo = self._leave_one_out
         n_hyper = self._layout(X.shape[1], info).n_hyper
@@ -486,16 +486,18 @@ class BaseBilevelCV(DocLinkMixin, CallbackSupportMixin, BaseEstimator):
         it reads the estimator's parameters and sets no attribute.
         """
         method = self._check_params(splits.leave_one_out)
-        # One pass for the range check and the default box (dense X).
+        # Dense X: one pass for the range check and the default box (None
+        # for other layouts: each then reads what it needs).
         known = splits.column_summary
         if known is not None and known[0] is splits.bounds_data[0]:
             summary = known[1]
         else:
-            summary = column_summary(*splits.bounds_data)
+            summary = dense_column_summary(*splits.bounds_data)
+        largest = None if summary is None else summary[2]
         # Kept for the checks of the same matrix that follow (one pass less).
         splits.largest_entry = (
             splits.bounds_data[0],
-            check_square_range(splits.bounds_data[0], "X", largest=summary[2]),
+            check_square_range(splits.bounds_data[0], "X", largest=largest),
         )
         layouts = self._split_layouts(splits, info)
         layout, widest = layouts[0], max(layouts, key=lambda lay: lay.group_idx.size)
