@@ -486,6 +486,7 @@ class BilevelLogisticCV(ClassifierMixin, BaseBilevelCV):
                     theta0,
                     self.verbose,
                     splits.largest_entry,
+                    self.n_jobs,
                 )
             except TooManyRowPatterns as error:
                 reason = str(error)

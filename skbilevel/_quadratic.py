@@ -43,7 +43,7 @@ from ._logistic_kernels import (
     dense_binary_split_hvp,
     dense_binary_split_pass,
 )
-from ._objectives import CVObjective
+from ._objectives import CVObjective, map_folds, shared_cores
 from ._outer import OuterResult
 from ._problems._base import penalty_weights
 from ._problems._logistic import (
@@ -341,7 +341,8 @@ class _SharedRows:
         Newton's method on a regular subsample of the rows (every s-th, at
         least _SUBSAMPLE_MIN_ROWS, the penalty scaled to its weight), then
         on all the rows with the subsample's Hessian: two or three passes
-        over the data, the last of which forms the Grams. Returns ``(a,
+        over the data, the last of which forms the Grams (with fewer rows,
+        Newton's method on all of them). Returns ``(a,
         data gradient at a, grams, losses, gradients)``: every row
         pattern's Gram at ``a`` (n_patterns, n_params, n_params), log-loss
         (n_patterns,) and data gradient
@@ -366,20 +367,25 @@ class _SharedRows:
             )
             return loss + 0.5 * share * penalty @ (a * a), grad[:, 0], P[:, 0]
 
-        a, _, _, hessian = self._newton(
-            sample_terms, share * penalty, a,
-            lambda P: weighted_grams(
-                X_sample, np.sqrt(logistic_curvature(P[:, None], sw_sample)[:, 0]),
-                fit_intercept=self.fit_intercept, float32=float32,
-            )[0],
-            float(sw_sample.sum()),
-        )  # fmt: skip
+        # Under 2 * _SUBSAMPLE_MIN_ROWS rows the subsample is every row: then
+        # Newton's method on all of them, each pass forming its Grams.
+        data_hessian = None
+        if len(sample) < n:
+            a, _, _, hessian = self._newton(
+                sample_terms, share * penalty, a,
+                lambda P: weighted_grams(
+                    X_sample,
+                    np.sqrt(logistic_curvature(P[:, None], sw_sample)[:, 0]),
+                    fit_intercept=self.fit_intercept, float32=float32,
+                )[0],
+                float(sw_sample.sum()),
+            )  # fmt: skip
+            data_hessian = hessian / share
         # On all the rows, the sample's last Hessian (scaled to their weight)
         # while the subsample's solution keeps it valid. The passes sum the
         # loss and gradient per pattern of rows, which gives every split's
         # terms at the anchor without a pass of their own; the pass at a
         # point predicted to be the last forms the Grams there too.
-        data_hessian = hessian / share
         grams = None
 
         def penalized(a, with_grams):
@@ -392,7 +398,7 @@ class _SharedRows:
             value = losses.sum() + 0.5 * penalty @ (a * a)
             return value, grads.sum(axis=0) + penalty * a, losses, grads
 
-        value, gradient, losses, grads = penalized(a, False)
+        value, gradient, losses, grads = penalized(a, data_hessian is None)
         threshold = _ANCHOR_TOL**2 * total
         last_decrement = np.inf
         for _ in range(_MAX_STEPS):
@@ -497,19 +503,24 @@ class QuadraticObjective(CVObjective):
     verbose : int, default=0
     largest_entry : tuple of (matrix, float), default=None
         A design matrix and its largest absolute entry, already computed.
+    n_jobs : int, default=None
+        Threads for the groups of splits on separate matrices (see
+        :meth:`_map_groups`).
     """
 
     def __init__(self, readers, coef_groups, n_hyper, fit_intercept, theta0,
-                 verbose=0, largest_entry=None):  # fmt: skip
+                 verbose=0, largest_entry=None, n_jobs=None):  # fmt: skip
         super().__init__(n_hyper, len(readers), verbose)
         self.fit_intercept = fit_intercept
+        self.n_jobs = n_jobs
         by_matrix = {}
         for k, (X, targets, sw, _, _) in enumerate(readers):
             by_matrix.setdefault(id(X), (X, targets, sw, []))[3].append(k)
-        self.groups = []
         theta0 = np.asarray(theta0, dtype=float)
         self.failed = self.failed_adjoints = 0
-        for X, targets, sw, ks in by_matrix.values():
+
+        def build(item):
+            X, targets, sw, ks = item
             parts = [(readers[k][3], readers[k][4]) for k in ks]
             rows = _SharedRows(X, targets, sw, parts, fit_intercept)
             groups = np.column_stack([coef_groups[k][:, 0] for k in ks])
@@ -528,7 +539,6 @@ class QuadraticObjective(CVObjective):
             state["V"] = np.einsum("pk,pij->kij", rows.pattern_validates, grams)
             state["V"] /= rows.val_weight[:, None, None]
             state["full_gram"] = grams.sum(axis=0)
-            self.groups.append(state)
             # Every split's terms at the anchor: sums of its rows' patterns'.
             trains = rows.pattern_trains.astype(float)
             validates = rows.pattern_validates.astype(float)
@@ -539,6 +549,9 @@ class QuadraticObjective(CVObjective):
                 losses @ validates / rows.val_weight,
                 grads.T @ validates / rows.val_weight,
             )
+            return state
+
+        self.groups = self._map_groups(build, list(by_matrix.values()))
         # The largest ratio of successive decrements the splits' chord steps
         # showed (see refit), None before two passes.
         self.contraction = None
@@ -550,6 +563,18 @@ class QuadraticObjective(CVObjective):
         self.coefficients = {}  # evaluation index -> every split's (coef, intercept)
 
     # ------------------------------------------------------------- helpers
+    def _map_groups(self, func, items):
+        """``[func(item) for item in items]`` over the groups of splits (one
+        per design matrix: a search's preprocessed folds), in threads: as
+        ``n_jobs`` asks, or "one after the other" on the cores BLAS may use
+        (:func:`~skbilevel._objectives.shared_cores`), each group's passes
+        then taking its share of them. One group runs in the calling
+        thread, its passes in row blocks on every core."""
+        if len(items) < 2:
+            return [func(item) for item in items]
+        n_jobs, options = shared_cores(self.n_jobs)
+        return map_folds(func, items, n_jobs, **options)
+
     def _augmented(self, weights, intercept_weight):
         if not self.fit_intercept:
             return weights
@@ -686,15 +711,16 @@ class QuadraticObjective(CVObjective):
     def _solve_group(self, state, theta):
         """Every split of ``state`` solved at ``theta`` (chord steps from
         the model's solution), anchoring the models there; returns the
-        validation losses and exact hypergradients, shape (K, n_hyper)."""
+        validation losses, exact hypergradients (shape (K, n_hyper)), the
+        number of splits whose solve and whose adjoint failed, and the chord
+        steps' ratio of successive decrements (None after one pass)."""
         A, _, _, factors, P = self._model_splits(state, theta)
         rows = state["rows"]
         A, (g, E, e), steps, converged, ratio = _chord_steps(
             rows.split_terms, A, factors, P, rows.train_weight, _SOLVE_TOL,
             _MAX_CHORD_STEPS,
         )  # fmt: skip
-        if ratio is not None:
-            self.contraction = max(self.contraction or 0.0, ratio)
+        failed = 0
         if converged:
             # The validation losses at the solutions, to second order: the
             # untaken chord steps move them by -e . step (measured on 3000
@@ -718,11 +744,10 @@ class QuadraticObjective(CVObjective):
                 # A tenth of the tolerance: no untaken step corrects the loss.
                 W, solved = problem.solve(theta, A[:, j : j + 1], tol=0.1 * _SOLVE_TOL)
                 A[:, j] = W[:, 0]
-                self.failed += int(not solved)
+                failed += int(not solved)
             g, E, e = rows.split_terms(A)
         self._set_anchor(state, A, g, E, e)
         V, solved = _adjoint(rows, factors, P, e)
-        self.failed_adjoints += int(not solved)
         d = rows.n_features
         grads = np.array(
             [
@@ -733,13 +758,21 @@ class QuadraticObjective(CVObjective):
                 for j in range(A.shape[1])
             ]
         )  # fmt: skip
-        return E, grads
+        return E, grads, failed, int(not solved), ratio
 
     def _evaluate(self, theta, need_grad):
         losses = np.empty(self.n_splits)
         grads = np.empty((self.n_splits, self.n_hyper))
-        for state in self.groups:
-            losses[state["ks"]], grads[state["ks"]] = self._solve_group(state, theta)
+        solved = self._map_groups(lambda state: self._solve_group(state, theta),
+                                  self.groups)  # fmt: skip
+        for state, (E, G, failed, failed_adjoint, ratio) in zip(
+            self.groups, solved, strict=True
+        ):
+            losses[state["ks"]], grads[state["ks"]] = E, G
+            self.failed += failed
+            self.failed_adjoints += failed_adjoint
+            if ratio is not None:
+                self.contraction = max(self.contraction or 0.0, ratio)
         grad = grads.mean(axis=0)
         # The model's gradient at its new anchor is made the exact one (its
         # Hessians are the common point's): a linear term, so that the
