@@ -230,6 +230,37 @@ def test_model_hypergradient_matches_finite_differences(penalty):
         np.testing.assert_allclose(grad[j], numeric / (2 * eps), rtol=1e-5, atol=1e-11)
 
 
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("matrices", ["one", "per split"])
+def test_stacked_model_is_the_model_split_by_split(fit_intercept, matrices):
+    """The batched model (small factorizations) gives every split's values and
+    hypergradients of the one-split-at-a-time path, one design matrix for all
+    the splits or one each (a search's folds), with a model of any groups."""
+    X, y, sw, folds = _data(weights=True)
+    groups = (np.arange(X.shape[1]) % 3).astype(np.int64)[:, None]
+    if matrices == "one":
+        readers = [(X, y, sw, train, test) for train, test in folds]
+    else:  # every split on a matrix of its own rows, training then validation
+        readers = []
+        for train, test in folds:
+            rows = np.concatenate([train, test])
+            own = np.arange(len(rows))
+            split = (own[: len(train)], own[len(train) :])
+            readers.append((X[rows], y[rows], sw[rows], *split))
+    objective = QuadraticObjective(
+        readers, [groups] * len(folds), 3, fit_intercept, np.zeros(3)
+    )
+    theta = np.array([-1.0, 0.5, 2.0])
+    objective(theta)
+    point = theta + np.array([0.3, -0.2, 0.1])
+    assert objective._stack() is not None
+    stacked = objective.model(point)
+    objective._stacked = False  # one split at a time
+    apart = objective.model(point)
+    assert stacked[0] == pytest.approx(apart[0], rel=1e-12)
+    np.testing.assert_allclose(stacked[1], apart[1], rtol=1e-9, atol=1e-14)
+
+
 @pytest.mark.parametrize("penalty", ["scalar", "groups"])
 @pytest.mark.parametrize("fit_intercept", [True, False])
 def test_hypergradient_matches_finite_differences_of_the_cv_loss(
