@@ -608,6 +608,21 @@ def sparse_binary_cg(
 
 
 @jit
+def _label_offsets(labels, start, stop, n_labels, offsets):
+    """A counting sort's offsets: label ``l``'s rows of ``start:stop`` go to
+    ``offsets[l]:offsets[l + 1]`` (rows labelled -1 nowhere). Fills
+    ``offsets`` and returns a copy of its first ``n_labels`` entries, the
+    next free position of each label."""
+    offsets[:] = 0
+    for i in range(start, stop):
+        if labels[i] >= 0:
+            offsets[labels[i] + 1] += 1
+    for label in range(n_labels):
+        offsets[label + 1] += offsets[label]
+    return offsets[:n_labels].copy()
+
+
+@jit
 def scaled_rows_by_label(X, root, labels, start, stop, n_labels, B, r, offsets):
     """Rows ``start:stop`` of X times ``root``, in float32, grouped by label.
 
@@ -634,13 +649,7 @@ def scaled_rows_by_label(X, root, labels, start, stop, n_labels, B, r, offsets):
     offsets : ndarray of shape (n_labels + 1,), dtype int64
         Filled.
     """
-    offsets[:] = 0
-    for i in range(start, stop):
-        if labels[i] >= 0:
-            offsets[labels[i] + 1] += 1
-    for label in range(n_labels):
-        offsets[label + 1] += offsets[label]
-    position = offsets[:n_labels].copy()
+    position = _label_offsets(labels, start, stop, n_labels, offsets)
     d = X.shape[1]
     for i in range(start, stop):
         label = labels[i]
@@ -684,13 +693,7 @@ def labelled_terms_scaled_rows(
         log-loss, and the sum of the squared roots (the intercept's
         curvature), in that order.
     """
-    offsets[:] = 0
-    for i in range(start, stop):
-        if labels[i] >= 0:
-            offsets[labels[i] + 1] += 1
-    for label in range(n_labels):
-        offsets[label + 1] += offsets[label]
-    position = offsets[:n_labels].copy()
+    position = _label_offsets(labels, start, stop, n_labels, offsets)
     d = X.shape[1]
     for i in range(start, stop):
         label = labels[i]
