@@ -11,6 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import ShuffleSplit, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 import skbilevel._quadratic as quadratic
 from skbilevel import BilevelLogisticCV, HypergradientSearchCV, _rows
@@ -240,13 +241,8 @@ def test_stacked_model_is_the_model_split_by_split(fit_intercept, matrices):
     groups = (np.arange(X.shape[1]) % 3).astype(np.int64)[:, None]
     if matrices == "one":
         readers = [(X, y, sw, train, test) for train, test in folds]
-    else:  # every split on a matrix of its own rows, training then validation
-        readers = []
-        for train, test in folds:
-            rows = np.concatenate([train, test])
-            own = np.arange(len(rows))
-            split = (own[: len(train)], own[len(train) :])
-            readers.append((X[rows], y[rows], sw[rows], *split))
+    else:
+        readers = _own_matrices(X, y, sw, folds)
     objective = QuadraticObjective(
         readers, [groups] * len(folds), 3, fit_intercept, np.zeros(3)
     )
@@ -259,6 +255,43 @@ def test_stacked_model_is_the_model_split_by_split(fit_intercept, matrices):
     apart = objective.model(point)
     assert stacked[0] == pytest.approx(apart[0], rel=1e-12)
     np.testing.assert_allclose(stacked[1], apart[1], rtol=1e-9, atol=1e-14)
+
+
+def _own_matrices(X, y, sw, folds):
+    """Every split on a matrix of its own rows (training, then validation),
+    as a search's preprocessed folds."""
+    readers = []
+    for train, test in folds:
+        rows = np.concatenate([train, test])
+        own = np.arange(len(rows))
+        readers.append(
+            (X[rows], y[rows], sw[rows], own[: len(train)], own[len(train) :])
+        )
+    return readers
+
+
+@pytest.mark.parametrize("n_jobs", [None, 2])
+def test_groups_in_threads_match_one_after_the_other(n_jobs):
+    """Splits on matrices of their own build their models and evaluate in
+    threads (as n_jobs asks, or on the cores BLAS may use): the same losses,
+    hypergradients and coefficients as one after the other."""
+    X, y, sw, folds = _data(weights=True)
+    groups = np.zeros((X.shape[1], 1), dtype=np.int64)
+    readers = _own_matrices(X, y, sw, folds)
+    theta = np.array([0.7])
+    outs = []
+    for threads in [1, 2]:
+        with threadpool_limits(threads):
+            objective = QuadraticObjective(
+                readers, [groups] * len(folds), 1, True, np.zeros(1), n_jobs=n_jobs
+            )
+            loss, grad = objective(theta)
+            outs.append((loss, grad, objective.split_coefficients(0)))
+    assert outs[0][0] == outs[1][0]
+    np.testing.assert_array_equal(outs[0][1], outs[1][1])
+    for (c0, b0), (c1, b1) in zip(outs[0][2], outs[1][2], strict=True):
+        np.testing.assert_array_equal(c0, c1)
+        np.testing.assert_array_equal(b0, b1)
 
 
 @pytest.mark.parametrize("penalty", ["scalar", "groups"])
