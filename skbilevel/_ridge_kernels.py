@@ -298,8 +298,9 @@ def dense_chunked_summary(X, sw, start, stop):
                 largest[j] = a if a > largest[j] else largest[j]
         if weight <= 0.0:
             for j in range(d):
-                if not np.isfinite(chunk_mean[j]):
-                    mean[j] = chunk_mean[j]
+                # x - x: 0 for a finite x, NaN otherwise (np.isfinite here
+                # took 0.2 s more to compile).
+                mean[j] += chunk_mean[j] - chunk_mean[j]
             continue
         chunk_squares[:] = 0.0
         for j in range(d):
