@@ -366,7 +366,7 @@ class _SharedRows:
             a[-1] = np.log(mean / (1.0 - mean))
         targets_sample = self.targets[sample]
 
-        def sample_terms(a):
+        def sample_terms(a, last):
             loss, grad, P = _loss_grad(
                 X_sample, a[:, None], targets_sample, sw_sample, self.fit_intercept
             )
@@ -386,52 +386,27 @@ class _SharedRows:
                 float(sw_sample.sum()),
             )  # fmt: skip
             data_hessian = hessian / share
+
         # On all the rows, the sample's last Hessian (scaled to their weight)
         # while the subsample's solution keeps it valid. The passes sum the
         # loss and gradient per pattern of rows, which gives every split's
         # terms at the anchor without a pass of their own; the pass at a
         # point predicted to be the last forms the Grams there too.
-        grams = None
-
-        def penalized(a, with_grams):
-            nonlocal grams
-            if with_grams:
+        def terms(a, last):
+            if last:
                 losses, grads, grams = self.labelled_terms_and_grams(a, float32)
             else:
                 losses, grads, _ = self.labelled_terms(a)
                 grams = None
             value = losses.sum() + 0.5 * penalty @ (a * a)
-            return value, grads.sum(axis=0) + penalty * a, losses, grads
+            return value, grads.sum(axis=0), (losses, grads, grams)
 
-        value, gradient, losses, grads = penalized(a, data_hessian is None)
-        threshold = _ANCHOR_TOL**2 * total
-        last_decrement = np.inf
-        for _ in range(_MAX_STEPS):
-            if grams is not None:  # the exact Hessian at a: Newton's method
-                data_hessian = grams.sum(axis=0)
-            F = data_hessian.copy()
-            F[np.diag_indices_from(F)] += penalty
-            step = cho_solve_vector(robust_cho_factor(F), gradient)
-            decrement = gradient @ step
-            if decrement <= threshold:
-                break
-            # Steps with a fixed Hessian shrink the decrement by a steady
-            # factor, Newton's steps faster: the next point is predicted to
-            # be the last when this factor takes the decrement under the
-            # threshold.
-            final = grams is not None or (
-                np.isfinite(last_decrement)
-                and decrement**2 <= threshold * last_decrement
-            )
-            last_decrement = decrement
-            t = 1.0
-            while True:
-                candidate = penalized(a - t * step, final and t == 1.0)
-                if candidate[0] <= value - 1e-4 * t * decrement or t < 1e-6:
-                    break
-                t *= 0.5
-            a = a - t * step
-            value, gradient, losses, grads = candidate
+        def grams_hessian(kept):
+            return None if kept[2] is None else kept[2].sum(axis=0)
+
+        a, gradient, (losses, grads, grams), _ = self._newton(
+            terms, penalty, a, grams_hessian, total, data_hessian
+        )
         if grams is None:  # the last point's Grams: a pass of their own
             _, _, grams = self.labelled_terms_and_grams(a, float32)
         return a, gradient - penalty * a, grams, losses, grads
@@ -456,37 +431,52 @@ class _SharedRows:
         return losses, grads, grams
 
     @staticmethod
-    def _newton(terms, penalty, a, data_hessian, total):
-        """Newton steps from ``a`` on the objective ``terms(a) = (value, data
-        gradient, probabilities)`` plus the penalty, with the data Hessians
-        ``data_hessian(probabilities)`` and a backtracking line search, to a
-        relative accuracy of _ANCHOR_TOL (``total``: the rows' weight).
-        Returns ``(a, gradient, probabilities, data Hessian)`` at the last
-        point, the gradient with the penalty's."""
+    def _newton(terms, penalty, a, data_hessian, total, H=None):
+        """Newton steps from ``a`` on the objective ``terms(a, last) =
+        (value, data gradient, kept)`` plus the penalty, with a backtracking
+        line search, to a relative accuracy of _ANCHOR_TOL (``total``: the
+        rows' weight).
 
-        def penalized(a):
-            value, grad, P = terms(a)
-            return value, grad + penalty * a, P
+        The data Hessians are ``data_hessian(kept)`` where that is not None,
+        else the last one (``H`` at first; None: the first pass must give
+        one). Steps with a fixed Hessian shrink the decrement by a steady
+        factor, Newton's steps faster: ``last`` is True for the pass at the
+        point predicted to be the last (where that factor takes the decrement
+        under the threshold), or after a fresh Hessian, and ``terms`` may
+        then form the Hessian there too. Returns ``(a, gradient, kept, data
+        Hessian)`` at the last point, the gradient with the penalty's."""
 
-        value, gradient, P = penalized(a)
-        H = None
+        def penalized(a, last):
+            value, grad, kept = terms(a, last)
+            return value, grad + penalty * a, kept
+
+        value, gradient, kept = penalized(a, H is None)
+        threshold = _ANCHOR_TOL**2 * total
+        last_decrement = np.inf
         for _ in range(_MAX_STEPS):
-            H = data_hessian(P)
+            fresh = data_hessian(kept)
+            if fresh is not None:
+                H = fresh
             F = H.copy()
             F[np.diag_indices_from(F)] += penalty
             step = cho_solve_vector(robust_cho_factor(F), gradient)
             decrement = gradient @ step
-            if decrement <= _ANCHOR_TOL**2 * total:
+            if decrement <= threshold:
                 break
+            last = fresh is not None or (
+                np.isfinite(last_decrement)
+                and decrement**2 <= threshold * last_decrement
+            )
+            last_decrement = decrement
             t = 1.0
             while True:
-                candidate = penalized(a - t * step)
+                candidate = penalized(a - t * step, last and t == 1.0)
                 if candidate[0] <= value - 1e-4 * t * decrement or t < 1e-6:
                     break
                 t *= 0.5
             a = a - t * step
-            value, gradient, P = candidate
-        return a, gradient, P, H
+            value, gradient, kept = candidate
+        return a, gradient, kept, H
 
 
 class QuadraticObjective(CVObjective):
