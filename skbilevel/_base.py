@@ -47,7 +47,7 @@ from ._folds import Splits, check_folds
 from ._hypergradient import HYPERGRADIENT_METHODS
 from ._objectives import FoldsObjective
 from ._outer import OuterResult, minimize_box, minimize_scalar, minimize_stochastic
-from ._problems._ridge import column_summary, dense_column_summary
+from ._problems._ridge import column_moments, dense_column_summary
 from ._quadratic import minimize_quadratic
 from ._results import build_cv_results
 from ._stochastic import RowReader, StochasticFold, StochasticObjective
@@ -1044,8 +1044,8 @@ class BaseBilevelCV(DocLinkMixin, CallbackSupportMixin, BaseEstimator):
 
     def _log_bounds(self, X, sw, targets=None, summary=None):
         """Box of log penalty strengths (theta), from the bounds or the data
-        (``summary``: :func:`~skbilevel._problems._ridge.column_summary` of
-        ``X, sw``, if already known)."""
+        (``summary``: :func:`~skbilevel._problems._ridge.dense_column_summary`
+        of ``X, sw``, if it ran)."""
         bounds = getattr(self, f"{self._param_name}_bounds")
         if bounds is None:
             return self._data_scaled_box(
@@ -1068,7 +1068,7 @@ class BaseBilevelCV(DocLinkMixin, CallbackSupportMixin, BaseEstimator):
         same rows) are not used here; a model whose box follows them (the
         Lasso's ``alpha_max``) overrides this method.
         """
-        mean, sq, _ = column_summary(X, sw) if summary is None else summary
+        mean, sq = column_moments(X, sw) if summary is None else summary[:2]
         if not self.fit_intercept:  # the squares about zero
             sq = sq + sw.sum() * mean**2
         sq = scale * sq[np.isfinite(sq)]

@@ -213,7 +213,7 @@ class Splits:
         # (bounds_data's X, its largest absolute entry) once the search has
         # checked it (BaseBilevelCV._bilevel_search), for later checks.
         self.largest_entry = None
-        # (bounds_data's X, its column_summary) when the estimator computed
+        # (bounds_data's X, its dense_column_summary) when the estimator computed
         # it already (in the pass that checks X's entries are finite).
         self.column_summary = None
         # The encoded targets of the same rows (a box may follow them).

@@ -552,7 +552,9 @@ class QuadraticObjective(CVObjective):
         self.contraction = None
         # Threads for the splits' models (see _model_splits).
         self._model_threads = 1
-        self._stacked = None  # the splits' terms stacked (see _stack)
+        # The splits' terms stacked (see _stack): those of the anchors, and
+        # the others (False: not stacked).
+        self._stacked = self._stacked_fixed = None
         # The models' first-order correction (see _evaluate), none at first.
         self._correction = np.zeros(n_hyper)
         self._anchor_theta = theta0
@@ -641,22 +643,27 @@ class QuadraticObjective(CVObjective):
         for :meth:`_stacked_model`; None where the groups' parameters differ
         in number (a search's folds of different widths) or are more than
         _STACKED_MODEL_PARAMS."""
-        if self._stacked is None:
+        if self._stacked_fixed is None:  # the terms no anchor changes
             sizes = {state["rows"].n_params for state in self.groups}
             if len(sizes) > 1 or sizes.pop() > _STACKED_MODEL_PARAMS:
-                self._stacked = False
-                return None
-            keys = ("H", "V")
-            stacked = {key: np.concatenate([s[key] for s in self.groups])
-                       for key in keys}  # fmt: skip
-            for key in ("A", "b", "e", "coef_groups"):
+                self._stacked_fixed = False
+            else:
+                self._stacked_fixed = dict(
+                    H=np.concatenate([s["H"] for s in self.groups]),
+                    V=np.concatenate([s["V"] for s in self.groups]),
+                    coef_groups=np.hstack([s["coef_groups"] for s in self.groups]).T,
+                    intercept=1e-10
+                    * np.concatenate([s["rows"].train_weight for s in self.groups]),
+                )
+        if not self._stacked_fixed:
+            return None
+        if self._stacked is None:  # the anchors' terms (see _set_anchor)
+            stacked = dict(self._stacked_fixed)
+            for key in ("A", "b", "e"):
                 stacked[key] = np.hstack([s[key] for s in self.groups]).T
             stacked["E"] = np.concatenate([s["E"] for s in self.groups])
-            stacked["intercept"] = 1e-10 * np.concatenate(
-                [s["rows"].train_weight for s in self.groups]
-            )
             self._stacked = stacked
-        return self._stacked or None
+        return self._stacked
 
     def _stacked_model(self, theta, stacked):
         """:meth:`model`'s values and hypergradients of every split, in

@@ -251,7 +251,7 @@ def test_stacked_model_is_the_model_split_by_split(fit_intercept, matrices):
     point = theta + np.array([0.3, -0.2, 0.1])
     assert objective._stack() is not None
     stacked = objective.model(point)
-    objective._stacked = False  # one split at a time
+    objective._stacked_fixed = False  # one split at a time
     apart = objective.model(point)
     assert stacked[0] == pytest.approx(apart[0], rel=1e-12)
     np.testing.assert_allclose(stacked[1], apart[1], rtol=1e-9, atol=1e-14)

@@ -29,7 +29,7 @@ from .._ridge_kernels import (
     dense_chunked_summary,
 )
 from .._rows import map_row_blocks
-from .._validation import as_float_c, as_index_c, max_abs
+from .._validation import as_float_c, as_index_c
 from ._base import InnerProblem, penalty_weights
 
 __all__ = [
@@ -95,13 +95,10 @@ def centered_gram(X, sw, xbar):
     return G
 
 
-def column_summary(X, sw):
-    """Weighted column means and centered sums of squares of ``X``, and its
-    largest absolute entry.
-
-    Dense C-contiguous float64 ``X`` is read once (see
-    :func:`dense_column_summary`); other layouts take three passes (the
-    means, the squares about them, the largest entry).
+def column_moments(X, sw):
+    """Weighted column means and centered sums of squares of ``X``, in two
+    passes (the means, then the squares about them); dense C-contiguous
+    float64 ``X`` takes :func:`dense_column_summary`'s one.
 
     Parameters
     ----------
@@ -114,20 +111,16 @@ def column_summary(X, sw):
     mean : ndarray of shape (n_features,)
     squares : ndarray of shape (n_features,)
         ``sum_i sw_i (X[i] - mean) ** 2`` per column.
-    largest : float
-        0 for an empty ``X``.
     """
-    summary = dense_column_summary(X, sw)
-    if summary is not None:
-        return summary
     mean = np.asarray(X.T @ sw).ravel() / sw.sum()
-    return mean, centered_sum_of_squares(X, sw, mean), max_abs(X)
+    return mean, centered_sum_of_squares(X, sw, mean)
 
 
 def dense_column_summary(X, sw):
-    """:func:`column_summary` of dense C-contiguous float64 ``X`` in one pass
-    over it, or None: for other layouts, and where an entry is NaN or
-    infinite (or the sums overflow), which the pass detects.
+    """:func:`column_moments` of dense C-contiguous float64 ``X`` and its
+    largest absolute entry, ``(mean, squares, largest)``, in one pass over
+    it; or None: for other layouts, and where an entry is NaN or infinite
+    (or the sums overflow), which the pass detects.
 
     Cache-sized chunks of rows, merged pairwise
     (:func:`~skbilevel._ridge_kernels.dense_chunked_summary`): 400000 x 200
