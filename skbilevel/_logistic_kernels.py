@@ -33,18 +33,24 @@ __all__ = [
 
 
 @jit
+def _sigmoid(z):
+    """``exp(-|z|)`` and the sigmoid of ``z``, without overflow."""
+    if z > 0:
+        ez = np.exp(-z) if z < 700.0 else 0.0  # no denormals (see below)
+        return ez, 1.0 / (1.0 + ez)
+    ez = np.exp(z) if z > -700.0 else 0.0
+    return ez, ez / (1.0 + ez)
+
+
+@jit
 def _binary_loss_grad(z, target, weight):
     """Weighted log-loss of one sample's score ``z`` (sigmoid), its derivative
     in ``z`` and the probability of class 1."""
-    # log(1 + exp(z)) - y z, computed without overflow.
+    # log(1 + exp(z)) - y z = max(z, 0) + log(1 + exp(-|z|)) - y z.
+    ez, p = _sigmoid(z)
+    loss = np.log1p(ez)
     if z > 0:
-        ez = np.exp(-z) if z < 700.0 else 0.0  # no denormals (see below)
-        loss = z + np.log1p(ez)
-        p = 1.0 / (1.0 + ez)
-    else:
-        ez = np.exp(z) if z > -700.0 else 0.0
-        loss = np.log1p(ez)
-        p = ez / (1.0 + ez)
+        loss = z + loss
     if target == 1:
         loss -= z
     return weight * loss, weight * (p - target), p
@@ -54,12 +60,7 @@ def _binary_loss_grad(z, target, weight):
 def _binary_residual(z, target, weight):
     """:func:`_binary_loss_grad` without the loss: the derivative in ``z``
     and the probability (one exponential, no logarithm)."""
-    if z > 0:
-        ez = np.exp(-z) if z < 700.0 else 0.0
-        p = 1.0 / (1.0 + ez)
-    else:
-        ez = np.exp(z) if z > -700.0 else 0.0
-        p = ez / (1.0 + ez)
+    _, p = _sigmoid(z)
     return weight * (p - target), p
 
 
