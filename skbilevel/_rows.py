@@ -182,25 +182,20 @@ def map_row_blocks(kernel, n_rows, row_work, blas=False, min_rows=1):
     if n_blocks <= 1:
         return [kernel(0, n_rows)]
     bounds = np.linspace(0, n_rows, n_blocks + 1).astype(int)
-    # The calling thread computes the first block itself: it would otherwise
-    # only wait, and one hand-over less matters where waking a thread is
-    # slow (tens of microseconds under some hypervisors).
-    pool = _executor(n_blocks - 1)
     with _single_threaded_blas() if blas else nullcontext():
-        futures = [
-            pool.submit(kernel, int(start), int(stop))
-            for start, stop in zip(bounds[1:-1], bounds[2:], strict=True)
-        ]
-        first = kernel(int(bounds[0]), int(bounds[1]))
-        return [first] + [future.result() for future in futures]
+        return map_tasks(
+            lambda i: kernel(int(bounds[i]), int(bounds[i + 1])), n_blocks, n_blocks
+        )
 
 
 def map_tasks(task, n_tasks, threads):
     """``[task(i) for i in range(n_tasks)]`` on up to ``threads`` threads.
 
-    For a few short tasks that release the GIL (LAPACK factorizations of a
-    fraction of a millisecond each): consecutive tasks share a thread, the
-    calling thread running the first share itself.
+    For tasks that release the GIL (row blocks of :func:`map_row_blocks`,
+    LAPACK factorizations of a fraction of a millisecond each): consecutive
+    tasks share a thread. The calling thread runs the first share itself:
+    it would otherwise only wait, and one hand-over less matters where
+    waking a thread is slow (tens of microseconds under some hypervisors).
     """
     threads = min(int(threads), n_tasks)
     if threads <= 1:
